@@ -1,0 +1,2 @@
+//! Criterion benchmarks of the token hot paths.
+fn main() {}

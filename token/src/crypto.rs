@@ -1,0 +1,219 @@
+//! The cryptographic steps of libmacaroons: key derivation, the HMAC-SHA256
+//! chain, third-party caveat key encryption (NaCl secretbox) and discharge
+//! binding. Secret-bearing types redact their `Debug` and compare in constant
+//! time.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use crypto_secretbox::XSalsa20Poly1305;
+use crypto_secretbox::aead::{Aead, KeyInit};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::Error;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Size of every key and signature in the chain.
+pub const KEY_LEN: usize = 32;
+/// Size of the random nonce in front of a third-party caveat's encrypted key.
+pub const SECRETBOX_NONCE_LEN: usize = 24;
+const SECRETBOX_TAG_LEN: usize = 16;
+/// Exact size of a verification id made by libmacaroons-compatible libraries.
+pub const VID_LEN: usize = SECRETBOX_NONCE_LEN + SECRETBOX_TAG_LEN + KEY_LEN;
+
+/// libmacaroons derives the chain's first key by keying HMAC with this
+/// constant (HMAC pads it with zeros, as libmacaroons does to 32 bytes).
+const KEY_GENERATOR: &[u8] = b"macaroons-key-generator";
+
+static KEY_GENERATOR_MAC: LazyLock<HmacSha256> =
+    LazyLock::new(|| <HmacSha256 as Mac>::new_from_slice(KEY_GENERATOR).expect("HMAC takes any key size"));
+
+macro_rules! secret_bytes {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name([u8; KEY_LEN]);
+
+        impl $name {
+            /// Wraps raw bytes.
+            pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+                Self(bytes)
+            }
+
+            /// The raw bytes. Handle with care: they are secret.
+            pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+                &self.0
+            }
+
+            /// Parses 64 hex characters (surrounding whitespace ignored).
+            pub fn from_hex(text: &str) -> Result<Self, Error> {
+                decode_hex32(text).map(Self)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.ct_eq(&other.0).into()
+            }
+        }
+
+        impl Eq for $name {}
+    };
+}
+
+secret_bytes! {
+    /// A root key as the operator holds it (before libmacaroons derivation).
+    RootKey
+}
+secret_bytes! {
+    /// A root key after libmacaroons derivation: the HMAC key of the chain's first step.
+    DerivedKey
+}
+secret_bytes! {
+    /// A signature of the HMAC chain (at any position). Secret: whoever holds
+    /// the signature at position k can append caveats from there.
+    Signature
+}
+
+impl RootKey {
+    /// libmacaroons key derivation: `HMAC-SHA256(key = "macaroons-key-generator", root key)`.
+    pub fn derive(&self) -> DerivedKey {
+        DerivedKey(derive_key(&self.0))
+    }
+}
+
+pub(crate) fn derive_key(key: &[u8]) -> [u8; KEY_LEN] {
+    let mut mac = KEY_GENERATOR_MAC.clone();
+    mac.update(key);
+    mac.finalize().into_bytes().into()
+}
+
+fn decode_hex32(text: &str) -> Result<[u8; KEY_LEN], Error> {
+    let text = text.trim().as_bytes();
+    if text.len() != KEY_LEN * 2 {
+        return Err(Error::InvalidKey("expected 64 hex characters"));
+    }
+    let mut out = [0u8; KEY_LEN];
+    for (i, pair) in text.chunks_exact(2).enumerate() {
+        let hi = hex_val(pair[0]).ok_or(Error::InvalidKey("not hex"))?;
+        let lo = hex_val(pair[1]).ok_or(Error::InvalidKey("not hex"))?;
+        out[i] = (hi << 4) | lo;
+    }
+    Ok(out)
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[inline]
+pub(crate) fn hmac(key: &[u8; KEY_LEN], data: &[u8]) -> [u8; KEY_LEN] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key size");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// First step of the chain: `HMAC(derived key, identifier)`.
+pub(crate) fn initial_signature(key: &DerivedKey, identifier: &[u8]) -> Signature {
+    Signature(hmac(&key.0, identifier))
+}
+
+/// Chain step for a first-party caveat: `HMAC(sig, caveat id)`.
+#[inline]
+pub(crate) fn first_party_step(sig: &Signature, cid: &[u8]) -> Signature {
+    Signature(hmac(&sig.0, cid))
+}
+
+/// Chain step for a third-party caveat: `HMAC(sig, HMAC(sig, vid) ‖ HMAC(sig, cid))`.
+pub(crate) fn third_party_step(sig: &Signature, vid: &[u8], cid: &[u8]) -> Signature {
+    Signature(hash_pair(&sig.0, vid, cid))
+}
+
+fn hash_pair(key: &[u8; KEY_LEN], a: &[u8], b: &[u8]) -> [u8; KEY_LEN] {
+    let mut both = [0u8; 2 * KEY_LEN];
+    both[..KEY_LEN].copy_from_slice(&hmac(key, a));
+    both[KEY_LEN..].copy_from_slice(&hmac(key, b));
+    hmac(key, &both)
+}
+
+/// Binds a discharge's signature to the root token's:
+/// `HMAC(0³², HMAC(0³², root sig) ‖ HMAC(0³², discharge sig))`.
+pub fn bind_signature(root: &Signature, discharge: &Signature) -> Signature {
+    Signature(hash_pair(&[0u8; KEY_LEN], &root.0, &discharge.0))
+}
+
+/// Encrypts a third-party caveat key under the current signature, as
+/// libmacaroons does: `nonce ‖ secretbox(sig, nonce, key)`.
+pub(crate) fn encrypt_caveat_key(
+    sig: &Signature,
+    nonce: &[u8; SECRETBOX_NONCE_LEN],
+    caveat_key: &DerivedKey,
+) -> Vec<u8> {
+    let cipher = XSalsa20Poly1305::new(&sig.0.into());
+    let sealed =
+        cipher.encrypt(nonce.into(), caveat_key.0.as_slice()).expect("secretbox encryption of 32 bytes cannot fail");
+    let mut vid = Vec::with_capacity(SECRETBOX_NONCE_LEN + sealed.len());
+    vid.extend_from_slice(nonce);
+    vid.extend_from_slice(&sealed);
+    vid
+}
+
+/// Recovers a third-party caveat key from its verification id; `None` when
+/// the vid is malformed or was not sealed under `sig`.
+pub(crate) fn decrypt_caveat_key(sig: &Signature, vid: &[u8]) -> Option<DerivedKey> {
+    if vid.len() != VID_LEN {
+        return None;
+    }
+    let (nonce, sealed) = vid.split_at(SECRETBOX_NONCE_LEN);
+    let cipher = XSalsa20Poly1305::new(&sig.0.into());
+    let plain = cipher.decrypt(nonce.into(), sealed).ok()?;
+    let key: [u8; KEY_LEN] = plain.as_slice().try_into().ok()?;
+    Some(DerivedKey(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let key = RootKey::from_bytes([7; KEY_LEN]);
+        assert_eq!(format!("{key:?}"), "RootKey(<redacted>)");
+        assert_eq!(format!("{:?}", key.derive()), "DerivedKey(<redacted>)");
+        assert_eq!(format!("{:?}", Signature::from_bytes([1; KEY_LEN])), "Signature(<redacted>)");
+    }
+
+    #[test]
+    fn hex_keys() {
+        let hex = "00ff".repeat(16);
+        let key = RootKey::from_hex(&format!("  {hex}\n")).unwrap();
+        assert_eq!(key.as_bytes()[1], 0xff);
+        assert_eq!(RootKey::from_hex("abc"), Err(Error::InvalidKey("expected 64 hex characters")));
+        assert_eq!(RootKey::from_hex(&"zz".repeat(32)), Err(Error::InvalidKey("not hex")));
+    }
+
+    #[test]
+    fn caveat_key_round_trip_and_wrong_sig() {
+        let sig = Signature::from_bytes([3; KEY_LEN]);
+        let key = DerivedKey::from_bytes([9; KEY_LEN]);
+        let vid = encrypt_caveat_key(&sig, &[5; SECRETBOX_NONCE_LEN], &key);
+        assert_eq!(vid.len(), VID_LEN);
+        assert_eq!(decrypt_caveat_key(&sig, &vid), Some(key));
+        assert_eq!(decrypt_caveat_key(&Signature::from_bytes([4; KEY_LEN]), &vid), None);
+        assert_eq!(decrypt_caveat_key(&sig, &vid[1..]), None);
+    }
+}

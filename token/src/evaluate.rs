@@ -1,0 +1,296 @@
+//! Evaluating first-party caveats against a request. Fail closed: a caveat
+//! that does not parse, or restricts a field the request does not supply, is
+//! unsatisfied. Caveats of the same kind intersect.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::glob::glob_match;
+use crate::predicate::{ParseError, Predicate};
+
+/// Default clock skew allowance for `expires` and `not-before`.
+pub const DEFAULT_SKEW: Duration = Duration::from_secs(2);
+
+/// What a request looks like to the caveats. `None` means the request does
+/// not supply that field.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Now, as unix nanoseconds.
+    pub now_unix_nanos: i128,
+    /// Allowed clock skew, in nanoseconds, applied in the token's favour.
+    pub skew_nanos: i128,
+    /// The action requested (`read`, `write`, an RPC name…).
+    pub action: Option<&'a str>,
+    /// The resource acted on.
+    pub resource: Option<&'a str>,
+    /// The service doing the check (audience).
+    pub service: Option<&'a str>,
+    /// The subject the request claims to act for.
+    pub subject: Option<&'a str>,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
+    /// The org the token must belong to, where known (the key's org).
+    pub org: Option<&'a str>,
+    /// The role required (Tally's own API).
+    pub role: Option<&'a str>,
+}
+
+impl Context<'_> {
+    /// An empty request at `now` with the default skew.
+    pub fn at(now: SystemTime) -> Self {
+        let now_unix_nanos = match now.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        Self {
+            now_unix_nanos,
+            skew_nanos: DEFAULT_SKEW.as_nanos() as i128,
+            action: None,
+            resource: None,
+            service: None,
+            subject: None,
+            client_ip: None,
+            org: None,
+            role: None,
+        }
+    }
+}
+
+/// What the caveats say about the token once they all hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// From `org = ID`.
+    pub org: Option<String>,
+    /// From `subject = ID`.
+    pub subject: Option<String>,
+    /// From `role = NAME`.
+    pub role: Option<String>,
+    /// Earliest `expires`, unix nanoseconds.
+    pub expires_unix_nanos: Option<i128>,
+}
+
+/// Which way a caveat failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialKind {
+    /// An `expires` instant has passed.
+    Expired,
+    /// A `not-before` instant has not come yet.
+    NotYetValid,
+    /// The predicate is well formed and does not hold for this request.
+    Unsatisfied,
+    /// The caveat is not in the language (unknown key or malformed).
+    Invalid(ParseError),
+}
+
+/// A caveat that does not hold. Caveat texts are not secret and are reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// Why.
+    pub kind: DenialKind,
+    /// Position in the evaluated sequence (root caveats first, then discharges').
+    pub index: usize,
+    /// The caveat text (lossy UTF-8).
+    pub caveat: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            DenialKind::Expired => write!(f, "token expired (caveat `{}`)", self.caveat),
+            DenialKind::NotYetValid => write!(f, "token not yet valid (caveat `{}`)", self.caveat),
+            DenialKind::Unsatisfied => write!(f, "caveat `{}` not satisfied", self.caveat),
+            DenialKind::Invalid(e) => write!(f, "caveat `{}` is invalid: {e}", self.caveat),
+        }
+    }
+}
+
+/// A caveat parsed once, kept with its text, for callers that evaluate the
+/// same token many times (the verifier's cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedCaveat {
+    /// The caveat text (lossy UTF-8).
+    pub text: String,
+    /// The predicate, or why it is not one.
+    pub predicate: Result<Predicate, ParseError>,
+}
+
+impl ParsedCaveat {
+    /// Parses caveat bytes.
+    pub fn new(bytes: &[u8]) -> Self {
+        Self { text: String::from_utf8_lossy(bytes).into_owned(), predicate: Predicate::parse_bytes(bytes) }
+    }
+}
+
+/// Evaluates raw first-party caveats against `ctx`.
+pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'_>) -> Result<Claims, Denial> {
+    let mut claims = Claims::default();
+    for (index, bytes) in caveats.into_iter().enumerate() {
+        let parsed = Predicate::parse_bytes(bytes);
+        apply(parsed.as_ref(), ctx, &mut claims).map_err(|kind| Denial {
+            kind,
+            index,
+            caveat: String::from_utf8_lossy(bytes).into_owned(),
+        })?;
+    }
+    Ok(claims)
+}
+
+/// Evaluates pre-parsed caveats against `ctx`.
+pub fn evaluate_parsed<'c>(
+    caveats: impl IntoIterator<Item = &'c ParsedCaveat>,
+    ctx: &Context<'_>,
+) -> Result<Claims, Denial> {
+    let mut claims = Claims::default();
+    for (index, c) in caveats.into_iter().enumerate() {
+        apply(c.predicate.as_ref(), ctx, &mut claims).map_err(|kind| Denial { kind, index, caveat: c.text.clone() })?;
+    }
+    Ok(claims)
+}
+
+/// One caveat: does it hold, and what does it add to the claims.
+fn apply(pred: Result<&Predicate, &ParseError>, ctx: &Context<'_>, claims: &mut Claims) -> Result<(), DenialKind> {
+    let pred = pred.map_err(|e| DenialKind::Invalid(*e))?;
+    let holds = match pred {
+        Predicate::Org(org) => ctx.org.is_none_or(|want| want == org) && same_or_set(&mut claims.org, org),
+        Predicate::Subject(subject) => {
+            ctx.subject.is_none_or(|want| want == subject) && same_or_set(&mut claims.subject, subject)
+        }
+        Predicate::Role(role) => ctx.role == Some(role.as_str()) && same_or_set(&mut claims.role, role),
+        Predicate::Expires(t) => {
+            if ctx.now_unix_nanos >= t.saturating_add(ctx.skew_nanos) {
+                return Err(DenialKind::Expired);
+            }
+            claims.expires_unix_nanos = Some(claims.expires_unix_nanos.map_or(*t, |e| e.min(*t)));
+            true
+        }
+        Predicate::NotBefore(t) => {
+            if ctx.now_unix_nanos < t.saturating_sub(ctx.skew_nanos) {
+                return Err(DenialKind::NotYetValid);
+            }
+            true
+        }
+        Predicate::ActionIn(set) => ctx.action.is_some_and(|a| set.iter().any(|s| s == a)),
+        Predicate::Resource(glob) => ctx.resource.is_some_and(|r| glob_match(glob, r)),
+        Predicate::Service(name) => ctx.service == Some(name.as_str()),
+        Predicate::ClientIpIn(ranges) => ctx.client_ip.is_some_and(|ip| ranges.iter().any(|r| r.contains(ip))),
+    };
+    if holds { Ok(()) } else { Err(DenialKind::Unsatisfied) }
+}
+
+/// Records a claim; false when a different value was already claimed (two
+/// different orgs or subjects never hold).
+fn same_or_set(slot: &mut Option<String>, value: &str) -> bool {
+    match slot {
+        Some(existing) => existing == value,
+        None => {
+            *slot = Some(value.to_owned());
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context<'static> {
+        let mut c = Context::at(UNIX_EPOCH + Duration::from_secs(1_000_000_000)); // 2001-09-09T01:46:40Z
+        c.action = Some("read");
+        c.resource = Some("apps/web/x");
+        c.service = Some("web");
+        c.client_ip = Some("10.1.2.3".parse().unwrap());
+        c
+    }
+
+    fn eval(caveats: &[&str], ctx: &Context<'_>) -> Result<Claims, Denial> {
+        evaluate(caveats.iter().map(|c| c.as_bytes()), ctx)
+    }
+
+    fn kind(caveats: &[&str], ctx: &Context<'_>) -> Option<DenialKind> {
+        eval(caveats, ctx).err().map(|d| d.kind)
+    }
+
+    #[test]
+    fn everything_holds() {
+        let claims = eval(
+            &[
+                "org = acme",
+                "subject = alice",
+                "action in read,write",
+                "resource = apps/web/*",
+                "service = web",
+                "client-ip in 10.0.0.0/8",
+                "expires < 2001-09-09T02:00:00Z",
+                "expires < 2001-09-09T03:00:00Z",
+                "not-before > 2001-09-09T01:00:00Z",
+            ],
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(claims.org.as_deref(), Some("acme"));
+        assert_eq!(claims.subject.as_deref(), Some("alice"));
+        assert_eq!(claims.expires_unix_nanos, Some(1_000_000_800 * 1_000_000_000));
+    }
+
+    #[test]
+    fn time_bounds_with_skew() {
+        let c = ctx();
+        assert_eq!(kind(&["expires < 2001-09-09T01:46:38Z"], &c), Some(DenialKind::Expired));
+        assert_eq!(kind(&["expires < 2001-09-09T01:46:39Z"], &c), None, "within skew");
+        let mut strict = c;
+        strict.skew_nanos = 0;
+        assert_eq!(kind(&["expires < 2001-09-09T01:46:40Z"], &strict), Some(DenialKind::Expired), "at the instant");
+        assert_eq!(kind(&["not-before > 2001-09-09T01:46:41Z"], &strict), Some(DenialKind::NotYetValid));
+        assert_eq!(kind(&["not-before > 2001-09-09T01:46:40Z"], &strict), None);
+    }
+
+    #[test]
+    fn same_kind_intersects() {
+        let c = ctx();
+        assert_eq!(kind(&["action in read,write", "action in write"], &c), Some(DenialKind::Unsatisfied));
+        assert_eq!(kind(&["resource = apps/*", "resource = apps/db/*"], &c), Some(DenialKind::Unsatisfied));
+        assert_eq!(kind(&["org = a", "org = b"], &c), Some(DenialKind::Unsatisfied));
+        assert_eq!(kind(&["subject = a", "subject = b"], &c), Some(DenialKind::Unsatisfied));
+        assert_eq!(kind(&["org = a", "org = a"], &c), None);
+    }
+
+    #[test]
+    fn missing_request_fields_fail_closed() {
+        let bare = Context::at(UNIX_EPOCH);
+        for caveat in ["action in read", "resource = *", "service = web", "client-ip in 0.0.0.0/0", "role = operator"] {
+            assert_eq!(kind(&[caveat], &bare), Some(DenialKind::Unsatisfied), "{caveat}");
+        }
+        // org and subject are informational when the request names none.
+        assert_eq!(kind(&["org = acme", "subject = bob"], &bare), None);
+    }
+
+    #[test]
+    fn context_org_and_subject_must_match() {
+        let mut c = ctx();
+        c.org = Some("acme");
+        c.subject = Some("alice");
+        assert_eq!(kind(&["org = other"], &c), Some(DenialKind::Unsatisfied));
+        assert_eq!(kind(&["subject = bob"], &c), Some(DenialKind::Unsatisfied));
+        assert_eq!(kind(&["org = acme", "subject = alice"], &c), None);
+    }
+
+    #[test]
+    fn unknown_and_malformed_are_unsatisfied() {
+        let c = ctx();
+        let d = eval(&["service = web", "colour = blue"], &c).unwrap_err();
+        assert_eq!(d.index, 1);
+        assert!(matches!(d.kind, DenialKind::Invalid(_)));
+        assert_eq!(d.to_string(), "caveat `colour = blue` is invalid: unknown caveat key");
+        assert!(matches!(kind(&["expires < soon"], &c), Some(DenialKind::Invalid(_))));
+        assert!(evaluate([&[0xffu8][..]], &c).is_err());
+    }
+
+    #[test]
+    fn parsed_and_raw_agree() {
+        let c = ctx();
+        let caveats = ["action in read", "org = acme", "service = api"];
+        let parsed: Vec<_> = caveats.iter().map(|t| ParsedCaveat::new(t.as_bytes())).collect();
+        assert_eq!(evaluate_parsed(&parsed, &c), eval(&caveats, &c));
+    }
+}

@@ -1,0 +1,263 @@
+//! The libmacaroons V2 binary format: a version byte 0x02, then fields of
+//! (type, LEB128 length, bytes), sections closed by an end-of-section byte.
+//!
+//! ```text
+//! 0x02 [location] identifier EOS  ( [location] identifier [vid] EOS )*  EOS  signature
+//! ```
+//!
+//! Decoding enforces [`Limits`] before allocating or hashing anything.
+
+use crate::crypto::{KEY_LEN, Signature};
+use crate::{Caveat, Error, Limits, Macaroon};
+
+const VERSION_V2: u8 = 2;
+const EOS: u8 = 0;
+const LOCATION: u8 = 1;
+const IDENTIFIER: u8 = 2;
+const VID: u8 = 4;
+const SIGNATURE: u8 = 6;
+
+impl Macaroon {
+    /// Serialises to libmacaroons V2 binary.
+    pub fn encode_v2(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
+        out.push(VERSION_V2);
+        if let Some(loc) = &self.location {
+            put_field(&mut out, LOCATION, loc.as_bytes());
+        }
+        put_field(&mut out, IDENTIFIER, &self.identifier);
+        out.push(EOS);
+        for caveat in &self.caveats {
+            if let Some(loc) = &caveat.location {
+                put_field(&mut out, LOCATION, loc.as_bytes());
+            }
+            put_field(&mut out, IDENTIFIER, &caveat.id);
+            if let Some(vid) = &caveat.vid {
+                put_field(&mut out, VID, vid);
+            }
+            out.push(EOS);
+        }
+        out.push(EOS);
+        put_field(&mut out, SIGNATURE, self.signature.as_bytes());
+        out
+    }
+
+    fn encoded_len_hint(&self) -> usize {
+        let fields: usize = self
+            .caveats
+            .iter()
+            .map(|c| c.id.len() + c.vid.as_ref().map_or(0, Vec::len) + c.location.as_ref().map_or(0, String::len) + 8)
+            .sum();
+        self.identifier.len() + self.location.as_ref().map_or(0, String::len) + fields + KEY_LEN + 12
+    }
+
+    /// Parses libmacaroons V2 binary within `limits`.
+    pub fn decode_v2(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+        Limits::check("token size", bytes.len(), limits.max_token_bytes)?;
+        let mut r = Reader { buf: bytes, pos: 0, limits };
+        match r.byte()? {
+            VERSION_V2 => {}
+            other => return Err(Error::UnsupportedVersion(other)),
+        }
+        let (location, identifier) = r.header()?;
+        let identifier = identifier.ok_or(Error::Malformed("missing identifier"))?;
+        let mut caveats = Vec::new();
+        loop {
+            if r.peek()? == EOS {
+                r.pos += 1;
+                break;
+            }
+            Limits::check("caveat count", caveats.len() + 1, limits.max_caveats)?;
+            caveats.push(r.caveat()?);
+        }
+        let (ty, sig) = r.field()?;
+        if ty != SIGNATURE {
+            return Err(Error::Malformed("expected signature field"));
+        }
+        let sig: [u8; KEY_LEN] = sig.try_into().map_err(|_| Error::Malformed("signature is not 32 bytes"))?;
+        if r.pos != bytes.len() {
+            return Err(Error::Malformed("trailing bytes after signature"));
+        }
+        Ok(Macaroon::from_parts(location, identifier, caveats, Signature::from_bytes(sig)))
+    }
+}
+
+fn put_field(out: &mut Vec<u8>, ty: u8, data: &[u8]) {
+    out.push(ty);
+    put_uvarint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    limits: &'a Limits,
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Result<u8, Error> {
+        self.buf.get(self.pos).copied().ok_or(Error::Malformed("truncated"))
+    }
+
+    fn byte(&mut self) -> Result<u8, Error> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, Error> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(Error::Malformed("varint too long"))
+    }
+
+    /// One field: type and payload. The payload borrows from the input.
+    fn field(&mut self) -> Result<(u8, &'a [u8]), Error> {
+        let ty = self.byte()?;
+        if ty == EOS {
+            return Ok((EOS, &[]));
+        }
+        if !matches!(ty, LOCATION | IDENTIFIER | VID | SIGNATURE) {
+            return Err(Error::Malformed("unknown field type"));
+        }
+        let len = self.uvarint()?;
+        let len = usize::try_from(len).map_err(|_| Error::Malformed("field length overflows"))?;
+        Limits::check("field size", len, self.limits.max_field_bytes.max(KEY_LEN))?;
+        let end =
+            self.pos.checked_add(len).filter(|&e| e <= self.buf.len()).ok_or(Error::Malformed("truncated field"))?;
+        let data = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok((ty, data))
+    }
+
+    /// `[location] identifier EOS` of the macaroon itself.
+    fn header(&mut self) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
+        let (mut ty, mut data) = self.field()?;
+        let mut location = None;
+        if ty == LOCATION {
+            location = Some(utf8_location(data)?);
+            (ty, data) = self.field()?;
+        }
+        if ty != IDENTIFIER {
+            return Err(Error::Malformed("expected identifier field"));
+        }
+        let identifier = data.to_vec();
+        if self.field()?.0 != EOS {
+            return Err(Error::Malformed("unexpected field in header"));
+        }
+        Ok((location, Some(identifier)))
+    }
+
+    /// `[location] identifier [vid] EOS` of one caveat.
+    fn caveat(&mut self) -> Result<Caveat, Error> {
+        let (mut ty, mut data) = self.field()?;
+        let mut location = None;
+        if ty == LOCATION {
+            location = Some(utf8_location(data)?);
+            (ty, data) = self.field()?;
+        }
+        if ty != IDENTIFIER {
+            return Err(Error::Malformed("caveat without identifier"));
+        }
+        let id = data.to_vec();
+        let (ty, data) = self.field()?;
+        let vid = match ty {
+            EOS => None,
+            VID => {
+                if self.field()?.0 != EOS {
+                    return Err(Error::Malformed("unexpected field in caveat"));
+                }
+                Some(data.to_vec())
+            }
+            _ => return Err(Error::Malformed("unexpected field in caveat")),
+        };
+        if location.is_some() && vid.is_none() {
+            // libmacaroons allows it, but a located first-party caveat has no meaning.
+            return Err(Error::Malformed("first-party caveat with a location"));
+        }
+        Ok(Caveat { location, id, vid })
+    }
+}
+
+fn utf8_location(data: &[u8]) -> Result<String, Error> {
+    String::from_utf8(data.to_vec()).map_err(|_| Error::Malformed("location is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RootKey;
+
+    fn sample() -> Macaroon {
+        let key = RootKey::from_bytes([1; 32]);
+        let mut m = Macaroon::mint(&key, b"id".to_vec(), Some("https://tally.example".into()));
+        m.add_first_party("action in read");
+        m.add_third_party(Some("https://auth.example".into()), &RootKey::from_bytes([2; 32]), b"tp".to_vec(), [3; 24]);
+        m
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let bytes = m.encode_v2();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(Macaroon::decode_v2(&bytes, &Limits::default()).unwrap(), m);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = sample().encode_v2();
+        for len in 0..bytes.len() {
+            assert!(Macaroon::decode_v2(&bytes[..len], &Limits::default()).is_err(), "prefix {len}");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_rejected() {
+        let mut bytes = sample().encode_v2();
+        bytes.push(0);
+        assert_eq!(
+            Macaroon::decode_v2(&bytes, &Limits::default()),
+            Err(Error::Malformed("trailing bytes after signature"))
+        );
+    }
+
+    #[test]
+    fn v1_rejected_clearly() {
+        assert_eq!(Macaroon::decode_v2(b"0040location", &Limits::default()), Err(Error::UnsupportedVersion(b'0')));
+    }
+
+    #[test]
+    fn limits_checked_before_allocation() {
+        // A field claiming 2^60 bytes must fail on the limit, not try to allocate.
+        let mut bytes = vec![2, IDENTIFIER];
+        put_uvarint(&mut bytes, 1 << 60);
+        assert!(matches!(
+            Macaroon::decode_v2(&bytes, &Limits::default()),
+            Err(Error::TooLarge { what: "field size", .. })
+        ));
+        let mut m = Macaroon::mint(&RootKey::from_bytes([0; 32]), b"x".to_vec(), None);
+        for _ in 0..5 {
+            m.add_first_party("a");
+        }
+        let limits = Limits { max_caveats: 4, ..Limits::default() };
+        assert!(matches!(
+            Macaroon::decode_v2(&m.encode_v2(), &limits),
+            Err(Error::TooLarge { what: "caveat count", actual: 5, max: 4 })
+        ));
+    }
+}

@@ -1,0 +1,32 @@
+//! `cargo xtask`: the one home of Tally's automation (see `.cargo/config.toml`).
+
+mod golden;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Tally's development tasks")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole test suite (sets up the Python venv the interop test needs).
+    Test(test::TestArgs),
+    /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
+    Golden {
+        /// Compare instead of writing; fail when the committed vectors differ.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Command::Test(args) => test::run(args),
+        Command::Golden { check } => golden::run(check),
+    }
+}

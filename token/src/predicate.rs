@@ -86,7 +86,7 @@ impl Predicate {
             }
             "action" => {
                 expect("in")?;
-                Predicate::ActionIn(list(value, |s| word(s))?)
+                Predicate::ActionIn(list(value, word)?)
             }
             "resource" => {
                 expect("=")?;

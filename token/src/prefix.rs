@@ -149,9 +149,9 @@ mod tests {
     fn keys_depend_on_every_covered_byte() {
         let a = Caveat::first_party("action in read");
         let b = Caveat::first_party("action in write");
-        let k = prefix_key(b"id", &[a.clone()]);
-        assert_ne!(k, prefix_key(b"id", &[b.clone()]));
-        assert_ne!(k, prefix_key(b"id2", &[a.clone()]));
+        let k = prefix_key(b"id", std::slice::from_ref(&a));
+        assert_ne!(k, prefix_key(b"id", std::slice::from_ref(&b)));
+        assert_ne!(k, prefix_key(b"id2", std::slice::from_ref(&a)));
         assert_ne!(prefix_key(b"id", &[a.clone(), b.clone()]), prefix_key(b"id", &[b.clone(), a.clone()]));
         // Field boundaries are unambiguous.
         assert_ne!(prefix_key(b"ab", &[Caveat::first_party("c")]), prefix_key(b"a", &[Caveat::first_party("bc")]));

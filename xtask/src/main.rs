@@ -24,6 +24,11 @@ enum Command {
     },
 }
 
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+}
+
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Test(args) => test::run(args),

@@ -30,6 +30,10 @@ pub struct Verified<'b> {
     /// Every first-party caveat to evaluate: the root token's, then each
     /// discharge's in the order they were reached.
     pub first_party: Vec<&'b [u8]>,
+    /// For each discharge of the bundle, in bundle order, its genuine final
+    /// signature before binding (what a cache needs to check a rebound
+    /// discharge without the caveat key). Secret.
+    pub discharges: Vec<Signature>,
 }
 
 impl Verified<'_> {
@@ -53,13 +57,16 @@ pub fn verify<'b>(bundle: &'b Bundle, keys: &impl RootKeyProvider, limits: &Limi
 /// Verifies a bundle under an explicit derived root key, whatever its identifier.
 pub fn verify_with_key<'b>(bundle: &'b Bundle, key: &DerivedKey, limits: &Limits) -> Result<Verified<'b>, Error> {
     check_limits(bundle, limits)?;
-    let mut walk = Walk { bundle, limits, used: vec![false; bundle.discharges.len()], first_party: Vec::new() };
+    let n = bundle.discharges.len();
+    let mut walk = Walk { bundle, limits, used: vec![false; n], first_party: Vec::new(), discharges: vec![None; n] };
     let chain = walk.macaroon(&bundle.root, key, None, 0)?;
     if let Some(unused) = walk.used.iter().position(|u| !u) {
         return Err(Error::UnusedDischarge(unused));
     }
     let id = TallyId::decode(&bundle.root.identifier).ok();
-    Ok(Verified { id, chain, first_party: walk.first_party })
+    // Every discharge was used (checked above), so every one has its signature.
+    let discharges = walk.discharges.into_iter().flatten().collect();
+    Ok(Verified { id, chain, first_party: walk.first_party, discharges })
 }
 
 fn check_limits(bundle: &Bundle, limits: &Limits) -> Result<(), Error> {
@@ -75,6 +82,7 @@ struct Walk<'b, 'l> {
     limits: &'l Limits,
     used: Vec<bool>,
     first_party: Vec<&'b [u8]>,
+    discharges: Vec<Option<Signature>>,
 }
 
 impl<'b> Walk<'b, '_> {
@@ -119,10 +127,12 @@ impl<'b> Walk<'b, '_> {
                 .find(|&j| !self.used[j] && bundle.discharges[j].identifier == caveat.id)
                 .ok_or(Error::MissingDischarge(i))?;
             self.used[j] = true;
-            self.macaroon(&bundle.discharges[j], &caveat_key, Some(root_sig), depth + 1).map_err(|e| match e {
-                Error::BadSignature => Error::BadDischarge(i),
-                other => other,
-            })?;
+            let chain =
+                self.macaroon(&bundle.discharges[j], &caveat_key, Some(root_sig), depth + 1).map_err(|e| match e {
+                    Error::BadSignature => Error::BadDischarge(i),
+                    other => other,
+                })?;
+            self.discharges[j] = chain.last().cloned();
         }
         Ok(chain)
     }
@@ -187,6 +197,7 @@ mod tests {
 
         let good = Bundle { root: root.clone(), discharges: vec![root.bind(&discharge)] };
         let v = verify(&good, &keys(), &limits).unwrap();
+        assert_eq!(v.discharges, vec![discharge.signature().clone()]);
         assert_eq!(v.first_party, vec![b"service = web".as_slice(), b"subject = alice".as_slice()]);
 
         let unbound = Bundle { root: root.clone(), discharges: vec![discharge.clone()] };

@@ -1,0 +1,135 @@
+//! Who may call what (DESIGN §6). Tally dogfoods macaroons: callers present a
+//! token minted under the **system** org's key, carrying `role = operator` or
+//! `role = verifier`, optionally narrowed by `org = X` (acts only on org X)
+//! and `action in …` (only those RPCs). The token's caveats are evaluated with
+//! the RPC's action and target org as the request.
+
+use tally_token::{Bundle, Context, DenialKind, FamilyId, Predicate, evaluate};
+
+use crate::authority::{Authority, SYSTEM_ORG};
+use crate::error::{Error, Result};
+use crate::writer::AuditRow;
+
+/// The roles of Tally's own API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Manages orgs and keys, mints, revokes.
+    Operator,
+    /// Verifies tokens and follows the revocation stream.
+    Verifier,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Verifier => "verifier",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Family of the caller's token (for audit; never the token).
+    pub family: FamilyId,
+    /// Its role.
+    pub role: Role,
+    /// `Some(org)` when the token is narrowed to one org.
+    pub org_scope: Option<String>,
+}
+
+impl Caller {
+    /// The audit `actor` column.
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.role.name(), self.family)
+    }
+}
+
+/// Why a bearer was refused, kept apart from [`Error`] until audited.
+struct Refused {
+    /// Unauthenticated (true) or permission denied (false).
+    unauthenticated: bool,
+    /// Family id of the presented token, or `anonymous`.
+    actor: String,
+    detail: String,
+}
+
+impl Authority {
+    /// Checks the bearer for `action` on `target_org` (None: a global action)
+    /// by one of `roles`. Refusals are audited (by family id, never the token).
+    pub fn authorize(
+        &self,
+        bearer: Option<&str>,
+        action: &'static str,
+        target_org: Option<&str>,
+        roles: &[Role],
+    ) -> Result<Caller> {
+        self.check_bearer(bearer, action, target_org, roles).map_err(|r| {
+            tracing::info!(action, actor = %r.actor, detail = %r.detail, "request refused");
+            self.writer.audit(AuditRow {
+                actor: r.actor,
+                action,
+                org: target_org.map(str::to_owned),
+                target: None,
+                outcome: "denied",
+                detail: r.detail.clone(),
+            });
+            if r.unauthenticated { Error::Unauthenticated(r.detail) } else { Error::PermissionDenied(r.detail) }
+        })
+    }
+
+    fn check_bearer(
+        &self,
+        bearer: Option<&str>,
+        action: &'static str,
+        target_org: Option<&str>,
+        roles: &[Role],
+    ) -> Result<Caller, Refused> {
+        let anonymous = |detail: &str| refused(true, "anonymous", detail);
+        let text = bearer.ok_or_else(|| anonymous("missing bearer token"))?;
+        let bundle = Bundle::parse(text, &self.limits).map_err(|_| anonymous("malformed bearer token"))?;
+        let verified = {
+            let keys = self.shared.keys.read().expect("key ring lock");
+            tally_token::verify(&bundle, &*keys, &self.limits).map_err(|_| anonymous("invalid bearer token"))?
+        };
+        let id = verified.id.expect("verify() only accepts Tally identifiers");
+        let who = id.family.to_hex();
+        if self.key_org(id.key_id).as_deref() != Some(SYSTEM_ORG) {
+            return Err(refused(false, &who, "not a Tally API token (minted outside the system org)"));
+        }
+        if self.is_revoked(&verified.revocation_ids()) {
+            return Err(refused(true, &who, "bearer token revoked"));
+        }
+        // The role the token claims must be one this RPC accepts, and the token
+        // must claim it: for `role`, presence is required, unlike other caveats.
+        let claimed = verified.first_party.iter().find_map(|c| match Predicate::parse_bytes(c) {
+            Ok(Predicate::Role(r)) => Some(r),
+            _ => None,
+        });
+        let role =
+            roles.iter().copied().find(|r| claimed.as_deref() == Some(r.name())).ok_or_else(|| {
+                refused(false, &who, &format!("{action} needs a token with role = {}", role_list(roles)))
+            })?;
+        let mut ctx = Context::at(self.clock.now());
+        ctx.action = Some(action);
+        ctx.org = target_org;
+        ctx.role = Some(role.name());
+        let claims = evaluate(verified.first_party.iter().copied(), &ctx).map_err(|d| match d.kind {
+            DenialKind::Expired | DenialKind::NotYetValid => refused(true, &who, &d.to_string()),
+            _ => refused(false, &who, &d.to_string()),
+        })?;
+        if target_org.is_none() && claims.org.is_some() {
+            return Err(refused(false, &who, &format!("{action} is not allowed to an org-scoped token")));
+        }
+        Ok(Caller { family: id.family, role, org_scope: claims.org })
+    }
+}
+
+fn refused(unauthenticated: bool, actor: &str, detail: &str) -> Refused {
+    Refused { unauthenticated, actor: actor.to_owned(), detail: detail.to_owned() }
+}
+
+fn role_list(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(" or ")
+}

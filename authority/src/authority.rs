@@ -1,0 +1,598 @@
+//! The authority's domain logic, independent of gRPC: orgs and keys, minting,
+//! verification, revocation, introspection. Every method that needs a caller
+//! takes the bearer text and authorizes it itself (`auth.rs`), because the
+//! target org is often known only after a lookup.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tally_token::{
+    Bundle, Error as TokenError, FamilyId, KeyId, Limits, Macaroon, Predicate, RevocationId, Signature, TallyId,
+    format_rfc3339,
+};
+use tokio::sync::{broadcast, watch};
+
+use crate::auth::{Caller, Role};
+use crate::clock::{Clock, unix_ms};
+use crate::db;
+use crate::error::{Error, Result};
+use crate::kek::Kek;
+use crate::log::Target;
+use crate::state::{LogHead, Shared};
+use crate::writer::{AuditRow, Change, TokenRow, Writer};
+
+/// The org whose key signs Tally's own API tokens.
+pub const SYSTEM_ORG: &str = "system";
+/// Live events buffered per subscriber before it must catch up from the database.
+const FANOUT_BUFFER: usize = 4096;
+/// Longest free-text revocation reason.
+const MAX_REASON: usize = 256;
+/// Most caveats a Mint request may add.
+const MAX_MINT_CAVEATS: usize = 32;
+
+/// Tunables of a running authority.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lifetime of minted tokens when the request gives none.
+    pub default_ttl: Duration,
+    /// Longest lifetime a Mint may ask for.
+    pub max_ttl: Duration,
+    /// Idle interval between heartbeats on the revocation stream.
+    pub heartbeat: Duration,
+    /// Token size limits.
+    pub limits: Limits,
+    /// Clock skew allowed on `expires`.
+    pub skew: Duration,
+    /// Live events buffered for subscribers; one that falls further behind
+    /// catches up from the database.
+    pub fanout_buffer: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(366 * 24 * 3600),
+            heartbeat: Duration::from_secs(1),
+            limits: Limits::default(),
+            skew: tally_token::DEFAULT_SKEW,
+            fanout_buffer: FANOUT_BUFFER,
+        }
+    }
+}
+
+/// The authority.
+#[derive(Debug)]
+pub struct Authority {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) writer: Writer,
+    pub(crate) readers: SqlitePool,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: Limits,
+    pub(crate) settings: Settings,
+}
+
+impl std::fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// What Mint is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct MintSpec {
+    pub org: String,
+    pub caveats: Vec<String>,
+    pub ttl: Option<Duration>,
+    pub subject: Option<String>,
+    pub location: Option<String>,
+}
+
+/// A minted token.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The token text (secret: for the caller only).
+    pub token: String,
+    pub family: FamilyId,
+    pub key_id: KeyId,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Why a bundle is or is not valid (request-independent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Ok,
+    Forged,
+    UnknownKey,
+    RetiredKey,
+    Revoked,
+    Expired,
+    CaveatFailed,
+    DischargeInvalid,
+}
+
+/// The answer to Verify.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub reason: Reason,
+    pub detail: String,
+    pub org: Option<String>,
+    pub key_id: Option<KeyId>,
+    pub family: Option<FamilyId>,
+    pub expires_at_ms: Option<i64>,
+    /// Genuine root chain signatures, when valid (secret).
+    pub chain: Vec<Signature>,
+    /// Unbound discharge signatures, in bundle order, when valid (secret).
+    pub discharges: Vec<Signature>,
+    /// Log position as of which the token was not revoked.
+    pub as_of_seq: u64,
+    pub epoch: String,
+    /// First-party caveats of the root token (for introspection).
+    pub caveats: Vec<String>,
+    /// From `subject = …`.
+    pub subject: Option<String>,
+}
+
+/// What Revoke names.
+#[derive(Debug, Clone)]
+pub enum RevokeTarget {
+    /// This token (bundle text) and its descendants; its holder may.
+    Token(String),
+    /// A family, by hex id.
+    Family(String),
+    /// Every token under a key.
+    Key(KeyId),
+    /// Every token of an org so far.
+    Org(String),
+}
+
+/// An org as listed.
+#[derive(Debug, Clone)]
+pub struct OrgInfo {
+    pub org: String,
+    pub created_at_ms: i64,
+    pub current_key: KeyId,
+}
+
+/// A key as listed (never its material).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub key_id: KeyId,
+    pub org: String,
+    pub created_at_ms: i64,
+    pub retired_at_ms: Option<i64>,
+    pub current: bool,
+}
+
+impl Authority {
+    /// Opens an initialised database; a wrong KEK fails here.
+    pub async fn open(path: &Path, kek: Kek, clock: Arc<dyn Clock>, settings: Settings) -> Result<Arc<Self>> {
+        if !path.exists() {
+            return Err(Error::Config(format!(
+                "database {} does not exist: run `tally-authority init` first",
+                path.display()
+            )));
+        }
+        let mut conn = db::open_writer(path, false).await?;
+        let loaded = db::load(&mut conn, &kek).await?;
+        let readers = db::open_readers(path).await?;
+        let (head, _) = watch::channel(loaded.head);
+        let (events, _) = broadcast::channel(settings.fanout_buffer.max(1));
+        let shared = Arc::new(Shared {
+            epoch: loaded.epoch,
+            keys: std::sync::RwLock::new(loaded.keys),
+            revoked: std::sync::RwLock::new(loaded.revoked),
+            head,
+            events,
+        });
+        let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
+        let limits = settings.limits;
+        Ok(Arc::new(Self { shared, writer, readers, clock, limits, settings }))
+    }
+
+    /// Creates a database at `path` (which must not exist) with a fresh epoch,
+    /// the system org and its key, and returns one bootstrap operator token.
+    /// On failure nothing is left behind.
+    pub async fn init(path: &Path, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
+        if path.exists() {
+            return Err(Error::Config(format!(
+                "{} exists already: init never touches an existing database",
+                path.display()
+            )));
+        }
+        let result = Self::init_inner(path, kek, clock).await;
+        if result.is_err() {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        result
+    }
+
+    async fn init_inner(path: &Path, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
+        let mut conn = db::open_writer(path, true).await?;
+        let mut epoch = [0u8; 16];
+        getrandom::getrandom(&mut epoch).map_err(|e| Error::Config(format!("no randomness: {e}")))?;
+        crate::writer::set_meta(&mut conn, "epoch", &hex::encode(epoch)).await?;
+        crate::writer::set_meta(&mut conn, "retained_from", "1").await?;
+        drop(conn);
+        let authority = Self::open(path, kek, clock, Settings::default()).await?;
+        let audit = authority.audit("init", "org.create", Some(SYSTEM_ORG), None, "created by init");
+        authority.writer.submit(Change::CreateOrg(SYSTEM_ORG.into()), audit).await?;
+        let spec = MintSpec {
+            org: SYSTEM_ORG.into(),
+            caveats: vec!["role = operator".into()],
+            ttl: Some(authority.settings.max_ttl),
+            subject: Some("bootstrap".into()),
+            location: None,
+        };
+        let minted = authority.mint_unchecked("init", spec).await?;
+        Ok(minted.token)
+    }
+
+    /// The database's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.shared.epoch
+    }
+
+    /// The log head now.
+    pub fn head(&self) -> LogHead {
+        *self.shared.head.borrow()
+    }
+
+    /// The org owning a key.
+    pub fn key_org(&self, key_id: KeyId) -> Option<String> {
+        self.shared.keys.read().expect("key ring lock").keys.get(&key_id).map(|k| k.org.clone())
+    }
+
+    /// True when any of `ids` is revoked.
+    pub fn is_revoked(&self, ids: &[RevocationId]) -> bool {
+        let revoked = self.shared.revoked.read().expect("revoked lock");
+        ids.iter().any(|id| revoked.ids.contains(id.bytes()))
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        action: &'static str,
+        org: Option<&str>,
+        target: Option<String>,
+        detail: &str,
+    ) -> AuditRow {
+        AuditRow {
+            actor: actor.to_owned(),
+            action,
+            org: org.map(str::to_owned),
+            target,
+            outcome: "ok",
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// Creates an org with its first root key.
+    pub async fn create_org(&self, bearer: Option<&str>, org: &str) -> Result<KeyId> {
+        validate_org_name(org)?;
+        let caller = self.authorize(bearer, "org.create", None, &[Role::Operator])?;
+        let audit = self.audit(&caller.actor(), "org.create", Some(org), None, "");
+        let outcome = self.writer.submit(Change::CreateOrg(org.to_owned()), audit).await?;
+        Ok(outcome.key_id.expect("a new org has a key"))
+    }
+
+    /// Lists orgs (unscoped operators).
+    pub fn list_orgs(&self, bearer: Option<&str>) -> Result<Vec<OrgInfo>> {
+        self.authorize(bearer, "org.list", None, &[Role::Operator])?;
+        let keys = self.shared.keys.read().expect("key ring lock");
+        Ok(keys
+            .orgs
+            .iter()
+            .map(|(org, e)| OrgInfo { org: org.clone(), created_at_ms: e.created_at, current_key: e.current_key })
+            .collect())
+    }
+
+    /// Gives an org a new current key.
+    pub async fn rotate_key(&self, bearer: Option<&str>, org: &str) -> Result<KeyId> {
+        let caller = self.authorize(bearer, "key.rotate", Some(org), &[Role::Operator])?;
+        let audit = self.audit(&caller.actor(), "key.rotate", Some(org), None, "");
+        let outcome = self.writer.submit(Change::RotateKey(org.to_owned()), audit).await?;
+        Ok(outcome.key_id.expect("rotation makes a key"))
+    }
+
+    /// Retires a (non-current) key: tokens under it stop verifying everywhere.
+    pub async fn retire_key(&self, bearer: Option<&str>, key_id: KeyId) -> Result<u64> {
+        let org = self.key_org(key_id).ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
+        let caller = self.authorize(bearer, "key.retire", Some(&org), &[Role::Operator])?;
+        let audit = self.audit(&caller.actor(), "key.retire", Some(&org), Some(key_id.to_string()), "");
+        let outcome = self.writer.submit(Change::RetireKey { key_id, rotate_if_current: false }, audit).await?;
+        Ok(outcome.seq)
+    }
+
+    /// Lists an org's keys.
+    pub fn list_keys(&self, bearer: Option<&str>, org: &str) -> Result<Vec<KeyInfo>> {
+        self.authorize(bearer, "key.list", Some(org), &[Role::Operator])?;
+        let keys = self.shared.keys.read().expect("key ring lock");
+        let current = keys.orgs.get(org).ok_or_else(|| Error::NotFound(format!("org {org:?}")))?.current_key;
+        let mut list: Vec<KeyInfo> = keys
+            .keys
+            .iter()
+            .filter(|(_, k)| k.org == org)
+            .map(|(id, k)| KeyInfo {
+                key_id: *id,
+                org: k.org.clone(),
+                created_at_ms: k.created_at,
+                retired_at_ms: k.retired_at,
+                current: *id == current,
+            })
+            .collect();
+        list.sort_by_key(|k| k.key_id);
+        Ok(list)
+    }
+
+    /// Mints a token for an org.
+    pub async fn mint(&self, bearer: Option<&str>, spec: MintSpec) -> Result<Minted> {
+        validate_org_name(&spec.org).or_else(|e| if spec.org == SYSTEM_ORG { Ok(()) } else { Err(e) })?;
+        let caller = self.authorize(bearer, "mint", Some(&spec.org), &[Role::Operator])?;
+        self.mint_unchecked(&caller.actor(), spec).await
+    }
+
+    async fn mint_unchecked(&self, actor: &str, spec: MintSpec) -> Result<Minted> {
+        let ttl = spec.ttl.unwrap_or(self.settings.default_ttl);
+        if ttl.is_zero() || ttl > self.settings.max_ttl {
+            return Err(Error::InvalidArgument(format!(
+                "ttl must be between 1 s and {} s",
+                self.settings.max_ttl.as_secs()
+            )));
+        }
+        if spec.caveats.len() > MAX_MINT_CAVEATS {
+            return Err(Error::InvalidArgument(format!("at most {MAX_MINT_CAVEATS} caveats")));
+        }
+        for c in &spec.caveats {
+            match Predicate::parse(c) {
+                Err(e) => return Err(Error::InvalidArgument(format!("invalid caveat {c:?}: {e}"))),
+                Ok(Predicate::Org(_)) if spec.org != SYSTEM_ORG => {
+                    return Err(Error::InvalidArgument("the org caveat is added by Mint; do not pass one".into()));
+                }
+                Ok(_) => {}
+            }
+        }
+        let key_id = {
+            let keys = self.shared.keys.read().expect("key ring lock");
+            keys.orgs.get(&spec.org).ok_or_else(|| Error::NotFound(format!("org {:?}", spec.org)))?.current_key
+        };
+        let derived = {
+            let keys = self.shared.keys.read().expect("key ring lock");
+            tally_token::RootKeyProvider::derived_key(&*keys, key_id)
+                .map_err(|_| Error::FailedPrecondition(format!("org {:?} has no active key", spec.org)))?
+        };
+        let mut nonce = [0u8; 16];
+        getrandom::getrandom(&mut nonce).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
+        let id = TallyId::new(key_id, nonce);
+        let mut m = Macaroon::mint_with_derived(&derived, id.encode(), spec.location.filter(|l| !l.is_empty()));
+        // System tokens carry no org caveat: for Tally's API an `org = X`
+        // caveat narrows an operator to org X (see auth.rs).
+        if spec.org != SYSTEM_ORG {
+            m.add_first_party(format!("org = {}", spec.org));
+        }
+        let expires = self.clock.now() + ttl;
+        let expires_ms = unix_ms(expires);
+        let expires_secs = expires_ms.div_euclid(1000);
+        m.add_first_party(format!("expires < {}", format_rfc3339(i128::from(expires_secs) * 1_000_000_000)));
+        if let Some(subject) = spec.subject.as_deref().filter(|s| !s.is_empty()) {
+            let caveat = format!("subject = {subject}");
+            Predicate::parse(&caveat).map_err(|_| Error::InvalidArgument("subject must be one word".into()))?;
+            m.add_first_party(caveat);
+        }
+        for c in &spec.caveats {
+            m.add_first_party(c.as_bytes());
+        }
+        let row = TokenRow {
+            family: nonce,
+            org: spec.org.clone(),
+            key_id,
+            subject: spec.subject.clone(),
+            expires_at: Some(expires_secs * 1000),
+        };
+        let audit = self.audit(actor, "mint", Some(&spec.org), Some(id.family.to_hex()), &format!("key {key_id}"));
+        self.writer.submit(Change::Mint(row), audit).await?;
+        Ok(Minted { token: m.to_text(), family: id.family, key_id, expires_at_ms: Some(expires_secs * 1000) })
+    }
+
+    /// Verifies a bundle, request-independently. `Err` only for malformed input.
+    pub fn verify_bundle(&self, text: &str) -> Result<Verdict> {
+        let bundle =
+            Bundle::parse(text, &self.limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
+        // Read the head before the revoked set: the verdict holds as of it.
+        let head = self.head();
+        let mut v = Verdict {
+            reason: Reason::Ok,
+            detail: String::new(),
+            org: None,
+            key_id: None,
+            family: None,
+            expires_at_ms: None,
+            chain: Vec::new(),
+            discharges: Vec::new(),
+            as_of_seq: head.seq,
+            epoch: self.shared.epoch.clone(),
+            caveats: Vec::new(),
+            subject: None,
+        };
+        if let Ok(id) = TallyId::decode(bundle.root.identifier()) {
+            v.key_id = Some(id.key_id);
+            v.family = Some(id.family);
+            v.org = self.key_org(id.key_id);
+        }
+        let verified = {
+            let keys = self.shared.keys.read().expect("key ring lock");
+            tally_token::verify(&bundle, &*keys, &self.limits)
+        };
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(e) => {
+                v.reason = match e {
+                    TokenError::UnknownKey(_) | TokenError::ForeignIdentifier(_) => Reason::UnknownKey,
+                    TokenError::RetiredKey(_) => Reason::RetiredKey,
+                    TokenError::BadSignature => Reason::Forged,
+                    TokenError::TooLarge { .. } => return Err(Error::InvalidArgument(e.to_string())),
+                    _ => Reason::DischargeInvalid,
+                };
+                v.detail = e.to_string();
+                return Ok(v);
+            }
+        };
+        v.caveats = bundle
+            .root
+            .caveats()
+            .iter()
+            .filter(|c| !c.is_third_party())
+            .map(|c| String::from_utf8_lossy(&c.id).into_owned())
+            .collect();
+        if self.is_revoked(&verified.revocation_ids()) {
+            v.reason = Reason::Revoked;
+            v.detail = "token revoked".into();
+            return Ok(v);
+        }
+        let now_ms = self.clock.now_ms();
+        let skew_ms = self.settings.skew.as_millis() as i64;
+        for c in &verified.first_party {
+            match Predicate::parse_bytes(c) {
+                Ok(Predicate::Org(org)) if v.org.as_deref() != Some(org.as_str()) => {
+                    v.reason = Reason::CaveatFailed;
+                    v.detail = format!("caveat `org = {org}` does not match the key's org");
+                    return Ok(v);
+                }
+                Ok(Predicate::Expires(t)) => {
+                    let t_ms = (t / 1_000_000) as i64;
+                    v.expires_at_ms = Some(v.expires_at_ms.map_or(t_ms, |e| e.min(t_ms)));
+                }
+                Ok(Predicate::Subject(s)) if v.subject.is_none() => v.subject = Some(s),
+                _ => {}
+            }
+        }
+        if v.expires_at_ms.is_some_and(|e| now_ms >= e + skew_ms) {
+            v.reason = Reason::Expired;
+            v.detail = "token expired".into();
+            return Ok(v);
+        }
+        v.chain = verified.chain;
+        v.discharges = verified.discharges;
+        Ok(v)
+    }
+
+    /// Verify, for verifiers (and operators).
+    pub fn verify(&self, bearer: Option<&str>, bundle: &str) -> Result<Verdict> {
+        self.authorize(bearer, "verify", None, &[Role::Verifier, Role::Operator])?;
+        self.verify_bundle(bundle)
+    }
+
+    /// Introspection (RFC 7662-like), for operators of the token's org and verifiers.
+    pub fn introspect(&self, bearer: Option<&str>, bundle: &str) -> Result<Verdict> {
+        let verdict = self.verify_bundle(bundle)?;
+        self.authorize(bearer, "introspect", verdict.org.as_deref(), &[Role::Operator, Role::Verifier])?;
+        Ok(verdict)
+    }
+
+    /// Revokes. Returns the seq of the (last) log entry written.
+    pub async fn revoke(&self, bearer: Option<&str>, target: RevokeTarget, reason: &str) -> Result<u64> {
+        if reason.len() > MAX_REASON {
+            return Err(Error::InvalidArgument(format!("reason longer than {MAX_REASON} bytes")));
+        }
+        match target {
+            RevokeTarget::Token(text) => {
+                // Possession is the credential (RFC 7009): a token that verifies
+                // may be revoked by whoever presents it.
+                let verdict = self.verify_bundle(&text)?;
+                let family = verdict.family.filter(|_| !verdict.chain.is_empty()).ok_or_else(|| {
+                    Error::InvalidArgument(format!("token does not verify ({}): nothing to revoke", verdict.detail))
+                })?;
+                let target = if verdict.chain.len() == 1 {
+                    Target::Family(family.0)
+                } else {
+                    let RevocationId::Branch(b) = RevocationId::branch(verdict.chain.last().expect("non-empty")) else {
+                        unreachable!("branch() makes branch ids")
+                    };
+                    Target::Branch(b)
+                };
+                let actor = format!("holder:{family}");
+                let audit = self.audit(&actor, "revoke", verdict.org.as_deref(), Some(family.to_hex()), reason);
+                let outcome = self.writer.submit(Change::Revoke(vec![(target, verdict.expires_at_ms)]), audit).await?;
+                Ok(outcome.seq)
+            }
+            RevokeTarget::Family(hex_id) => {
+                let family = FamilyId::from_hex(&hex_id)
+                    .ok_or_else(|| Error::InvalidArgument("family id must be 32 hex characters".into()))?;
+                let registered = self.registered(&family).await?;
+                let org = registered.as_ref().map(|(org, _)| org.as_str());
+                let caller = self.authorize(bearer, "revoke", org, &[Role::Operator])?;
+                let expires = registered.as_ref().and_then(|(_, e)| *e);
+                let audit = self.audit(&caller.actor(), "revoke", org, Some(family.to_hex()), reason);
+                let outcome =
+                    self.writer.submit(Change::Revoke(vec![(Target::Family(family.0), expires)]), audit).await?;
+                Ok(outcome.seq)
+            }
+            RevokeTarget::Key(key_id) => {
+                let org = self.key_org(key_id).ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
+                let caller = self.authorize(bearer, "revoke", Some(&org), &[Role::Operator])?;
+                let audit = self.audit(&caller.actor(), "revoke", Some(&org), Some(format!("key {key_id}")), reason);
+                let outcome = self.writer.submit(Change::RetireKey { key_id, rotate_if_current: true }, audit).await?;
+                Ok(outcome.seq)
+            }
+            RevokeTarget::Org(org) => {
+                if org == SYSTEM_ORG {
+                    return Err(Error::FailedPrecondition("the system org cannot be revoked wholesale".into()));
+                }
+                let caller = self.authorize(bearer, "revoke", Some(&org), &[Role::Operator])?;
+                let audit = self.audit(&caller.actor(), "revoke", Some(&org), Some(format!("org {org}")), reason);
+                let outcome = self.writer.submit(Change::RevokeOrg(org), audit).await?;
+                Ok(outcome.seq)
+            }
+        }
+    }
+
+    /// Registry lookup: (org, expiry) of a minted family.
+    async fn registered(&self, family: &FamilyId) -> Result<Option<(String, Option<i64>)>> {
+        let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT org, expires_at FROM tokens WHERE family = ?")
+            .bind(family.0.as_slice())
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row)
+    }
+
+    /// Drops log entries whose targets have all expired. Returns rows removed.
+    pub async fn prune(&self) -> Result<u64> {
+        let audit = self.audit("authority", "log.prune", None, None, "");
+        Ok(self.writer.submit(Change::Prune, audit).await?.pruned)
+    }
+
+    /// Settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// Org ids: lowercase letters, digits, `-`, `_`, `.`; 1 to 64; not the system org.
+fn validate_org_name(org: &str) -> Result<()> {
+    let ok = !org.is_empty()
+        && org.len() <= 64
+        && org.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(Error::InvalidArgument("org must be 1 to 64 characters of a-z, 0-9, '-', '_' and '.'".into()));
+    }
+    if org == SYSTEM_ORG {
+        return Err(Error::AlreadyExists("org \"system\" is Tally's own".into()));
+    }
+    Ok(())
+}
+
+impl Authority {
+    /// Subscribe is for verifiers (and operators).
+    pub fn authorize_subscribe(&self, bearer: Option<&str>) -> Result<Caller> {
+        self.authorize(bearer, "subscribe", None, &[Role::Verifier, Role::Operator])
+    }
+
+    /// Now, by the authority's clock (unix ms).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

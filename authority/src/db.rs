@@ -1,0 +1,118 @@
+//! Opening the SQLite database: pragmas (WAL, `synchronous=FULL`,
+//! `busy_timeout`), migrations, and loading the in-memory state.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Row};
+use tally_token::KeyId;
+
+use crate::error::{Error, Result};
+use crate::kek::Kek;
+use crate::log::Target;
+use crate::state::{KeyEntry, KeyRing, LogHead, OrgEntry, Revoked};
+
+/// How long a connection waits for a lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reader connections.
+const READERS: u32 = 4;
+
+/// The migrations under `authority/migrations`, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn options(path: &Path, create: bool) -> Result<SqliteConnectOptions> {
+    let url = format!("sqlite://{}", path.display());
+    Ok(SqliteConnectOptions::from_str(&url)
+        .map_err(|e| Error::Config(format!("bad database path {}: {e}", path.display())))?
+        .create_if_missing(create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .disable_statement_logging())
+}
+
+/// The writer's own connection (the only one that writes).
+pub async fn open_writer(path: &Path, create: bool) -> Result<SqliteConnection> {
+    let mut conn = options(path, create)?.connect().await?;
+    MIGRATOR.run(&mut conn).await?;
+    Ok(conn)
+}
+
+/// The readers' pool.
+pub async fn open_readers(path: &Path) -> Result<SqlitePool> {
+    Ok(SqlitePoolOptions::new().max_connections(READERS).connect_with(options(path, false)?.read_only(true)).await?)
+}
+
+/// Everything loaded at startup.
+#[derive(Debug)]
+pub struct Loaded {
+    pub epoch: String,
+    pub keys: KeyRing,
+    pub revoked: Revoked,
+    pub head: LogHead,
+}
+
+/// Reads the state, opening every sealed key with `kek` (a wrong KEK fails here).
+pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
+    let epoch: String = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'epoch'")
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| Error::Config("database is not initialised (no epoch): run `tally-authority init`".into()))?;
+
+    let mut keys = KeyRing::default();
+    for row in sqlx::query("SELECT org, created_at FROM orgs").fetch_all(&mut *conn).await? {
+        let org: String = row.get(0);
+        keys.orgs.insert(org, OrgEntry { created_at: row.get(1), current_key: KeyId(0) });
+    }
+    for row in sqlx::query("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let key_id = KeyId(row.get::<i64, _>(0) as u64);
+        let org: String = row.get(1);
+        let sealed: Vec<u8> = row.get(2);
+        let retired_at: Option<i64> = row.get(4);
+        let derived = kek.open(key_id, &org, &sealed)?.derive();
+        if retired_at.is_none() {
+            if let Some(o) = keys.orgs.get_mut(&org) {
+                o.current_key = key_id; // ascending order: the newest active key wins
+            }
+        }
+        keys.keys.insert(key_id, KeyEntry { org, derived, created_at: row.get(3), retired_at });
+    }
+
+    let mut revoked = Revoked::default();
+    for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
+        let kind: String = row.get(0);
+        let bytes: Vec<u8> = row.get(1);
+        if let Some(Target::Family(id) | Target::Branch(id)) = Target::from_columns(&kind, &bytes) {
+            revoked.ids.insert(id);
+        }
+    }
+
+    let head = match sqlx::query("SELECT seq, digest FROM revocations ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        Some(row) => {
+            let digest: Vec<u8> = row.get(1);
+            LogHead {
+                seq: row.get::<i64, _>(0) as u64,
+                digest: digest.try_into().map_err(|_| Error::Config("corrupt revocation digest".into()))?,
+                retained_from: 0,
+            }
+        }
+        None => LogHead::default(),
+    };
+    let retained: Option<String> =
+        sqlx::query_scalar("SELECT value FROM meta WHERE name = 'retained_from'").fetch_optional(&mut *conn).await?;
+    let retained_from = retained.and_then(|v| v.parse().ok()).unwrap_or(1);
+    // Pruning never removes the newest entry, so the head is always in the table.
+    let head = LogHead { retained_from: retained_from.max(1), ..head };
+    Ok(Loaded { epoch, keys, revoked, head })
+}

@@ -1,0 +1,43 @@
+//! The authority's one error type. The gRPC adapter maps it to a status in
+//! one place (`grpc/status.rs`); messages never carry secrets or database detail.
+
+/// What can go wrong serving an authority request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// No credentials, or credentials that do not verify.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Valid credentials that do not allow this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The named org, key or token does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The org (or similar) exists already.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The request conflicts with the current state.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// The authority cannot serve now (shutting down, overloaded).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The database failed. The detail goes to the log, not to the caller.
+    #[error("storage error: {0}")]
+    Storage(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A sealed root key does not open: wrong key-encryption key, or tampering.
+    #[error("cannot decrypt root key {0}: wrong key-encryption key?")]
+    WrongKek(u64),
+    /// Startup configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Shorthand.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

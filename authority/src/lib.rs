@@ -1,0 +1,29 @@
+//! Tally's authority: the one service that holds root keys and the truth about
+//! revocation. `Authority` is the domain; `grpc` adapts it to `tally.v1`;
+//! `server::serve` runs it on a bound listener.
+
+mod auth;
+mod authority;
+mod clock;
+mod db;
+mod error;
+mod grpc;
+mod kek;
+mod log;
+mod server;
+mod state;
+mod stream;
+mod writer;
+
+pub use auth::{Caller, Role};
+pub use authority::{
+    Authority, KeyInfo, MintSpec, Minted, OrgInfo, Reason, RevokeTarget, SYSTEM_ORG, Settings, Verdict,
+};
+pub use clock::{Clock, SystemClock, unix_ms};
+pub use error::{Error, Result};
+pub use grpc::AuthorityService;
+pub use kek::Kek;
+pub use log::{LogEvent, Target};
+pub use server::serve;
+pub use state::LogHead;
+pub use stream::{Position, StreamEvent};

@@ -1,0 +1,71 @@
+//! The revocation log's entries: what is revoked, at which seq, and the
+//! running digest that ties each entry to the ones before it (so a verifier
+//! can tell a log that forked, e.g. after a restore from backup, from the one
+//! it followed).
+
+use sha2::{Digest, Sha256};
+use tally_token::KeyId;
+
+/// What one log entry revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A whole token family (nonce).
+    Family([u8; 16]),
+    /// One branch (hash of a chain signature).
+    Branch([u8; 16]),
+    /// Every token under a root key.
+    Key(KeyId),
+}
+
+impl Target {
+    /// The `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Family(_) => "family",
+            Target::Branch(_) => "branch",
+            Target::Key(_) => "key",
+        }
+    }
+
+    /// The `target` column.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Target::Family(b) | Target::Branch(b) => b.to_vec(),
+            Target::Key(k) => k.0.to_be_bytes().to_vec(),
+        }
+    }
+
+    /// Back from the two columns; `None` for rows that do not fit.
+    pub fn from_columns(kind: &str, bytes: &[u8]) -> Option<Self> {
+        match kind {
+            "family" => Some(Target::Family(bytes.try_into().ok()?)),
+            "branch" => Some(Target::Branch(bytes.try_into().ok()?)),
+            "key" => Some(Target::Key(KeyId(u64::from_be_bytes(bytes.try_into().ok()?)))),
+            _ => None,
+        }
+    }
+}
+
+/// One committed revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Position in the log.
+    pub seq: u64,
+    /// What it revokes.
+    pub target: Target,
+    /// Running digest up to and including this entry.
+    pub digest: [u8; 16],
+    /// After this instant (unix ms) the target cannot be valid anyway.
+    pub expires_at: Option<i64>,
+}
+
+/// `digest(n) = SHA-256("tally-log-v1" ‖ digest(n-1) ‖ seq ‖ kind ‖ target)[..16]`.
+pub fn next_digest(prev: &[u8; 16], seq: u64, target: &Target) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(b"tally-log-v1\0");
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(target.kind().as_bytes());
+    h.update(target.bytes());
+    h.finalize()[..16].try_into().expect("digest is 32 bytes")
+}

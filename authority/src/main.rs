@@ -1,0 +1,70 @@
+//! `tally-authority`: `init` a database, or `serve` it.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tally_authority::{Authority, Kek, Settings, SystemClock};
+use tokio_util::sync::CancellationToken;
+
+mod args;
+
+#[derive(Debug, Parser)]
+#[command(name = "tally-authority", version, about = "Tally's authority: root keys, minting, revocation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new database and print one bootstrap operator token.
+    Init(args::InitArgs),
+    /// Serve the authority API.
+    Serve(args::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tally-authority: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(a) => {
+            let kek = Kek::from_file(&a.kek_file)?;
+            let token = Authority::init(&a.db, kek, Arc::new(SystemClock)).await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Serve(a) => {
+            let kek = Kek::from_file(&a.kek_file)?;
+            let settings = Settings {
+                heartbeat: a.heartbeat_interval.into(),
+                default_ttl: a.default_ttl.into(),
+                ..Settings::default()
+            };
+            let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;
+            let listener =
+                tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+            // The bound address on stdout: scripts and tests that pass port 0 read it here.
+            println!("listening on {}", listener.local_addr()?);
+            let shutdown = CancellationToken::new();
+            tokio::spawn(args::cancel_on_signal(shutdown.clone()));
+            tally_authority::serve(listener, authority, Some(a.prune_interval.into()), shutdown).await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The single writer: the one task that writes to SQLite. Requests queue on a
+//! channel; the writer takes everything queued (up to a batch limit), applies
+//! each in its own savepoint inside one transaction, and commits once: one
+//! fsync for the whole group (group commit). Only after the commit does it
+//! update the in-memory state, publish revocations to subscribers, and answer
+//! the callers, so a revocation is durable before `Revoke` returns and before
+//! it is streamed.
+
+use std::sync::Arc;
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Connection, Row, SqliteExecutor};
+use tally_token::{KeyId, RootKey};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::kek::Kek;
+use crate::log::{LogEvent, Target, next_digest};
+use crate::state::{KeyEntry, LogHead, OrgEntry, Shared};
+
+/// Most operations committed together.
+const MAX_BATCH: usize = 512;
+/// Queue length before callers wait (back-pressure).
+const QUEUE: usize = 4096;
+
+/// An audit row: who did what. Never a token or a secret.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// Family id of the caller's token, or `anonymous`.
+    pub actor: String,
+    /// What was attempted (`mint`, `revoke`, `org.create`, …).
+    pub action: &'static str,
+    /// The org concerned, when there is one.
+    pub org: Option<String>,
+    /// Family id, key id, … of the object.
+    pub target: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: &'static str,
+    /// Free text (a reason), never secret.
+    pub detail: String,
+}
+
+/// A minted token's registry row.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub family: [u8; 16],
+    pub org: String,
+    pub key_id: KeyId,
+    pub subject: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// What the writer is asked to do.
+#[derive(Debug)]
+pub enum Change {
+    /// A new org with its first key.
+    CreateOrg(String),
+    /// A new current key for the org.
+    RotateKey(String),
+    /// Retire a key (log a key revocation). With `rotate_if_current`, an org's
+    /// current key is first replaced; without, retiring it is refused.
+    RetireKey { key_id: KeyId, rotate_if_current: bool },
+    /// Retire every active key of the org and give it a fresh one.
+    RevokeOrg(String),
+    /// Append revocations (target, expiry of what it targets).
+    Revoke(Vec<(Target, Option<i64>)>),
+    /// Record a minted token.
+    Mint(TokenRow),
+    /// Only the audit row.
+    AuditOnly,
+    /// Drop log entries whose targets have all expired (never the newest).
+    Prune,
+}
+
+/// The result of a change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Key created by the change.
+    pub key_id: Option<KeyId>,
+    /// Last seq the change appended (0: none).
+    pub seq: u64,
+    /// Rows pruned.
+    pub pruned: u64,
+}
+
+struct Op {
+    change: Change,
+    audit: AuditRow,
+    reply: Option<oneshot::Sender<Result<Outcome>>>,
+}
+
+/// Handle to the writer task.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Op>,
+}
+
+impl Writer {
+    /// Starts the writer task on `conn`, which must be the only writing connection.
+    pub fn spawn(conn: SqliteConnection, shared: Arc<Shared>, kek: Arc<Kek>, clock: Arc<dyn Clock>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let head = *shared.head.borrow();
+        let task = Task { conn, shared, kek, clock, head };
+        tokio::spawn(task.run(rx));
+        Self { tx }
+    }
+
+    /// Applies `change` with its audit row, durably; returns once committed.
+    pub async fn submit(&self, change: Change, audit: AuditRow) -> Result<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Op { change, audit, reply: Some(reply) })
+            .await
+            .map_err(|_| Error::Unavailable("authority is shutting down".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("authority is shutting down".into()))?
+    }
+
+    /// Records an audit row without waiting (authorization failures: the caller
+    /// is not kept waiting, and a flood of them cannot block the queue).
+    pub fn audit(&self, audit: AuditRow) {
+        if self.tx.try_send(Op { change: Change::AuditOnly, audit, reply: None }).is_err() {
+            tracing::warn!("audit queue full: dropped an audit row");
+        }
+    }
+}
+
+struct Task {
+    conn: SqliteConnection,
+    shared: Arc<Shared>,
+    kek: Arc<Kek>,
+    clock: Arc<dyn Clock>,
+    /// The log head including changes of the batch being applied.
+    head: LogHead,
+}
+
+/// What a committed change does to the in-memory state.
+enum Effect {
+    Org { org: String, created_at: i64 },
+    Key { key_id: KeyId, entry: KeyEntry, current: bool },
+    Retired { key_id: KeyId, at: i64 },
+    Event(LogEvent),
+    ReloadRevoked,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch).await;
+        }
+        tracing::debug!("writer stopped");
+    }
+
+    async fn commit(&mut self, batch: Vec<Op>) {
+        let start = self.head;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut effects = Vec::new();
+        let committed = async {
+            let mut tx = self.conn.begin().await?;
+            for op in &batch {
+                sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
+                let before = self.head;
+                let mut op_effects = Vec::new();
+                let r = apply(&mut tx, &mut self.head, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
+                match r {
+                    Ok(outcome) => {
+                        sqlx::query("RELEASE op").execute(&mut *tx).await?;
+                        effects.append(&mut op_effects);
+                        results.push(Ok(outcome));
+                    }
+                    Err(e) => {
+                        sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
+                        sqlx::query("RELEASE op").execute(&mut *tx).await?;
+                        self.head = before;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+
+        if let Err(e) = committed {
+            tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());
+            self.head = start;
+            for op in batch {
+                if let Some(reply) = op.reply {
+                    let _ = reply.send(Err(Error::Unavailable("storage failure; change not applied".into())));
+                }
+            }
+            return;
+        }
+        self.publish(effects).await;
+        for (op, result) in batch.into_iter().zip(results) {
+            if let Some(reply) = op.reply {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// After the commit: memory first, then subscribers, so anything that sees
+    /// an event can also see its effect.
+    async fn publish(&mut self, effects: Vec<Effect>) {
+        let mut events = Vec::new();
+        let mut reload = false;
+        {
+            let mut keys = self.shared.keys.write().expect("key ring lock");
+            let mut revoked = self.shared.revoked.write().expect("revoked lock");
+            for effect in effects {
+                match effect {
+                    Effect::Org { org, created_at } => {
+                        keys.orgs.insert(org, OrgEntry { created_at, current_key: KeyId(0) });
+                    }
+                    Effect::Key { key_id, entry, current } => {
+                        if current && let Some(org) = keys.orgs.get_mut(&entry.org) {
+                            org.current_key = key_id;
+                        }
+                        keys.keys.insert(key_id, entry);
+                    }
+                    Effect::Retired { key_id, at } => {
+                        if let Some(k) = keys.keys.get_mut(&key_id) {
+                            k.retired_at = Some(at);
+                        }
+                    }
+                    Effect::Event(event) => {
+                        if let Target::Family(id) | Target::Branch(id) = event.target {
+                            revoked.ids.insert(id);
+                        }
+                        events.push(Arc::new(event));
+                    }
+                    Effect::ReloadRevoked => reload = true,
+                }
+            }
+        }
+        if reload {
+            match load_revoked(&mut self.conn).await {
+                Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
+                Err(e) => tracing::error!(error = %e, "reloading revoked ids after prune failed"),
+            }
+        }
+        for event in events {
+            // No receivers is fine: nobody subscribed.
+            let _ = self.shared.events.send(event);
+        }
+        self.shared.head.send_if_modified(|h| {
+            let changed = *h != self.head;
+            *h = self.head;
+            changed
+        });
+    }
+}
+
+async fn load_revoked(conn: &mut SqliteConnection) -> Result<std::collections::HashSet<[u8; 16]>> {
+    let mut ids = std::collections::HashSet::new();
+    for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
+        let kind: String = row.get(0);
+        let bytes: Vec<u8> = row.get(1);
+        if let Some(Target::Family(id) | Target::Branch(id)) = Target::from_columns(&kind, &bytes) {
+            ids.insert(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Applies one change inside the open transaction.
+async fn apply(
+    tx: &mut SqliteConnection,
+    head: &mut LogHead,
+    kek: &Kek,
+    clock: &dyn Clock,
+    op: &Op,
+    effects: &mut Vec<Effect>,
+) -> Result<Outcome> {
+    let now = clock.now_ms();
+    let mut outcome = Outcome::default();
+    match &op.change {
+        Change::CreateOrg(org) => {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM orgs WHERE org = ?").bind(org).fetch_optional(&mut *tx).await?;
+            if exists.is_some() {
+                return Err(Error::AlreadyExists(format!("org {org:?}")));
+            }
+            sqlx::query("INSERT INTO orgs (org, created_at) VALUES (?, ?)")
+                .bind(org)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            effects.push(Effect::Org { org: org.clone(), created_at: now });
+            outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
+        }
+        Change::RotateKey(org) => {
+            require_org(tx, org).await?;
+            outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
+        }
+        Change::RetireKey { key_id, rotate_if_current } => {
+            let row = sqlx::query("SELECT org, retired_at FROM root_keys WHERE key_id = ?")
+                .bind(key_id.0 as i64)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
+            let org: String = row.get(0);
+            if row.get::<Option<i64>, _>(1).is_some() {
+                return Err(Error::FailedPrecondition(format!("key {key_id} is already retired")));
+            }
+            if current_key(tx, &org).await? == Some(*key_id) {
+                if !rotate_if_current {
+                    return Err(Error::FailedPrecondition(format!(
+                        "key {key_id} is the current key of org {org:?}: rotate first"
+                    )));
+                }
+                outcome.key_id = Some(new_key(tx, kek, &org, now, effects).await?);
+            }
+            outcome.seq = retire(tx, head, *key_id, now, &op.audit, effects).await?;
+        }
+        Change::RevokeOrg(org) => {
+            require_org(tx, org).await?;
+            let active: Vec<i64> =
+                sqlx::query_scalar("SELECT key_id FROM root_keys WHERE org = ? AND retired_at IS NULL")
+                    .bind(org)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
+            for key_id in active {
+                outcome.seq = retire(tx, head, KeyId(key_id as u64), now, &op.audit, effects).await?;
+            }
+        }
+        Change::Revoke(targets) => {
+            for (target, expires_at) in targets {
+                outcome.seq = append(tx, head, *target, *expires_at, now, &op.audit, effects).await?;
+            }
+        }
+        Change::Mint(row) => {
+            sqlx::query(
+                "INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(row.family.as_slice())
+            .bind(&row.org)
+            .bind(row.key_id.0 as i64)
+            .bind(&row.subject)
+            .bind(now)
+            .bind(row.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Change::AuditOnly => {}
+        Change::Prune => {
+            outcome.pruned = prune(tx, head, now, effects).await?;
+        }
+    }
+    insert_audit(tx, &op.audit, now).await?;
+    Ok(outcome)
+}
+
+async fn require_org(tx: &mut SqliteConnection, org: &str) -> Result<()> {
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM orgs WHERE org = ?").bind(org).fetch_optional(&mut *tx).await?;
+    exists.map(|_| ()).ok_or_else(|| Error::NotFound(format!("org {org:?}")))
+}
+
+async fn current_key(tx: &mut SqliteConnection, org: &str) -> Result<Option<KeyId>> {
+    let id: Option<i64> = sqlx::query_scalar("SELECT MAX(key_id) FROM root_keys WHERE org = ? AND retired_at IS NULL")
+        .bind(org)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(id.map(|id| KeyId(id as u64)))
+}
+
+/// Makes a fresh random root key for `org`, sealed under the KEK; it becomes current.
+async fn new_key(
+    tx: &mut SqliteConnection,
+    kek: &Kek,
+    org: &str,
+    now: i64,
+    effects: &mut Vec<Effect>,
+) -> Result<KeyId> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
+    let key = RootKey::from_bytes(bytes);
+    let next: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(key_id), 0) + 1 FROM root_keys").fetch_one(&mut *tx).await?;
+    let key_id = KeyId(next as u64);
+    let sealed = kek.seal(key_id, org, &key)?;
+    sqlx::query("INSERT INTO root_keys (key_id, org, sealed, created_at) VALUES (?, ?, ?, ?)")
+        .bind(next)
+        .bind(org)
+        .bind(sealed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let entry = KeyEntry { org: org.to_owned(), derived: key.derive(), created_at: now, retired_at: None };
+    effects.push(Effect::Key { key_id, entry, current: true });
+    Ok(key_id)
+}
+
+async fn retire(
+    tx: &mut SqliteConnection,
+    head: &mut LogHead,
+    key_id: KeyId,
+    now: i64,
+    audit: &AuditRow,
+    effects: &mut Vec<Effect>,
+) -> Result<u64> {
+    sqlx::query("UPDATE root_keys SET retired_at = ? WHERE key_id = ?")
+        .bind(now)
+        .bind(key_id.0 as i64)
+        .execute(&mut *tx)
+        .await?;
+    effects.push(Effect::Retired { key_id, at: now });
+    append(tx, head, Target::Key(key_id), None, now, audit, effects).await
+}
+
+/// Appends one revocation to the log at the next seq.
+async fn append(
+    tx: &mut SqliteConnection,
+    head: &mut LogHead,
+    target: Target,
+    expires_at: Option<i64>,
+    now: i64,
+    audit: &AuditRow,
+    effects: &mut Vec<Effect>,
+) -> Result<u64> {
+    let seq = head.seq + 1;
+    let digest = next_digest(&head.digest, seq, &target);
+    sqlx::query(
+        "INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq as i64)
+    .bind(target.kind())
+    .bind(target.bytes())
+    .bind(digest.as_slice())
+    .bind(&audit.detail)
+    .bind(&audit.actor)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    head.seq = seq;
+    head.digest = digest;
+    effects.push(Effect::Event(LogEvent { seq, target, digest, expires_at }));
+    Ok(seq)
+}
+
+/// Removes the oldest entries whose targets have expired, up to (never
+/// including) the first one still needed and never the newest.
+async fn prune(tx: &mut SqliteConnection, head: &mut LogHead, now: i64, effects: &mut Vec<Effect>) -> Result<u64> {
+    if head.seq == 0 {
+        return Ok(0);
+    }
+    let needed: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(seq) FROM revocations WHERE expires_at IS NULL OR expires_at > ?")
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+    let boundary = needed.map_or(head.seq, |s| (s as u64).min(head.seq));
+    if boundary <= head.retained_from {
+        return Ok(0);
+    }
+    let done = sqlx::query("DELETE FROM revocations WHERE seq < ?").bind(boundary as i64).execute(&mut *tx).await?;
+    set_meta(&mut *tx, "retained_from", &boundary.to_string()).await?;
+    head.retained_from = boundary;
+    effects.push(Effect::ReloadRevoked);
+    Ok(done.rows_affected())
+}
+
+pub(crate) async fn set_meta<'e>(conn: impl SqliteExecutor<'e>, name: &str, value: &str) -> Result<()> {
+    sqlx::query("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
+        .bind(name)
+        .bind(value)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_audit(tx: &mut SqliteConnection, a: &AuditRow, now: i64) -> Result<()> {
+    sqlx::query("INSERT INTO audit (at, actor, action, org, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(now)
+        .bind(&a.actor)
+        .bind(a.action)
+        .bind(&a.org)
+        .bind(&a.target)
+        .bind(a.outcome)
+        .bind(&a.detail)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

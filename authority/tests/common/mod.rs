@@ -1,0 +1,127 @@
+//! Test harness: a real SQLite file in a temp dir and the real gRPC server on
+//! 127.0.0.1:0, in-process. Dropping the harness shuts the server down.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_authority::{Authority, Kek, Settings, SystemClock};
+use tally_proto::v1 as pb;
+use tally_proto::v1::authority_client::AuthorityClient;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+pub const KEK_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub bootstrap: String,
+    pub authority: Arc<Authority>,
+    pub client: AuthorityClient<Channel>,
+    pub addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn fast_settings() -> Settings {
+    Settings { heartbeat: Duration::from_millis(100), ..Settings::default() }
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(fast_settings()).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("authority.db");
+        let bootstrap = Authority::init(&db, kek(), Arc::new(SystemClock)).await.unwrap();
+        Self::serve(dir, db, bootstrap, settings).await
+    }
+
+    /// Serves an existing database.
+    pub async fn serve(dir: tempfile::TempDir, db: PathBuf, bootstrap: String, settings: Settings) -> Self {
+        let authority = Authority::open(&db, kek(), Arc::new(SystemClock), settings).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let (authority, shutdown) = (authority.clone(), shutdown.clone());
+            async move { tally_authority::serve(listener, authority, None, shutdown).await.unwrap() }
+        });
+        let client = AuthorityClient::connect(format!("http://{addr}")).await.unwrap();
+        Self { dir, db, bootstrap, authority, client, addr, shutdown, server: Some(server) }
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) -> (tempfile::TempDir, PathBuf, String) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, self.db.clone(), self.bootstrap.clone())
+    }
+
+    pub fn client(&self) -> AuthorityClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Mints with the bootstrap operator token.
+    pub async fn mint(&self, org: &str, caveats: &[&str]) -> pb::MintResponse {
+        let req = pb::MintRequest {
+            org: org.into(),
+            caveats: caveats.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        };
+        self.client().mint(bearer(req, &self.bootstrap)).await.unwrap().into_inner()
+    }
+
+    pub async fn create_org(&self, org: &str) -> u64 {
+        let req = pb::CreateOrgRequest { org: org.into() };
+        self.client().create_org(bearer(req, &self.bootstrap)).await.unwrap().into_inner().key_id
+    }
+
+    /// A system token with `role = ROLE` and extra caveats.
+    pub async fn system_token(&self, role: &str, extra: &[&str]) -> String {
+        let mut caveats = vec![format!("role = {role}")];
+        caveats.extend(extra.iter().map(|c| c.to_string()));
+        let req = pb::MintRequest { org: "system".into(), caveats, ..Default::default() };
+        self.client().mint(bearer(req, &self.bootstrap)).await.unwrap().into_inner().token
+    }
+
+    pub async fn verify(&self, token: &str) -> pb::VerifyResponse {
+        let req = pb::VerifyRequest { bundle: token.into() };
+        self.client().verify(bearer(req, &self.bootstrap)).await.unwrap().into_inner()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn kek() -> Kek {
+    Kek::from_hex(KEK_HEX).unwrap()
+}
+
+/// Wraps a message with `authorization: Bearer TOKEN`.
+pub fn bearer<T>(msg: T, token: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// Asserts a call failed with `code`.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code) {
+    match result {
+        Err(status) => assert_eq!(status.code(), code, "{status:?}"),
+        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
+    }
+}

@@ -1,0 +1,104 @@
+//! Revoke: by its holder, by family, by key, by org; and who may.
+
+mod common;
+
+use common::{Harness, assert_code, bearer};
+use tally_proto::v1 as pb;
+use tally_proto::v1::revoke_request::Target;
+use tally_token::{Limits, Macaroon};
+use tonic::{Code, Request};
+
+fn revoke(target: Target) -> pb::RevokeRequest {
+    pb::RevokeRequest { target: Some(target), reason: "test".into() }
+}
+
+#[tokio::test]
+async fn holder_revokes_its_branch_not_its_siblings() {
+    let h = Harness::start().await;
+    h.create_org("acme").await;
+    let parent = Macaroon::from_text(&h.mint("acme", &[]).await.token, &Limits::default()).unwrap();
+    let mut a = parent.clone();
+    a.add_first_party("action in read");
+    let mut b = parent.clone();
+    b.add_first_party("action in write");
+    let mut a_child = a.clone();
+    a_child.add_first_party("resource = x");
+
+    // The holder of `a` needs no other credential.
+    let seq = h.client().revoke(Request::new(revoke(Target::Token(a.to_text())))).await.unwrap().into_inner().seq;
+    assert_eq!(seq, 1);
+    assert_eq!(h.verify(&a.to_text()).await.reason(), pb::Reason::Revoked);
+    assert_eq!(h.verify(&a_child.to_text()).await.reason(), pb::Reason::Revoked, "descendants go too");
+    assert!(h.verify(&b.to_text()).await.valid, "siblings stay");
+    assert!(h.verify(&parent.to_text()).await.valid, "the parent stays");
+
+    // A token that does not verify cannot be revoked by "holding" it.
+    let mut forged = b.clone();
+    forged.add_first_party("x");
+    let forged = Macaroon::from_parts(
+        None,
+        forged.identifier().to_vec(),
+        forged.caveats()[..1].to_vec(),
+        forged.signature().clone(),
+    );
+    assert_code(h.client().revoke(Request::new(revoke(Target::Token(forged.to_text())))).await, Code::InvalidArgument);
+    assert_code(h.client().revoke(Request::new(revoke(Target::Token("junk".into())))).await, Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn family_key_and_org() {
+    let h = Harness::start().await;
+    let mut c = h.client();
+    h.create_org("acme").await;
+    h.create_org("beta").await;
+    let t1 = h.mint("acme", &[]).await;
+    let t2 = h.mint("acme", &[]).await;
+    let t3 = h.mint("beta", &[]).await;
+
+    c.revoke(bearer(revoke(Target::Family(t1.family.clone())), &h.bootstrap)).await.unwrap();
+    assert_eq!(h.verify(&t1.token).await.reason(), pb::Reason::Revoked);
+    assert!(h.verify(&t2.token).await.valid);
+
+    // By key: every token under it; the org gets a fresh key and keeps minting.
+    c.revoke(bearer(revoke(Target::KeyId(t2.key_id)), &h.bootstrap)).await.unwrap();
+    assert_eq!(h.verify(&t2.token).await.reason(), pb::Reason::RetiredKey);
+    let t4 = h.mint("acme", &[]).await;
+    assert_ne!(t4.key_id, t2.key_id);
+    assert!(h.verify(&t4.token).await.valid);
+
+    // By org: every token of the org so far, not the others'.
+    let seq = c.revoke(bearer(revoke(Target::Org("acme".into())), &h.bootstrap)).await.unwrap().into_inner().seq;
+    assert!(!h.verify(&t4.token).await.valid);
+    assert!(h.verify(&t3.token).await.valid);
+    assert!(h.verify(&h.mint("acme", &[]).await.token).await.valid, "new mints work");
+    assert_eq!(seq, 3, "family, key, org: one log entry each, contiguous");
+}
+
+#[tokio::test]
+async fn who_may_revoke() {
+    let h = Harness::start().await;
+    let mut c = h.client();
+    h.create_org("acme").await;
+    h.create_org("beta").await;
+    let t = h.mint("beta", &[]).await;
+    let acme_op = h.system_token("operator", &["org = acme"]).await;
+    let verifier = h.system_token("verifier", &[]).await;
+    assert_code(c.revoke(Request::new(revoke(Target::Family(t.family.clone())))).await, Code::Unauthenticated);
+    assert_code(c.revoke(bearer(revoke(Target::Family(t.family.clone())), &verifier)).await, Code::PermissionDenied);
+    assert_code(c.revoke(bearer(revoke(Target::Family(t.family.clone())), &acme_op)).await, Code::PermissionDenied);
+    assert_code(c.revoke(bearer(revoke(Target::Org("beta".into())), &acme_op)).await, Code::PermissionDenied);
+    assert_code(c.revoke(bearer(revoke(Target::KeyId(t.key_id)), &acme_op)).await, Code::PermissionDenied);
+    assert_code(c.revoke(bearer(revoke(Target::Family("zz".into())), &h.bootstrap)).await, Code::InvalidArgument);
+    assert_code(c.revoke(bearer(revoke(Target::KeyId(999)), &h.bootstrap)).await, Code::NotFound);
+    assert_code(c.revoke(bearer(pb::RevokeRequest::default(), &h.bootstrap)).await, Code::InvalidArgument);
+    let long = pb::RevokeRequest { target: Some(Target::Family(t.family.clone())), reason: "x".repeat(300) };
+    assert_code(c.revoke(bearer(long, &h.bootstrap)).await, Code::InvalidArgument);
+    assert!(h.verify(&t.token).await.valid, "no refused request wrote anything");
+    assert_eq!(h.authority.head().seq, 0);
+    // A revoked operator token no longer works.
+    let op = h.system_token("operator", &[]).await;
+    let family = Macaroon::from_text(&op, &Limits::default()).unwrap();
+    let family = tally_token::TallyId::decode(family.identifier()).unwrap().family.to_hex();
+    c.revoke(bearer(revoke(Target::Family(family)), &h.bootstrap)).await.unwrap();
+    assert_code(c.revoke(bearer(revoke(Target::Family(t.family.clone())), &op)).await, Code::Unauthenticated);
+}

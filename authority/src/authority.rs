@@ -186,6 +186,8 @@ impl Authority {
             revoked: std::sync::RwLock::new(loaded.revoked),
             head,
             events,
+            catch_ups: Default::default(),
+            subscribers: Default::default(),
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;
@@ -235,6 +237,16 @@ impl Authority {
     /// The database's epoch.
     pub fn epoch(&self) -> &str {
         &self.shared.epoch
+    }
+
+    /// Times a subscriber fell behind the in-memory fan-out and caught up from the database.
+    pub fn catch_ups(&self) -> u64 {
+        self.shared.catch_ups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Subscribers connected now.
+    pub fn subscribers(&self) -> u64 {
+        self.shared.subscribers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The log head now.

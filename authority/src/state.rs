@@ -78,4 +78,8 @@ pub struct Shared {
     pub head: tokio::sync::watch::Sender<LogHead>,
     /// Live revocations, in seq order, after they are durable.
     pub events: tokio::sync::broadcast::Sender<std::sync::Arc<crate::log::LogEvent>>,
+    /// Times a subscriber fell behind the fan-out and caught up from the database.
+    pub catch_ups: std::sync::atomic::AtomicU64,
+    /// Subscribers connected now.
+    pub subscribers: std::sync::atomic::AtomicU64,
 }

@@ -4,6 +4,7 @@
 //! (or the channel) catches up from the database, so it never skips an entry.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
@@ -48,10 +49,12 @@ impl Authority {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         let this = self.clone();
         tokio::spawn(async move {
+            this.shared.subscribers.fetch_add(1, Ordering::Relaxed);
             match this.run_subscription(position, &tx, &shutdown).await {
                 Ok(()) => tracing::debug!("subscription ended"),
                 Err(e) => tracing::warn!(error = %e, "subscription failed"),
             }
+            this.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
         });
         rx
     }
@@ -115,7 +118,10 @@ impl Authority {
                             }
                             next += 1;
                         }
-                        Ok(_) | Err(RecvError::Lagged(_)) => break,
+                        Ok(_) | Err(RecvError::Lagged(_)) => {
+                            self.shared.catch_ups.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                         Err(RecvError::Closed) => return Ok(()),
                     },
                     _ = tokio::time::sleep(heartbeat) => {

@@ -27,6 +27,26 @@ pub struct Harness {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A clock the test moves by hand.
+#[derive(Debug, Clone)]
+pub struct FakeClock(Arc<std::sync::Mutex<std::time::SystemTime>>);
+
+impl FakeClock {
+    pub fn new() -> Self {
+        Self(Arc::new(std::sync::Mutex::new(std::time::SystemTime::now())))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl tally_authority::Clock for FakeClock {
+    fn now(&self) -> std::time::SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
 pub fn fast_settings() -> Settings {
     Settings { heartbeat: Duration::from_millis(100), ..Settings::default() }
 }
@@ -37,15 +57,25 @@ impl Harness {
     }
 
     pub async fn start_with(settings: Settings) -> Self {
+        Self::start_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(settings: Settings, clock: Arc<dyn tally_authority::Clock>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("authority.db");
-        let bootstrap = Authority::init(&db, kek(), Arc::new(SystemClock)).await.unwrap();
-        Self::serve(dir, db, bootstrap, settings).await
+        let bootstrap = Authority::init(&db, kek(), clock.clone()).await.unwrap();
+        Self::serve(dir, db, bootstrap, settings, clock).await
     }
 
     /// Serves an existing database.
-    pub async fn serve(dir: tempfile::TempDir, db: PathBuf, bootstrap: String, settings: Settings) -> Self {
-        let authority = Authority::open(&db, kek(), Arc::new(SystemClock), settings).await.unwrap();
+    pub async fn serve(
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        bootstrap: String,
+        settings: Settings,
+        clock: Arc<dyn tally_authority::Clock>,
+    ) -> Self {
+        let authority = Authority::open(&db, kek(), clock, settings).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/tally/v1/authority.proto"];
+    let files = ["proto/tally/v1/authority.proto", "proto/tally/v1/verifier.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -28,7 +28,7 @@ CREATE INDEX root_keys_org ON root_keys(org);
 CREATE TABLE revocations (
     seq        INTEGER PRIMARY KEY,
     kind       TEXT NOT NULL CHECK (kind IN ('family', 'branch', 'key')),
-    target     BLOB NOT NULL,            -- 16-byte family or branch id; key id as 8 bytes big-endian
+    target     BLOB NOT NULL,            -- family: 16-byte nonce; branch: family ‖ 16-byte branch hash; key: id as 8 bytes big-endian
     digest     BLOB NOT NULL,
     reason     TEXT NOT NULL,
     actor      TEXT NOT NULL,            -- family id of the caller's token, never the token

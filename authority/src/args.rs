@@ -26,7 +26,7 @@ pub(crate) struct ServeArgs {
     /// Address for the gRPC API.
     #[arg(long, env = "TALLY_AUTHORITY_LISTEN", default_value = "127.0.0.1:7700")]
     pub(crate) listen: String,
-    /// Address for Prometheus metrics (not served yet: reserved for the metrics work).
+    /// Address for Prometheus text metrics (`GET /metrics`); off when unset.
     #[arg(long, env = "TALLY_AUTHORITY_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<String>,
     /// Idle interval between heartbeats on the revocation stream.

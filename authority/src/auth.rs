@@ -67,6 +67,7 @@ impl Authority {
     ) -> Result<Caller> {
         self.check_bearer(bearer, action, target_org, roles).map_err(|r| {
             tracing::info!(action, actor = %r.actor, detail = %r.detail, "request refused");
+            crate::metrics::Counters::bump(&self.counters.refused);
             self.writer.audit(AuditRow {
                 actor: r.actor,
                 action,

@@ -20,6 +20,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::kek::Kek;
 use crate::log::Target;
+use crate::metrics::Counters;
 use crate::state::{LogHead, Shared};
 use crate::writer::{AuditRow, Change, TokenRow, Writer};
 
@@ -72,6 +73,7 @@ pub struct Authority {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
     pub(crate) settings: Settings,
+    pub(crate) counters: crate::metrics::Counters,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -191,7 +193,7 @@ impl Authority {
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;
-        Ok(Arc::new(Self { shared, writer, readers, clock, limits, settings }))
+        Ok(Arc::new(Self { shared, writer, readers, clock, limits, settings, counters: Default::default() }))
     }
 
     /// Creates a database at `path` (which must not exist) with a fresh epoch,
@@ -407,11 +409,13 @@ impl Authority {
         };
         let audit = self.audit(actor, "mint", Some(&spec.org), Some(id.family.to_hex()), &format!("key {key_id}"));
         self.writer.submit(Change::Mint(row), audit).await?;
+        Counters::bump(&self.counters.mint);
         Ok(Minted { token: m.to_text(), family: id.family, key_id, expires_at_ms: Some(expires_secs * 1000) })
     }
 
     /// Verifies a bundle, request-independently. `Err` only for malformed input.
     pub fn verify_bundle(&self, text: &str) -> Result<Verdict> {
+        Counters::bump(&self.counters.verify);
         let bundle =
             Bundle::parse(text, &self.limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
         // Read the head before the revoked set: the verdict holds as of it.
@@ -507,6 +511,12 @@ impl Authority {
 
     /// Revokes. Returns the seq of the (last) log entry written.
     pub async fn revoke(&self, bearer: Option<&str>, target: RevokeTarget, reason: &str) -> Result<u64> {
+        let seq = self.revoke_target(bearer, target, reason).await?;
+        Counters::bump(&self.counters.revoke);
+        Ok(seq)
+    }
+
+    async fn revoke_target(&self, bearer: Option<&str>, target: RevokeTarget, reason: &str) -> Result<u64> {
         if reason.len() > MAX_REASON {
             return Err(Error::InvalidArgument(format!("reason longer than {MAX_REASON} bytes")));
         }
@@ -524,7 +534,7 @@ impl Authority {
                     let RevocationId::Branch(b) = RevocationId::branch(verdict.chain.last().expect("non-empty")) else {
                         unreachable!("branch() makes branch ids")
                     };
-                    Target::Branch(b)
+                    Target::Branch { family: family.0, branch: b }
                 };
                 let actor = format!("holder:{family}");
                 let audit = self.audit(&actor, "revoke", verdict.org.as_deref(), Some(family.to_hex()), reason);

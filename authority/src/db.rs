@@ -90,7 +90,7 @@ pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
     for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
         let kind: String = row.get(0);
         let bytes: Vec<u8> = row.get(1);
-        if let Some(Target::Family(id) | Target::Branch(id)) = Target::from_columns(&kind, &bytes) {
+        if let Some(id) = Target::from_columns(&kind, &bytes).and_then(|t| t.revoked_id()) {
             revoked.ids.insert(id);
         }
     }

@@ -10,6 +10,7 @@ mod error;
 mod grpc;
 mod kek;
 mod log;
+mod metrics;
 mod server;
 mod state;
 mod stream;

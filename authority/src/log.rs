@@ -11,8 +11,9 @@ use tally_token::KeyId;
 pub enum Target {
     /// A whole token family (nonce).
     Family([u8; 16]),
-    /// One branch (hash of a chain signature).
-    Branch([u8; 16]),
+    /// One branch (hash of a chain signature) of a family: the family is
+    /// carried so verifiers can find the cache entries it may concern.
+    Branch { family: [u8; 16], branch: [u8; 16] },
     /// Every token under a root key.
     Key(KeyId),
 }
@@ -22,15 +23,24 @@ impl Target {
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Family(_) => "family",
-            Target::Branch(_) => "branch",
+            Target::Branch { .. } => "branch",
             Target::Key(_) => "key",
+        }
+    }
+
+    /// The id a token check looks for (family nonce or branch hash); none for keys.
+    pub fn revoked_id(&self) -> Option<[u8; 16]> {
+        match self {
+            Target::Family(id) | Target::Branch { branch: id, .. } => Some(*id),
+            Target::Key(_) => None,
         }
     }
 
     /// The `target` column.
     pub fn bytes(&self) -> Vec<u8> {
         match self {
-            Target::Family(b) | Target::Branch(b) => b.to_vec(),
+            Target::Family(b) => b.to_vec(),
+            Target::Branch { family, branch } => [family.as_slice(), branch.as_slice()].concat(),
             Target::Key(k) => k.0.to_be_bytes().to_vec(),
         }
     }
@@ -39,7 +49,9 @@ impl Target {
     pub fn from_columns(kind: &str, bytes: &[u8]) -> Option<Self> {
         match kind {
             "family" => Some(Target::Family(bytes.try_into().ok()?)),
-            "branch" => Some(Target::Branch(bytes.try_into().ok()?)),
+            "branch" if bytes.len() == 32 => {
+                Some(Target::Branch { family: bytes[..16].try_into().ok()?, branch: bytes[16..].try_into().ok()? })
+            }
             "key" => Some(Target::Key(KeyId(u64::from_be_bytes(bytes.try_into().ok()?)))),
             _ => None,
         }

@@ -63,6 +63,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("listening on {}", listener.local_addr()?);
             let shutdown = CancellationToken::new();
             tokio::spawn(args::cancel_on_signal(shutdown.clone()));
+            if let Some(addr) = &a.metrics_listen {
+                let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+                println!("metrics on {}", metrics.local_addr()?);
+                let (authority, stop) = (authority.clone(), shutdown.clone());
+                tokio::spawn(tally_proto::metrics_http::serve(
+                    metrics,
+                    move || authority.render_metrics(),
+                    async move { stop.cancelled().await },
+                ));
+            }
             tally_authority::serve(listener, authority, Some(a.prune_interval.into()), shutdown).await?;
             Ok(())
         }

@@ -231,7 +231,7 @@ impl Task {
                         }
                     }
                     Effect::Event(event) => {
-                        if let Target::Family(id) | Target::Branch(id) = event.target {
+                        if let Some(id) = event.target.revoked_id() {
                             revoked.ids.insert(id);
                         }
                         events.push(Arc::new(event));
@@ -263,7 +263,7 @@ async fn load_revoked(conn: &mut SqliteConnection) -> Result<std::collections::H
     for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
         let kind: String = row.get(0);
         let bytes: Vec<u8> = row.get(1);
-        if let Some(Target::Family(id) | Target::Branch(id)) = Target::from_columns(&kind, &bytes) {
+        if let Some(id) = Target::from_columns(&kind, &bytes).and_then(|t| t.revoked_id()) {
             ids.insert(id);
         }
     }

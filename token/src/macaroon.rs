@@ -125,8 +125,10 @@ pub fn continue_chain(from: &Signature, caveats: &[Caveat]) -> Signature {
     sig
 }
 
+/// One step of the HMAC chain: the signature after appending `caveat` to a
+/// chain whose signature is `sig`.
 #[inline]
-pub(crate) fn chain_step(sig: &Signature, caveat: &Caveat) -> Signature {
+pub fn chain_step(sig: &Signature, caveat: &Caveat) -> Signature {
     match &caveat.vid {
         None => crypto::first_party_step(sig, &caveat.id),
         Some(vid) => crypto::third_party_step(sig, vid, &caveat.id),

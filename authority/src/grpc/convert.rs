@@ -73,7 +73,9 @@ fn target(t: Target) -> pb::RevocationTarget {
     pb::RevocationTarget {
         target: Some(match t {
             Target::Family(b) => T::Family(b.to_vec()),
-            Target::Branch(b) => T::Branch(b.to_vec()),
+            Target::Branch { family, branch } => {
+                T::Branch(pb::BranchTarget { family: family.to_vec(), branch: branch.to_vec() })
+            }
             Target::Key(KeyId(k)) => T::KeyId(k),
         }),
     }

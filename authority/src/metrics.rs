@@ -1,0 +1,83 @@
+//! The authority's counters, rendered as Prometheus text on `--metrics-listen`.
+//! Plain atomics: no global registry, so several authorities in one test
+//! process count separately.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tally_proto::metrics_http::sample;
+
+use crate::authority::Authority;
+
+/// Counters bumped by the request paths.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub verify: AtomicU64,
+    pub mint: AtomicU64,
+    pub revoke: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Authority {
+    /// Verify calls served (any verdict).
+    pub fn verify_count(&self) -> u64 {
+        self.counters.verify.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition of the authority's state and counters.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        let head = self.head();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        sample(
+            &mut out,
+            "tally_authority_verify_total",
+            "counter",
+            "Verify calls served.",
+            load(&self.counters.verify),
+        );
+        sample(&mut out, "tally_authority_mint_total", "counter", "Tokens minted.", load(&self.counters.mint));
+        sample(
+            &mut out,
+            "tally_authority_revoke_total",
+            "counter",
+            "Revoke calls that committed.",
+            load(&self.counters.revoke),
+        );
+        sample(
+            &mut out,
+            "tally_authority_refused_total",
+            "counter",
+            "Requests refused by authorization.",
+            load(&self.counters.refused),
+        );
+        sample(&mut out, "tally_authority_log_head_seq", "gauge", "Last revocation sequence number.", head.seq);
+        sample(
+            &mut out,
+            "tally_authority_log_retained_from",
+            "gauge",
+            "Oldest retained revocation seq.",
+            head.retained_from,
+        );
+        sample(
+            &mut out,
+            "tally_authority_subscribers",
+            "gauge",
+            "Revocation stream subscribers connected.",
+            self.subscribers(),
+        );
+        sample(
+            &mut out,
+            "tally_authority_fanout_catchups_total",
+            "counter",
+            "Subscribers that caught up from the database.",
+            self.catch_ups(),
+        );
+        out
+    }
+}

@@ -1,0 +1,84 @@
+//! Criterion benchmark of the in-process Check path on a cache of 1M tokens:
+//! exact hit, and descendant hit (2 caveats appended to a cached token).
+//! Both include parsing the bundle text and evaluating every caveat.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tally_proto::v1 as pb;
+use tally_token::{Bundle, KeyId, Limits, Macaroon, RootKey, TallyId, verify_with_key};
+use tally_verifier::{CheckRequest, Settings, Upstream, Verifier};
+
+const ENTRIES: u32 = 1_000_000;
+
+fn token(key: &RootKey, i: u32) -> Macaroon {
+    let mut nonce = [0u8; 16];
+    nonce[..4].copy_from_slice(&i.to_le_bytes());
+    nonce[4..8].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+    let mut m = Macaroon::mint(key, TallyId::new(KeyId(1), nonce).encode(), None);
+    for c in
+        ["org = acme", "expires < 2099-01-01T00:00:00Z", "action in read,write", "resource = apps/*", "service = web"]
+    {
+        m.add_first_party(c);
+    }
+    m
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let upstream = Upstream::new("http://127.0.0.1:9", "unused", Duration::from_secs(1)).unwrap();
+    let settings =
+        Settings { remember_descendants: false, cache_capacity: 2 * ENTRIES as usize + 16, ..Settings::default() };
+    let verifier = Verifier::new(upstream, settings);
+    verifier.assume_synced("bench");
+    let key = RootKey::from_bytes([7; 32]);
+    let derived = key.derive();
+    let limits = Limits::default();
+    // Fill the cache as the authority path would: Verify's chain → remember.
+    for i in 0..ENTRIES {
+        let bundle = Bundle::single(token(&key, i));
+        let chain = verify_with_key(&bundle, &derived, &limits).unwrap().chain;
+        let resp = pb::VerifyResponse {
+            valid: true,
+            org: "acme".into(),
+            chain: chain.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            epoch: "bench".into(),
+            expires_at_unix_ms: 4_070_908_800_000,
+            ..Default::default()
+        };
+        verifier.remember(&bundle, &resp);
+    }
+    assert_eq!(verifier.cache_len(), 2 * ENTRIES as usize);
+
+    let exact = token(&key, ENTRIES / 2).to_text();
+    let mut child = token(&key, ENTRIES / 3);
+    child.add_first_party("action in read");
+    child.add_first_party("resource = apps/web/*");
+    let child = child.to_text();
+    let req = |bundle| CheckRequest {
+        bundle,
+        action: Some("read"),
+        resource: Some("apps/web/index"),
+        service: Some("web"),
+        ..Default::default()
+    };
+
+    let mut group = c.benchmark_group("check, 1M cached tokens");
+    for (name, text) in [("exact hit", &exact), ("descendant hit (+2 caveats)", &child)] {
+        let r = req(text.as_str());
+        let out = verifier.check_local(&Bundle::parse(text, &limits).unwrap(), &r).unwrap();
+        assert!(out.allowed, "{name}: {out:?}");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let bundle = Bundle::parse(black_box(text), &limits).unwrap();
+                verifier.check_local(&bundle, &r).unwrap().allowed
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,38 @@
+//! Command-line flags of `tally-verifier serve`; each also from a
+//! `TALLY_VERIFIER_*` environment variable.
+
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The authority's gRPC URL, e.g. http://127.0.0.1:7700.
+    #[arg(long, env = "TALLY_VERIFIER_AUTHORITY")]
+    pub(crate) authority: String,
+    /// File holding this verifier's token (`role = verifier`).
+    #[arg(long, env = "TALLY_VERIFIER_TOKEN_FILE")]
+    pub(crate) token_file: PathBuf,
+    /// Address for the Check API.
+    #[arg(long, env = "TALLY_VERIFIER_LISTEN", default_value = "127.0.0.1:7800")]
+    pub(crate) listen: String,
+    /// Region name (for operators).
+    #[arg(long, env = "TALLY_VERIFIER_REGION", default_value = "default")]
+    pub(crate) region: String,
+    /// Silence from the authority after which the cache is dropped and checks go to the authority.
+    #[arg(long, env = "TALLY_VERIFIER_FAIL_CLOSED_AFTER", default_value = "10s")]
+    pub(crate) fail_closed_after: humantime::Duration,
+    /// Most cached token prefixes.
+    #[arg(long, env = "TALLY_VERIFIER_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    pub(crate) cache_capacity: usize,
+    /// Address for Prometheus text metrics (`GET /metrics`); off when unset.
+    #[arg(long, env = "TALLY_VERIFIER_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<String>,
+    /// Clock skew allowed on `expires` and `not-before`.
+    #[arg(long, env = "TALLY_VERIFIER_CLOCK_SKEW", default_value = "2s")]
+    pub(crate) clock_skew: humantime::Duration,
+    /// How long a negative answer (forged, revoked…) is reused.
+    #[arg(long, env = "TALLY_VERIFIER_NEGATIVE_TTL", default_value = "5s")]
+    pub(crate) negative_ttl: humantime::Duration,
+    /// Deadline for a Verify call to the authority.
+    #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_TIMEOUT", default_value = "2s")]
+    pub(crate) authority_timeout: humantime::Duration,
+}

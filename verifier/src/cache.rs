@@ -1,0 +1,285 @@
+//! The verifier's cache (DESIGN §3). An entry says: "the chain of identifier
+//! I with exactly these first k caveats is genuine, with signature S", keyed
+//! by the prefix hash of I and those caveats, never by identifier or signature
+//! alone. Request-dependent facts are never stored: caveats are evaluated on
+//! every check.
+//!
+//! One map under one `RwLock` (checks take the read lock), plus an index from
+//! family to its entries so a streamed revocation prunes in O(entries of that
+//! family). Capacity is bounded; eviction samples a few random entries and
+//! drops the least recently used (as Redis does), which needs no list upkeep
+//! on the hot path: a hit only stores a coarse timestamp.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use tally_token::{FamilyId, KeyId, PrefixKey, Signature};
+
+/// Random entries looked at to choose one to evict.
+const EVICTION_SAMPLE: usize = 8;
+
+/// Hashes a key by its first 8 bytes: prefix keys are SHA-256 outputs and
+/// family ids random nonces, so their bytes are already uniformly spread.
+#[derive(Default, Clone, Copy)]
+pub struct KeyBytesHasher(u64);
+
+impl Hasher for KeyBytesHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // The key's own bytes arrive last (after a length prefix), and win.
+        if bytes.len() >= 8 {
+            self.0 = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        } else {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+    }
+}
+
+type Fast = BuildHasherDefault<KeyBytesHasher>;
+
+/// What a hit returns (copied out from under the lock).
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// Genuine signature at this prefix (secret).
+    pub sig: Signature,
+    pub family: FamilyId,
+    pub key_id: KeyId,
+    /// Entry dies at this instant (unix ms): the token's own expiry.
+    pub expires_at_ms: i64,
+    pub org: Arc<str>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    sig: Signature,
+    family: FamilyId,
+    key_id: KeyId,
+    expires_at_ms: i64,
+    org: Arc<str>,
+    /// Seconds since the cache was made, at the last hit.
+    last_used: AtomicU32,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: IndexMap<PrefixKey, Entry, Fast>,
+    by_family: HashMap<FamilyId, Vec<PrefixKey>, Fast>,
+    rng: u64,
+}
+
+/// The positive cache.
+#[derive(Debug)]
+pub struct Cache {
+    inner: RwLock<Inner>,
+    capacity: usize,
+    born: Instant,
+    evictions: AtomicU64,
+}
+
+impl Cache {
+    /// A cache holding at most `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::getrandom(&mut seed);
+        let inner = Inner { rng: u64::from_le_bytes(seed) | 1, ..Inner::default() };
+        Self {
+            inner: RwLock::new(inner),
+            capacity: capacity.max(1),
+            born: Instant::now(),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    fn now_secs(&self) -> u32 {
+        self.born.elapsed().as_secs() as u32
+    }
+
+    /// Looks up a prefix; expired entries (at `now_ms`) do not count.
+    pub fn get(&self, key: &PrefixKey, now_ms: i64) -> Option<Cached> {
+        let inner = self.inner.read().expect("cache lock");
+        let e = inner.map.get(key)?;
+        if now_ms >= e.expires_at_ms {
+            return None;
+        }
+        e.last_used.store(self.now_secs(), Ordering::Relaxed);
+        Some(Cached {
+            sig: e.sig.clone(),
+            family: e.family,
+            key_id: e.key_id,
+            expires_at_ms: e.expires_at_ms,
+            org: e.org.clone(),
+        })
+    }
+
+    /// Inserts (or refreshes) an entry, evicting one when full.
+    pub fn insert(&self, key: PrefixKey, value: Cached) {
+        let now = self.now_secs();
+        let mut inner = self.inner.write().expect("cache lock");
+        if !inner.map.contains_key(&key) && inner.map.len() >= self.capacity {
+            inner.evict_one(now);
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        let entry = Entry {
+            sig: value.sig,
+            family: value.family,
+            key_id: value.key_id,
+            expires_at_ms: value.expires_at_ms,
+            org: value.org,
+            last_used: AtomicU32::new(now),
+        };
+        if inner.map.insert(key, entry).is_none() {
+            inner.by_family.entry(value.family).or_default().push(key);
+        }
+    }
+
+    /// Drops every entry of a family. Returns how many.
+    pub fn remove_family(&self, family: &FamilyId) -> usize {
+        let mut inner = self.inner.write().expect("cache lock");
+        let Some(keys) = inner.by_family.remove(family) else { return 0 };
+        for key in &keys {
+            inner.map.swap_remove(key);
+        }
+        keys.len()
+    }
+
+    /// Drops every entry under a key id (rare: scans the cache).
+    pub fn remove_key_id(&self, key_id: KeyId) -> usize {
+        let mut inner = self.inner.write().expect("cache lock");
+        let doomed: Vec<(PrefixKey, FamilyId)> =
+            inner.map.iter().filter(|(_, e)| e.key_id == key_id).map(|(k, e)| (*k, e.family)).collect();
+        for (key, family) in &doomed {
+            inner.map.swap_remove(key);
+            inner.unindex(family, key);
+        }
+        doomed.len()
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        let mut inner = self.inner.write().expect("cache lock");
+        inner.map.clear();
+        inner.by_family.clear();
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.inner.read().expect("cache lock").map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries evicted for capacity so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: cheap, and only used to pick eviction candidates.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn evict_one(&mut self, _now: u32) {
+        let len = self.map.len();
+        if len == 0 {
+            return;
+        }
+        let mut victim = (self.next_random() % len as u64) as usize;
+        for _ in 1..EVICTION_SAMPLE.min(len) {
+            let i = (self.next_random() % len as u64) as usize;
+            let older =
+                self.map[i].last_used.load(Ordering::Relaxed) < self.map[victim].last_used.load(Ordering::Relaxed);
+            if older {
+                victim = i;
+            }
+        }
+        if let Some((key, entry)) = self.map.swap_remove_index(victim) {
+            self.unindex(&entry.family, &key);
+        }
+    }
+
+    fn unindex(&mut self, family: &FamilyId, key: &PrefixKey) {
+        if let Some(keys) = self.by_family.get_mut(family) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_family.remove(family);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(family: u8, key_id: u64, expires_at_ms: i64) -> Cached {
+        Cached {
+            sig: Signature::from_bytes([family; 32]),
+            family: FamilyId([family; 16]),
+            key_id: KeyId(key_id),
+            expires_at_ms,
+            org: "acme".into(),
+        }
+    }
+
+    fn key(i: u32) -> PrefixKey {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        k[8..12].copy_from_slice(&i.to_be_bytes());
+        PrefixKey(k)
+    }
+
+    #[test]
+    fn get_insert_expire() {
+        let c = Cache::new(10);
+        c.insert(key(1), cached(1, 1, 1000));
+        assert!(c.get(&key(1), 999).is_some());
+        assert!(c.get(&key(1), 1000).is_none(), "never outlives the token's expiry");
+        assert!(c.get(&key(2), 0).is_none());
+    }
+
+    #[test]
+    fn capacity_bounded() {
+        let c = Cache::new(100);
+        for i in 0..1000 {
+            c.insert(key(i), cached((i % 7) as u8, 1, i64::MAX));
+        }
+        assert_eq!(c.len(), 100);
+        assert_eq!(c.evictions(), 900);
+        // The family index stays consistent with the map.
+        let total: usize = (0..7).map(|f| c.remove_family(&FamilyId([f; 16]))).sum();
+        assert_eq!(total, 100);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn prune_by_family_and_key() {
+        let c = Cache::new(100);
+        c.insert(key(1), cached(1, 10, i64::MAX));
+        c.insert(key(2), cached(1, 10, i64::MAX));
+        c.insert(key(3), cached(2, 10, i64::MAX));
+        c.insert(key(4), cached(3, 11, i64::MAX));
+        assert_eq!(c.remove_family(&FamilyId([1; 16])), 2);
+        assert!(c.get(&key(1), 0).is_none() && c.get(&key(3), 0).is_some());
+        assert_eq!(c.remove_key_id(KeyId(10)), 1);
+        assert_eq!(c.len(), 1);
+        c.clear();
+        assert!(c.is_empty());
+    }
+}

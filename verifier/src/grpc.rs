@@ -1,0 +1,87 @@
+//! The gRPC adapter: `tally.v1.Verifier` on top of [`Verifier`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tally_proto::v1 as pb;
+use tally_proto::v1::verifier_server::Verifier as VerifierApi;
+use tonic::{Request, Response, Status};
+
+use crate::verifier::{CheckRequest, Outcome, Verifier};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct VerifierService {
+    verifier: Arc<Verifier>,
+}
+
+impl VerifierService {
+    pub fn new(verifier: Arc<Verifier>) -> Self {
+        Self { verifier }
+    }
+}
+
+fn some(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+fn response(o: Outcome) -> pb::CheckResponse {
+    pb::CheckResponse {
+        allowed: o.allowed,
+        reason: o.reason as i32,
+        detail: o.detail,
+        failed_caveat: o.failed_caveat,
+        org: o.org,
+        subject: o.subject,
+        family: o.family,
+        source: o.source as i32,
+        expires_at_unix_ms: o.expires_at_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl VerifierApi for VerifierService {
+    async fn check(&self, req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
+        let r = req.into_inner();
+        let client_ip = match some(&r.client_ip) {
+            None => None,
+            Some(ip) => Some(
+                ip.parse::<IpAddr>()
+                    .map_err(|_| Status::invalid_argument(format!("client_ip {ip:?} is not an IP address")))?,
+            ),
+        };
+        let check = CheckRequest {
+            bundle: &r.bundle,
+            action: some(&r.action),
+            resource: some(&r.resource),
+            service: some(&r.service),
+            subject: some(&r.subject),
+            client_ip,
+        };
+        let outcome = self.verifier.check(&check).await?;
+        Ok(Response::new(response(outcome)))
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.verifier.status()))
+    }
+}
+
+impl Verifier {
+    /// The operator's view.
+    pub fn status(&self) -> pb::StatusResponse {
+        let pos = self.sync.position();
+        pb::StatusResponse {
+            region: self.settings.region.clone(),
+            epoch: pos.epoch,
+            applied_seq: pos.applied_seq,
+            head_seq: pos.head_seen,
+            cache_entries: self.cache.len() as u64,
+            last_contact_age_ms: self.sync.silence().map_or(-1, |d| d.as_millis() as i64),
+            synced: self.sync.synced(),
+            fail_closed: self.sync.fail_closed(),
+            resets: self.sync.resets(),
+            authority_verifies: self.authority_verifies(),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `tally-verifier serve`: the regional verifier daemon.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tally_verifier::{Settings, Upstream, Verifier};
+use tokio_util::sync::CancellationToken;
+
+mod args;
+
+#[derive(Debug, Parser)]
+#[command(name = "tally-verifier", version, about = "Tally's regional verifier")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve Check next to the services.
+    Serve(args::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tally-verifier: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Command::Serve(a) = cli.command;
+    let token = std::fs::read_to_string(&a.token_file)
+        .with_context(|| format!("cannot read token file {}", a.token_file.display()))?;
+    let upstream = Upstream::new(&a.authority, &token, a.authority_timeout.into())?;
+    let settings = Settings {
+        region: a.region,
+        fail_closed_after: a.fail_closed_after.into(),
+        cache_capacity: a.cache_capacity,
+        negative_ttl: a.negative_ttl.into(),
+        skew: a.clock_skew.into(),
+        ..Settings::default()
+    };
+    let verifier = Arc::new(Verifier::new(upstream, settings));
+    let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+    // The bound address on stdout: scripts and tests that pass port 0 read it here.
+    println!("listening on {}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    if let Some(addr) = &a.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        println!("metrics on {}", metrics.local_addr()?);
+        let (verifier, stop) = (verifier.clone(), shutdown.clone());
+        tokio::spawn(tally_proto::metrics_http::serve(metrics, move || verifier.render_metrics(), async move {
+            stop.cancelled().await
+        }));
+    }
+    tally_verifier::serve(listener, verifier, shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    token.cancel();
+}

@@ -1,0 +1,85 @@
+//! A short-lived cache of negative answers (forged, revoked, unknown key…),
+//! keyed by a hash of the whole bundle text, signature included: a forgery
+//! must never shadow the genuine token with the same caveats. Bounded: when
+//! full, expired answers go first, then everything.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tally_proto::v1::Reason;
+
+/// A remembered denial.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+/// The negative cache.
+#[derive(Debug)]
+pub struct NegativeCache {
+    ttl: Duration,
+    capacity: usize,
+    map: Mutex<HashMap<[u8; 32], (Instant, Denied)>>,
+}
+
+impl NegativeCache {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self { ttl, capacity: capacity.max(1), map: Mutex::new(HashMap::new()) }
+    }
+
+    fn key(bundle: &str) -> [u8; 32] {
+        Sha256::new().chain_update(b"tally-negative-v1\0").chain_update(bundle.as_bytes()).finalize().into()
+    }
+
+    /// A denial remembered for this exact bundle text, if still fresh.
+    pub fn get(&self, bundle: &str) -> Option<Denied> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = self.map.lock().expect("negative cache lock");
+        map.get(&Self::key(bundle)).filter(|(until, _)| Instant::now() < *until).map(|(_, d)| d.clone())
+    }
+
+    /// Remembers a denial for the TTL.
+    pub fn insert(&self, bundle: &str, denied: Denied) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("negative cache lock");
+        if map.len() >= self.capacity {
+            map.retain(|_, (until, _)| now < *until);
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+        }
+        map.insert(Self::key(bundle), (now + self.ttl, denied));
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.map.lock().expect("negative cache lock").clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_expiring() {
+        let c = NegativeCache::new(Duration::from_secs(60), 2);
+        let d = Denied { reason: Reason::Forged, detail: String::new() };
+        c.insert("a", d.clone());
+        c.insert("b", d.clone());
+        c.insert("c", d.clone());
+        assert!(c.get("c").is_some());
+        assert!(c.map.lock().unwrap().len() <= 2);
+        let off = NegativeCache::new(Duration::ZERO, 2);
+        off.insert("a", d);
+        assert!(off.get("a").is_none());
+    }
+}

@@ -1,0 +1,68 @@
+//! Serving: Check and Status, health (serving only once synced with the
+//! stream) and reflection, on an already-bound listener; plus the stream
+//! follower and the fail-closed watchdog. Everything stops on `shutdown`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_proto::v1::verifier_server::VerifierServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::error::Error;
+use crate::grpc::VerifierService;
+use crate::verifier::Verifier;
+
+/// Largest request message accepted.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Serves until `shutdown` fires.
+pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: CancellationToken) -> Result<(), Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_not_serving::<VerifierServer<VerifierService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tally_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+
+    tokio::spawn(verifier.clone().follow(shutdown.clone()));
+    tokio::spawn(verifier.clone().watchdog(shutdown.clone()));
+    // Readiness follows the stream: serving once synced, not while failing closed.
+    tokio::spawn({
+        let (verifier, shutdown, health) = (verifier.clone(), shutdown.clone(), health.clone());
+        async move {
+            let mut serving = false;
+            loop {
+                let ready = verifier.sync.synced() && !verifier.sync.fail_closed();
+                if ready != serving {
+                    serving = ready;
+                    if ready {
+                        health.set_serving::<VerifierServer<VerifierService>>().await;
+                    } else {
+                        health.set_not_serving::<VerifierServer<VerifierService>>().await;
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    });
+
+    let service =
+        VerifierServer::new(VerifierService::new(verifier.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
+    tracing::info!(%addr, region = %verifier.settings().region, "verifier serving");
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .await
+        .map_err(|e| Error::Config(format!("server: {e}")))?;
+    tracing::info!("verifier stopped");
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Where the verifier stands with the revocation stream: epoch, applied seq,
+//! last contact. The cache is trusted only while `usable()`: synced since the
+//! last reset, and heard from the authority within the silence threshold.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The stream position and contact state.
+#[derive(Debug)]
+pub struct SyncState {
+    pos: Mutex<Position>,
+    /// Caught up with the head at least once since the last reset.
+    synced: AtomicBool,
+    /// Silent past the threshold: cache dropped and unused.
+    fail_closed: AtomicBool,
+    resets: AtomicU64,
+    born: Instant,
+    /// Milliseconds since `born` of the last contact, plus one (0: never).
+    last_contact: AtomicU64,
+}
+
+/// Position in the stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: String,
+    pub applied_seq: u64,
+    pub digest: Vec<u8>,
+    pub head_seen: u64,
+}
+
+impl Default for SyncState {
+    fn default() -> Self {
+        Self {
+            pos: Mutex::default(),
+            synced: AtomicBool::new(false),
+            fail_closed: AtomicBool::new(false),
+            resets: AtomicU64::new(0),
+            born: Instant::now(),
+            last_contact: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SyncState {
+    /// May the cache answer (and be filled) now?
+    pub fn usable(&self) -> bool {
+        self.synced.load(Ordering::Acquire) && !self.fail_closed.load(Ordering::Acquire)
+    }
+
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn fail_closed(&self) -> bool {
+        self.fail_closed.load(Ordering::Acquire)
+    }
+
+    pub fn set_synced(&self, synced: bool) {
+        self.synced.store(synced, Ordering::Release);
+    }
+
+    /// Enters (true) or leaves fail-closed; returns the previous value.
+    pub fn set_fail_closed(&self, on: bool) -> bool {
+        self.fail_closed.swap(on, Ordering::AcqRel)
+    }
+
+    pub fn position(&self) -> Position {
+        self.pos.lock().expect("sync lock").clone()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Position)) {
+        f(&mut self.pos.lock().expect("sync lock"));
+    }
+
+    /// Records contact with the authority (any event or heartbeat).
+    pub fn touch(&self) {
+        self.last_contact.store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Release);
+    }
+
+    /// Time since the last contact; `None` before the first.
+    pub fn silence(&self) -> Option<Duration> {
+        match self.last_contact.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(self.born.elapsed().saturating_sub(Duration::from_millis(t - 1))),
+        }
+    }
+
+    pub fn count_reset(&self) {
+        self.resets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,329 @@
+//! The verifier's domain: `check` a bundle for a request. Local first (deny
+//! lists, then the cache: exact prefix or a cached ancestor whose chain is
+//! continued here), then the negative cache, then the authority. Caveats are
+//! evaluated on every request, whatever answered.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tally_proto::v1::{self as pb, Reason, Source};
+use tally_token::{
+    Bundle, Context, DenialKind, Limits, Predicate, PrefixHasher, RevocationId, Signature, TallyId, chain_step,
+    evaluate, prefix_key,
+};
+
+use crate::cache::{Cache, Cached};
+use crate::error::Error;
+use crate::metrics::Counters;
+use crate::negative::{Denied, NegativeCache};
+use crate::revoked::Revoked;
+use crate::sync::SyncState;
+use crate::upstream::Upstream;
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Region name, for operators.
+    pub region: String,
+    /// Silence after which the cache is dropped and unused.
+    pub fail_closed_after: Duration,
+    /// Most cached prefixes.
+    pub cache_capacity: usize,
+    /// How long a negative answer is reused.
+    pub negative_ttl: Duration,
+    /// Most negative answers remembered.
+    pub negative_capacity: usize,
+    /// Clock skew allowed on `expires` / `not-before`.
+    pub skew: Duration,
+    /// Token size limits.
+    pub limits: Limits,
+    /// Cache a descendant once its chain was continued, so it is an exact hit
+    /// next time (off only to measure the descendant path itself).
+    pub remember_descendants: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            region: "default".into(),
+            fail_closed_after: Duration::from_secs(10),
+            cache_capacity: 1_000_000,
+            negative_ttl: Duration::from_secs(5),
+            negative_capacity: 100_000,
+            skew: tally_token::DEFAULT_SKEW,
+            limits: Limits::default(),
+            remember_descendants: true,
+        }
+    }
+}
+
+/// The request context of a check (empty: not supplied).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckRequest<'a> {
+    pub bundle: &'a str,
+    pub action: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub allowed: bool,
+    pub reason: Reason,
+    pub detail: String,
+    pub failed_caveat: String,
+    pub org: String,
+    pub subject: String,
+    pub family: String,
+    pub source: Source,
+    pub expires_at_ms: i64,
+}
+
+impl Outcome {
+    fn deny(reason: Reason, detail: impl Into<String>, source: Source) -> Self {
+        Self {
+            allowed: false,
+            reason,
+            detail: detail.into(),
+            failed_caveat: String::new(),
+            org: String::new(),
+            subject: String::new(),
+            family: String::new(),
+            source,
+            expires_at_ms: 0,
+        }
+    }
+}
+
+/// The verifier.
+#[derive(Debug)]
+pub struct Verifier {
+    pub(crate) cache: Cache,
+    pub(crate) negative: NegativeCache,
+    pub(crate) revoked: Revoked,
+    pub(crate) sync: SyncState,
+    pub(crate) upstream: Upstream,
+    pub(crate) settings: Settings,
+    pub(crate) counters: Counters,
+    /// Held while checking the deny lists and inserting into the cache, and
+    /// while applying a revocation (add to deny list, prune): so an entry
+    /// verified before a revocation can never be inserted after its pruning.
+    pub(crate) apply: Mutex<()>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Verifier {
+    /// A verifier talking to `upstream`.
+    pub fn new(upstream: Upstream, settings: Settings) -> Self {
+        Self {
+            cache: Cache::new(settings.cache_capacity),
+            negative: NegativeCache::new(settings.negative_ttl, settings.negative_capacity),
+            revoked: Revoked::default(),
+            sync: SyncState::default(),
+            upstream,
+            settings,
+            counters: Counters::default(),
+            apply: Mutex::new(()),
+        }
+    }
+
+    /// Settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Checks a bundle for a request.
+    pub async fn check(&self, req: &CheckRequest<'_>) -> Result<Outcome, Error> {
+        let bundle = Bundle::parse(req.bundle, &self.settings.limits)
+            .map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
+        let outcome = match self.check_local(&bundle, req) {
+            Some(outcome) => outcome,
+            None => match self.negative.get(req.bundle) {
+                Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
+                None => self.ask_authority(&bundle, req).await,
+            },
+        };
+        self.counters.count(&outcome);
+        Ok(outcome)
+    }
+
+    /// Answers from local state alone, or `None` when the authority must be asked.
+    pub fn check_local(&self, bundle: &Bundle, req: &CheckRequest<'_>) -> Option<Outcome> {
+        let root = &bundle.root;
+        let Ok(id) = TallyId::decode(root.identifier()) else {
+            return Some(Outcome::deny(Reason::UnknownKey, "not a Tally token", Source::Local));
+        };
+        if self.revoked.key_retired(id.key_id) {
+            return Some(Outcome::deny(Reason::RetiredKey, format!("key {} is retired", id.key_id), Source::Local));
+        }
+        if self.revoked.contains(&id.family.0) {
+            return Some(Outcome::deny(Reason::Revoked, "token revoked", Source::Local));
+        }
+        let caveats = root.caveats();
+        if !self.sync.usable() || !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
+            return None;
+        }
+        let now = now_ms();
+        // Prefix keys, longest first: finalise lazily, most checks stop at the first.
+        let mut hashers = Vec::with_capacity(caveats.len() + 1);
+        let mut h = PrefixHasher::new(root.identifier());
+        hashers.push(h.clone());
+        for c in caveats {
+            h.push(c);
+            hashers.push(h.clone());
+        }
+        let (k, hit) =
+            (0..hashers.len()).rev().find_map(|k| self.cache.get(&hashers[k].key(), now).map(|hit| (k, hit)))?;
+        let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
+        let mut sig = hit.sig.clone();
+        for c in &caveats[k..] {
+            sig = chain_step(&sig, c);
+            if self.revoked.any(&[RevocationId::branch(&sig)]) {
+                return Some(Outcome::deny(Reason::Revoked, "token revoked (branch)", source));
+            }
+        }
+        if sig != *root.signature() {
+            return Some(Outcome::deny(Reason::Forged, "signature does not match the cached chain", source));
+        }
+        if k < caveats.len() && self.settings.remember_descendants {
+            // Remember the descendant itself, so it is an exact hit next time.
+            let expires = caveats[k..]
+                .iter()
+                .filter_map(|c| match Predicate::parse_bytes(&c.id) {
+                    Ok(Predicate::Expires(t)) => Some((t / 1_000_000) as i64),
+                    _ => None,
+                })
+                .fold(hit.expires_at_ms, i64::min);
+            let entry = Cached { sig, expires_at_ms: expires, ..hit.clone() };
+            self.insert_checked(hashers[caveats.len()].key(), entry, &[]);
+        }
+        let first_party = caveats.iter().map(|c| c.id.as_slice());
+        Some(self.evaluate(first_party, req, &hit.org, hit.family.to_hex(), source))
+    }
+
+    /// Inserts unless something it depends on was revoked meanwhile.
+    fn insert_checked(&self, key: tally_token::PrefixKey, entry: Cached, chain: &[Signature]) {
+        let _apply = self.apply.lock().expect("apply lock");
+        if !self.sync.usable()
+            || self.revoked.key_retired(entry.key_id)
+            || self.revoked.contains(&entry.family.0)
+            || chain.iter().any(|s| self.revoked.any(&[RevocationId::branch(s)]))
+        {
+            return;
+        }
+        self.cache.insert(key, entry);
+    }
+
+    async fn ask_authority(&self, bundle: &Bundle, req: &CheckRequest<'_>) -> Outcome {
+        Counters::bump(&self.counters.authority_verifies);
+        let resp = match self.upstream.verify(req.bundle).await {
+            Ok(resp) => resp,
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), "authority unavailable for Verify");
+                return Outcome::deny(
+                    Reason::AuthorityUnavailable,
+                    format!("authority unavailable ({:?})", status.code()),
+                    Source::Authority,
+                );
+            }
+        };
+        let family = hex::encode(&resp.family);
+        if !resp.valid {
+            let reason = resp.reason();
+            self.negative.insert(req.bundle, Denied { reason, detail: resp.detail.clone() });
+            let mut out = Outcome::deny(reason, resp.detail, Source::Authority);
+            out.family = family;
+            return out;
+        }
+        self.remember(bundle, &resp);
+        let first_party = std::iter::once(&bundle.root)
+            .chain(&bundle.discharges)
+            .flat_map(|m| m.caveats())
+            .filter(|c| !c.is_third_party())
+            .map(|c| c.id.as_slice());
+        self.evaluate(first_party, req, &resp.org, family, Source::Authority)
+    }
+
+    /// Caches what a valid Verify answer vouches for: the whole token and its
+    /// identifier-only prefix (so any descendant of the family hits).
+    pub fn remember(&self, bundle: &Bundle, resp: &pb::VerifyResponse) {
+        let root = &bundle.root;
+        let caveats = root.caveats();
+        if !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
+            return; // third-party tokens always go to the authority (see ARCHITECTURE.md)
+        }
+        if resp.epoch != self.sync.position().epoch || resp.chain.len() != caveats.len() + 1 {
+            return;
+        }
+        let Ok(id) = TallyId::decode(root.identifier()) else { return };
+        let chain: Option<Vec<Signature>> =
+            resp.chain.iter().map(|s| s.as_slice().try_into().ok().map(Signature::from_bytes)).collect();
+        let Some(chain) = chain else { return };
+        if chain.last() != Some(root.signature()) {
+            return;
+        }
+        let expires_at_ms = if resp.expires_at_unix_ms == 0 { i64::MAX } else { resp.expires_at_unix_ms };
+        let base = Cached {
+            sig: chain[0].clone(),
+            family: id.family,
+            key_id: id.key_id,
+            expires_at_ms,
+            org: resp.org.as_str().into(),
+        };
+        self.insert_checked(prefix_key(root.identifier(), &[]), base.clone(), &chain[..1]);
+        if !caveats.is_empty() {
+            let full = Cached { sig: chain[caveats.len()].clone(), ..base };
+            self.insert_checked(prefix_key(root.identifier(), caveats), full, &chain);
+        }
+    }
+
+    fn evaluate<'c>(
+        &self,
+        caveats: impl Iterator<Item = &'c [u8]>,
+        req: &CheckRequest<'_>,
+        org: &str,
+        family: String,
+        source: Source,
+    ) -> Outcome {
+        let mut ctx = Context::at(SystemTime::now());
+        ctx.skew_nanos = self.settings.skew.as_nanos() as i128;
+        ctx.action = req.action;
+        ctx.resource = req.resource;
+        ctx.service = req.service;
+        ctx.subject = req.subject;
+        ctx.client_ip = req.client_ip;
+        ctx.org = Some(org).filter(|o| !o.is_empty());
+        match evaluate(caveats, &ctx) {
+            Ok(claims) => Outcome {
+                allowed: true,
+                reason: Reason::Ok,
+                detail: String::new(),
+                failed_caveat: String::new(),
+                org: org.to_owned(),
+                subject: claims.subject.unwrap_or_default(),
+                family,
+                source,
+                expires_at_ms: claims.expires_unix_nanos.map_or(0, |t| (t / 1_000_000) as i64),
+            },
+            Err(d) => {
+                let reason = match d.kind {
+                    DenialKind::Expired => Reason::Expired,
+                    DenialKind::NotYetValid => Reason::NotYetValid,
+                    DenialKind::Unsatisfied | DenialKind::Invalid(_) => Reason::CaveatFailed,
+                };
+                let mut out = Outcome::deny(reason, d.to_string(), source);
+                out.failed_caveat = d.caveat;
+                out.org = org.to_owned();
+                out.family = family;
+                out
+            }
+        }
+    }
+}

@@ -41,9 +41,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve(a) = cli.command;
-    let token = std::fs::read_to_string(&a.token_file)
-        .with_context(|| format!("cannot read token file {}", a.token_file.display()))?;
-    let upstream = Upstream::new(&a.authority, &token, a.authority_timeout.into())?;
+    let upstream = Upstream::with_token_file(&a.authority, &a.token_file, a.authority_timeout.into())?;
     let settings = Settings {
         region: a.region,
         fail_closed_after: a.fail_closed_after.into(),

@@ -61,7 +61,12 @@ impl Verifier {
                         }
                     }
                 },
-                Err(status) => tracing::warn!(code = ?status.code(), "cannot subscribe to the authority"),
+                Err(status) => {
+                    tracing::warn!(code = ?status.code(), "cannot subscribe to the authority");
+                    if status.code() == tonic::Code::Unauthenticated {
+                        self.upstream.reload_token();
+                    }
+                }
             }
             attempt = attempt.saturating_add(1);
             let delay = jittered(attempt);

@@ -2,6 +2,8 @@
 //! revocation stream, each request carrying the verifier's own token.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tally_proto::v1 as pb;
@@ -20,7 +22,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Upstream {
     client: AuthorityClient<Channel>,
-    bearer: MetadataValue<Ascii>,
+    bearer: Arc<RwLock<MetadataValue<Ascii>>>,
+    /// Where the token came from: re-read when the authority refuses it, so
+    /// an operator can replace the token without restarting the verifier.
+    token_file: Option<PathBuf>,
     timeout: Duration,
 }
 
@@ -37,15 +42,30 @@ impl Upstream {
             .map_err(|e| Error::Config(format!("bad authority URL {url:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
-        let bearer = format!("Bearer {}", token.trim())
-            .parse()
-            .map_err(|_| Error::Config("the verifier token is not valid header text".into()))?;
-        Ok(Self { client: AuthorityClient::new(endpoint.connect_lazy()), bearer, timeout })
+        let bearer = Arc::new(RwLock::new(bearer_value(token)?));
+        Ok(Self { client: AuthorityClient::new(endpoint.connect_lazy()), bearer, token_file: None, timeout })
+    }
+
+    /// Like [`Upstream::new`], with the token read from `path` (and re-read on refusal).
+    pub fn with_token_file(url: &str, path: &Path, timeout: Duration) -> Result<Self, Error> {
+        let token = read_token(path)?;
+        let mut upstream = Self::new(url, &token, timeout)?;
+        upstream.token_file = Some(path.to_owned());
+        Ok(upstream)
+    }
+
+    /// Re-reads the token file (after the authority refused the token).
+    pub fn reload_token(&self) {
+        let Some(path) = &self.token_file else { return };
+        match read_token(path).and_then(|t| bearer_value(&t)) {
+            Ok(value) => *self.bearer.write().expect("bearer lock") = value,
+            Err(e) => tracing::warn!(error = %e, "cannot reload the verifier token"),
+        }
     }
 
     fn request<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
-        req.metadata_mut().insert("authorization", self.bearer.clone());
+        req.metadata_mut().insert("authorization", self.bearer.read().expect("bearer lock").clone());
         req
     }
 
@@ -73,4 +93,14 @@ impl Upstream {
             Err(_) => Err(Status::deadline_exceeded("authority did not answer in time")),
         }
     }
+}
+
+fn read_token(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read token file {}: {e}", path.display())))
+}
+
+fn bearer_value(token: &str) -> Result<MetadataValue<Ascii>, Error> {
+    format!("Bearer {}", token.trim())
+        .parse()
+        .map_err(|_| Error::Config("the verifier token is not valid header text".into()))
 }

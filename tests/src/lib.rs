@@ -1,1 +1,13 @@
-//! End-to-end test harness.
+//! End-to-end test harness: the real binaries started as processes on
+//! loopback (127.0.0.1, port 0), their output captured, and polling helpers
+//! in place of sleeps. One test file per behaviour under `tests/`.
+
+mod authority;
+mod binary;
+mod child;
+mod poll;
+
+pub use authority::{Authority, AuthorityOptions, TEST_KEK_HEX, bearer};
+pub use binary::{AUTHORITY, Bin, binary, binary_in, profile_dir, workspace_root};
+pub use child::{Child, ECHO_ENV, Lines};
+pub use poll::{DEADLINE, POLL_INTERVAL, eventually, try_eventually};

@@ -1,0 +1,271 @@
+//! The real `tally-authority` as a process: a temp dir with a KEK file and a
+//! database made by `init`, then `serve` on 127.0.0.1 (port 0 the first time,
+//! the same port on restart) with a connected gRPC client.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use tally_proto::v1 as pb;
+use tally_proto::v1::authority_client::AuthorityClient;
+use tempfile::TempDir;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use crate::binary::{AUTHORITY, binary_in};
+use crate::child::Child;
+use crate::poll::DEADLINE;
+
+/// The KEK every harness authority uses (tests need to know it to look for it).
+pub const TEST_KEK_HEX: &str = "8f3c6a1e9b2d4f7081a5c3e6d9b2f4a7c1e8d3b6a9f2c5e8b1d4a7c3f6e9b2d5";
+/// How long a graceful stop may take.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// What `serve` prints first on stdout.
+const LISTENING: &str = "listening on ";
+
+/// How to run the authority.
+#[derive(Debug, Clone)]
+pub struct AuthorityOptions {
+    /// `RUST_LOG` of every process (init and serve).
+    pub rust_log: String,
+    /// `--heartbeat-interval`.
+    pub heartbeat: Duration,
+    /// Extra `serve` arguments.
+    pub serve_args: Vec<String>,
+}
+
+impl Default for AuthorityOptions {
+    fn default() -> Self {
+        Self { rust_log: "info".into(), heartbeat: Duration::from_millis(200), serve_args: Vec::new() }
+    }
+}
+
+/// A running (or stopped) authority process with its database. Dropping it
+/// kills the process and removes the temp dir.
+pub struct Authority {
+    options: AuthorityOptions,
+    bootstrap: String,
+    addr: SocketAddr,
+    client: AuthorityClient<Channel>,
+    /// The current `serve` process.
+    child: Child,
+    /// Earlier `serve` processes (exited), kept for their output.
+    past: Vec<Child>,
+    /// `init`'s standard error.
+    init_log: Vec<String>,
+    kek_file: PathBuf,
+    db: PathBuf,
+    // Last: removed after the processes are gone.
+    dir: TempDir,
+}
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authority").field("addr", &self.addr).field("db", &self.db).field("child", &self.child).finish()
+    }
+}
+
+impl Authority {
+    /// Inits a database and serves it with the default options. Panics on failure.
+    pub async fn start() -> Self {
+        Self::start_with(AuthorityOptions::default()).await
+    }
+
+    /// Inits a database and serves it. Panics on failure.
+    pub async fn start_with(options: AuthorityOptions) -> Self {
+        Self::try_start(options).await.expect("starting tally-authority")
+    }
+
+    async fn try_start(options: AuthorityOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("authority.db");
+        let kek_file = dir.path().join("kek.hex");
+        std::fs::write(&kek_file, format!("{TEST_KEK_HEX}\n"))?;
+
+        let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
+        let mut init = Child::spawn(&bin, init_args(&db, &kek_file), &[("RUST_LOG", &options.rust_log)])?;
+        let status = init.wait(DEADLINE).await?;
+        let out = init.stdout().snapshot();
+        let init_log = init.stderr().snapshot();
+        ensure!(status.success(), "init failed ({status}): {}", init_log.join("\n"));
+        let [bootstrap] = out.as_slice() else { bail!("init must print exactly one line, printed {out:?}") };
+        ensure!(bootstrap.starts_with(tally_token::TEXT_PREFIX), "init printed {bootstrap:?}, not a token");
+        let bootstrap = bootstrap.clone();
+
+        let loopback_any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (child, addr) = serve(&bin, &db, &kek_file, loopback_any, &options).await?;
+        let client = connect(addr).await?;
+        Ok(Self { options, bootstrap, addr, client, child, past: Vec::new(), init_log, kek_file, db, dir })
+    }
+
+    /// A client of the current process (cheap clone of one channel).
+    pub fn client(&self) -> AuthorityClient<Channel> {
+        self.client.clone()
+    }
+
+    /// The bootstrap operator token `init` printed.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Where it listens (the same across restarts).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        &self.db
+    }
+
+    /// The temp dir holding the database and the KEK file.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The KEK, as written to the KEK file.
+    pub fn kek_hex(&self) -> &str {
+        TEST_KEK_HEX
+    }
+
+    /// Pid of the current `serve` process.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The current `serve` process.
+    pub fn process(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Kills the current process with SIGKILL (no chance to clean up).
+    pub fn kill_9(&mut self) -> ExitStatus {
+        self.child.kill_9()
+    }
+
+    /// SIGTERM and waits for a graceful exit; the error says when it took too long.
+    pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.stop(STOP_DEADLINE).await
+    }
+
+    /// Serves the same database again on the same port, after `kill_9` or
+    /// `stop`, and reconnects `client()`. Panics when the old process still runs.
+    pub async fn restart(&mut self) {
+        self.try_restart().await.expect("restarting tally-authority")
+    }
+
+    async fn try_restart(&mut self) -> anyhow::Result<()> {
+        if self.child.try_status().is_none() {
+            bail!("the authority is still running: kill_9() or stop() it first");
+        }
+        let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
+        let (child, addr) = serve(&bin, &self.db, &self.kek_file, self.addr, &self.options).await?;
+        ensure!(addr == self.addr, "restarted on {addr}, not {}", self.addr);
+        self.past.push(std::mem::replace(&mut self.child, child));
+        self.client = connect(addr).await?;
+        Ok(())
+    }
+
+    /// Standard output of every `serve` run so far (not `init`'s, which is the token).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.runs().flat_map(|c| c.stdout().snapshot()).collect()
+    }
+
+    /// Standard error (the log) of every `serve` run so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.runs().flat_map(|c| c.stderr().snapshot()).collect()
+    }
+
+    /// Every line the processes wrote except the bootstrap token on `init`'s
+    /// stdout: `init`'s stderr, then stdout and stderr of each `serve` run.
+    pub fn log_lines(&self) -> Vec<String> {
+        let mut lines = self.init_log.clone();
+        for c in self.runs() {
+            lines.extend(c.stdout().snapshot());
+            lines.extend(c.stderr().snapshot());
+        }
+        lines
+    }
+
+    fn runs(&self) -> impl Iterator<Item = &Child> {
+        self.past.iter().chain(std::iter::once(&self.child))
+    }
+
+    /// Creates an org with the bootstrap token; returns its first key id.
+    pub async fn create_org(&self, org: &str) -> u64 {
+        let req = pb::CreateOrgRequest { org: org.into() };
+        self.client().create_org(bearer(req, &self.bootstrap)).await.expect("CreateOrg").into_inner().key_id
+    }
+
+    /// Mints for `org` with the bootstrap token.
+    pub async fn mint(&self, org: &str, caveats: &[&str]) -> pb::MintResponse {
+        let caveats = caveats.iter().map(|c| c.to_string()).collect();
+        let req = pb::MintRequest { org: org.into(), caveats, ..Default::default() };
+        self.client().mint(bearer(req, &self.bootstrap)).await.expect("Mint").into_inner()
+    }
+
+    /// A token of Tally's own API: `role = ROLE` plus `extra` caveats.
+    pub async fn system_token(&self, role: &str, extra: &[&str]) -> String {
+        let mut caveats = vec![format!("role = {role}")];
+        caveats.extend(extra.iter().map(|c| c.to_string()));
+        let req = pb::MintRequest { org: "system".into(), caveats, ..Default::default() };
+        self.client().mint(bearer(req, &self.bootstrap)).await.expect("Mint (system)").into_inner().token
+    }
+
+    /// Verifies with the bootstrap token.
+    pub async fn verify(&self, bundle: &str) -> pb::VerifyResponse {
+        let req = pb::VerifyRequest { bundle: bundle.into() };
+        self.client().verify(bearer(req, &self.bootstrap)).await.expect("Verify").into_inner()
+    }
+}
+
+fn init_args(db: &Path, kek_file: &Path) -> Vec<std::ffi::OsString> {
+    vec!["init".into(), "--db".into(), db.into(), "--kek-file".into(), kek_file.into()]
+}
+
+/// Starts `serve` on `listen` and waits for the address it reports.
+async fn serve(
+    bin: &Path,
+    db: &Path,
+    kek_file: &Path,
+    listen: SocketAddr,
+    options: &AuthorityOptions,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let heartbeat = format!("{}ms", options.heartbeat.as_millis());
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--db".into(),
+        db.into(),
+        "--kek-file".into(),
+        kek_file.into(),
+        "--listen".into(),
+        listen.to_string().into(),
+        "--heartbeat-interval".into(),
+        heartbeat.into(),
+    ];
+    args.extend(options.serve_args.iter().map(Into::into));
+    let child = Child::spawn(bin, args, &[("RUST_LOG", &options.rust_log)])?;
+    let line = child.wait_for_stdout(DEADLINE, |l| l.starts_with(LISTENING)).await?;
+    let addr: SocketAddr = line[LISTENING.len()..].trim().parse().with_context(|| format!("parsing {line:?}"))?;
+    ensure!(addr.ip() == listen.ip(), "asked for {listen}, listening on {addr}");
+    Ok((child, addr))
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<AuthorityClient<Channel>> {
+    AuthorityClient::connect(format!("http://{addr}")).await.with_context(|| format!("connecting to {addr}"))
+}
+
+/// Wraps a message with `authorization: Bearer TOKEN`.
+pub fn bearer<T>(msg: T, token: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("token is ASCII"));
+    req
+}

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::glob::glob_match;
-use crate::predicate::{ParseError, Predicate};
+use crate::predicate::{ParseError, Predicate, PredicateRef};
 
 /// Default clock skew allowance for `expires` and `not-before`.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(2);
@@ -126,8 +126,7 @@ impl ParsedCaveat {
 pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'_>) -> Result<Claims, Denial> {
     let mut claims = Claims::default();
     for (index, bytes) in caveats.into_iter().enumerate() {
-        let parsed = Predicate::parse_bytes(bytes);
-        apply(parsed.as_ref(), ctx, &mut claims).map_err(|kind| Denial {
+        apply(PredicateRef::parse_bytes(bytes), ctx, &mut claims).map_err(|kind| Denial {
             kind,
             index,
             caveat: String::from_utf8_lossy(bytes).into_owned(),
@@ -143,37 +142,44 @@ pub fn evaluate_parsed<'c>(
 ) -> Result<Claims, Denial> {
     let mut claims = Claims::default();
     for (index, c) in caveats.into_iter().enumerate() {
-        apply(c.predicate.as_ref(), ctx, &mut claims).map_err(|kind| Denial { kind, index, caveat: c.text.clone() })?;
+        // The text was validated when parsed; re-reading it borrows, no allocation.
+        let parsed = match &c.predicate {
+            Ok(_) => PredicateRef::parse(&c.text),
+            Err(e) => Err(*e),
+        };
+        apply(parsed, ctx, &mut claims).map_err(|kind| Denial { kind, index, caveat: c.text.clone() })?;
     }
     Ok(claims)
 }
 
 /// One caveat: does it hold, and what does it add to the claims.
-fn apply(pred: Result<&Predicate, &ParseError>, ctx: &Context<'_>, claims: &mut Claims) -> Result<(), DenialKind> {
-    let pred = pred.map_err(|e| DenialKind::Invalid(*e))?;
+fn apply(pred: Result<PredicateRef<'_>, ParseError>, ctx: &Context<'_>, claims: &mut Claims) -> Result<(), DenialKind> {
+    let pred = pred.map_err(DenialKind::Invalid)?;
     let holds = match pred {
-        Predicate::Org(org) => ctx.org.is_none_or(|want| want == org) && same_or_set(&mut claims.org, org),
-        Predicate::Subject(subject) => {
+        PredicateRef::Org(org) => ctx.org.is_none_or(|want| want == org) && same_or_set(&mut claims.org, org),
+        PredicateRef::Subject(subject) => {
             ctx.subject.is_none_or(|want| want == subject) && same_or_set(&mut claims.subject, subject)
         }
-        Predicate::Role(role) => ctx.role == Some(role.as_str()) && same_or_set(&mut claims.role, role),
-        Predicate::Expires(t) => {
+        PredicateRef::Role(role) => ctx.role == Some(role) && same_or_set(&mut claims.role, role),
+        PredicateRef::Expires(t) => {
             if ctx.now_unix_nanos >= t.saturating_add(ctx.skew_nanos) {
                 return Err(DenialKind::Expired);
             }
-            claims.expires_unix_nanos = Some(claims.expires_unix_nanos.map_or(*t, |e| e.min(*t)));
+            claims.expires_unix_nanos = Some(claims.expires_unix_nanos.map_or(t, |e| e.min(t)));
             true
         }
-        Predicate::NotBefore(t) => {
+        PredicateRef::NotBefore(t) => {
             if ctx.now_unix_nanos < t.saturating_sub(ctx.skew_nanos) {
                 return Err(DenialKind::NotYetValid);
             }
             true
         }
-        Predicate::ActionIn(set) => ctx.action.is_some_and(|a| set.iter().any(|s| s == a)),
-        Predicate::Resource(glob) => ctx.resource.is_some_and(|r| glob_match(glob, r)),
-        Predicate::Service(name) => ctx.service == Some(name.as_str()),
-        Predicate::ClientIpIn(ranges) => ctx.client_ip.is_some_and(|ip| ranges.iter().any(|r| r.contains(ip))),
+        PredicateRef::ActionIn(set) => ctx.action.is_some_and(|a| PredicateRef::items(set).any(|s| s == a)),
+        PredicateRef::Resource(glob) => ctx.resource.is_some_and(|r| glob_match(glob, r)),
+        PredicateRef::Service(name) => ctx.service == Some(name),
+        PredicateRef::ClientIpIn(ranges) => ctx.client_ip.is_some_and(|ip| {
+            PredicateRef::items(ranges).any(|r| r.parse::<crate::Cidr>().is_ok_and(|r| r.contains(ip)))
+        }),
     };
     if holds { Ok(()) } else { Err(DenialKind::Unsatisfied) }
 }

@@ -56,7 +56,7 @@ pub use limits::{
     Limits,
 };
 pub use macaroon::{Caveat, Macaroon, chain_step, continue_chain};
-pub use predicate::{ParseError, Predicate, format_rfc3339};
+pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
 pub use prefix::{BRANCH_ID_LEN, PrefixHasher, PrefixKey, RevocationId, prefix_key, prefix_keys, revocation_ids};
 pub use text::{Bundle, TEXT_PREFIX};
 pub use verify::{RootKeyProvider, Verified, verify, verify_with_key};

@@ -63,6 +63,42 @@ impl Predicate {
 
     /// Parses one caveat text.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
+        PredicateRef::parse(text).map(PredicateRef::into_owned)
+    }
+}
+
+/// A caveat parsed without allocating: values borrow from the caveat text,
+/// lists are validated and kept as text. What evaluation uses on every check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredicateRef<'a> {
+    /// `org = ID`
+    Org(&'a str),
+    /// `expires < T`: unix nanoseconds.
+    Expires(i128),
+    /// `not-before > T`: unix nanoseconds.
+    NotBefore(i128),
+    /// `action in a,b,...` (the list text; see [`PredicateRef::items`]).
+    ActionIn(&'a str),
+    /// `resource = GLOB`
+    Resource(&'a str),
+    /// `service = NAME`
+    Service(&'a str),
+    /// `subject = ID`
+    Subject(&'a str),
+    /// `client-ip in CIDR,...` (the list text, every item a valid range).
+    ClientIpIn(&'a str),
+    /// `role = NAME`
+    Role(&'a str),
+}
+
+impl<'a> PredicateRef<'a> {
+    /// Parses caveat bytes; non-UTF-8 is an error.
+    pub fn parse_bytes(bytes: &'a [u8]) -> Result<Self, ParseError> {
+        std::str::from_utf8(bytes).map_err(|_| ParseError("caveat is not UTF-8")).and_then(Self::parse)
+    }
+
+    /// Parses one caveat text, strictly.
+    pub fn parse(text: &'a str) -> Result<Self, ParseError> {
         let (key, rest) = text.split_once(' ').ok_or(ParseError("expected `key op value`"))?;
         let (op, value) = rest.split_once(' ').ok_or(ParseError("expected `key op value`"))?;
         if value.is_empty() || value.starts_with(' ') || value.ends_with(' ') {
@@ -74,67 +110,126 @@ impl Predicate {
         Ok(match key {
             "org" => {
                 expect("=")?;
-                Predicate::Org(word(value)?)
+                PredicateRef::Org(word(value)?)
             }
             "expires" => {
                 expect("<")?;
-                Predicate::Expires(instant(value)?)
+                PredicateRef::Expires(instant(value)?)
             }
             "not-before" => {
                 expect(">")?;
-                Predicate::NotBefore(instant(value)?)
+                PredicateRef::NotBefore(instant(value)?)
             }
             "action" => {
                 expect("in")?;
-                Predicate::ActionIn(list(value, word)?)
+                check_list(value, |s| word(s).map(drop))?;
+                PredicateRef::ActionIn(value)
             }
             "resource" => {
                 expect("=")?;
-                Predicate::Resource(value.to_owned())
+                PredicateRef::Resource(value)
             }
             "service" => {
                 expect("=")?;
-                Predicate::Service(word(value)?)
+                PredicateRef::Service(word(value)?)
             }
             "subject" => {
                 expect("=")?;
-                Predicate::Subject(word(value)?)
+                PredicateRef::Subject(word(value)?)
             }
             "client-ip" => {
                 expect("in")?;
-                Predicate::ClientIpIn(list(value, |s| s.parse::<Cidr>().map_err(ParseError))?)
+                check_list(value, |s| s.parse::<Cidr>().map(drop).map_err(ParseError))?;
+                PredicateRef::ClientIpIn(value)
             }
             "role" => {
                 expect("=")?;
-                Predicate::Role(word(value)?)
+                PredicateRef::Role(word(value)?)
             }
             _ => return Err(ParseError("unknown caveat key")),
         })
     }
+
+    /// The items of a list value (`a,b, c` → `a`, `b`, `c`).
+    pub fn items(list: &'a str) -> impl Iterator<Item = &'a str> {
+        list.split(',').map(|part| part.trim_start_matches(' '))
+    }
+
+    /// The owned form.
+    pub fn into_owned(self) -> Predicate {
+        match self {
+            PredicateRef::Org(v) => Predicate::Org(v.to_owned()),
+            PredicateRef::Expires(t) => Predicate::Expires(t),
+            PredicateRef::NotBefore(t) => Predicate::NotBefore(t),
+            PredicateRef::ActionIn(l) => Predicate::ActionIn(Self::items(l).map(str::to_owned).collect()),
+            PredicateRef::Resource(v) => Predicate::Resource(v.to_owned()),
+            PredicateRef::Service(v) => Predicate::Service(v.to_owned()),
+            PredicateRef::Subject(v) => Predicate::Subject(v.to_owned()),
+            PredicateRef::ClientIpIn(l) => {
+                Predicate::ClientIpIn(Self::items(l).map(|c| c.parse().expect("validated by parse")).collect())
+            }
+            PredicateRef::Role(v) => Predicate::Role(v.to_owned()),
+        }
+    }
 }
 
 /// A single token of text: no whitespace, no commas, no control characters.
-fn word(s: &str) -> Result<String, ParseError> {
-    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
+fn word(s: &str) -> Result<&str, ParseError> {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == ',';
+    if s.is_empty() || (s.is_ascii() && s.bytes().any(|b| bad(char::from(b)))) || (!s.is_ascii() && s.chars().any(bad))
+    {
         return Err(ParseError("value must be one word without spaces or commas"));
     }
-    Ok(s.to_owned())
+    Ok(s)
 }
 
-/// A comma-separated list with no empty items (spaces after commas allowed).
-fn list<T>(s: &str, item: impl Fn(&str) -> Result<T, ParseError>) -> Result<Vec<T>, ParseError> {
-    s.split(',')
-        .map(|part| {
-            let part = part.trim_start_matches(' ');
-            if part.is_empty() { Err(ParseError("empty list item")) } else { item(part) }
-        })
-        .collect()
+/// Validates a comma-separated list: no empty items (spaces after commas allowed).
+fn check_list(s: &str, item: impl Fn(&str) -> Result<(), ParseError>) -> Result<(), ParseError> {
+    for part in PredicateRef::items(s) {
+        if part.is_empty() {
+            return Err(ParseError("empty list item"));
+        }
+        item(part)?;
+    }
+    Ok(())
 }
 
 fn instant(s: &str) -> Result<i128, ParseError> {
+    if let Some(secs) = fast_utc_seconds(s) {
+        return Ok(i128::from(secs) * 1_000_000_000);
+    }
     OffsetDateTime::parse(s, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp_nanos)
         .map_err(|_| ParseError("invalid RFC 3339 timestamp"))
+}
+
+/// The common form `YYYY-MM-DDTHH:MM:SSZ` (what Tally writes) without the
+/// general parser; anything else (fractions, offsets, leap seconds) returns
+/// `None` and takes the general path, which agrees on this form.
+fn fast_utc_seconds(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] || h > 23 || mi > 59 || se > 59 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se)
 }
 
 /// Formats unix nanoseconds as RFC 3339 (UTC), for caveats and output.
@@ -194,6 +289,36 @@ mod tests {
             assert!(Predicate::parse(bad).is_err(), "{bad:?} parsed");
         }
         assert!(Predicate::parse_bytes(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        let mut t = OffsetDateTime::from_unix_timestamp(-62_135_596_800).unwrap(); // 0001-01-01
+        let end = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap(); // 9999-12-31T23:59:59
+        let step = time::Duration::seconds(86_400 * 13 + 3_607);
+        let mut n = 0;
+        while t < end {
+            let text = t.format(&Rfc3339).unwrap();
+            assert_eq!(fast_utc_seconds(&text).map(i128::from), Some(t.unix_timestamp() as i128), "{text}");
+            n += 1;
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => break,
+            }
+        }
+        assert!(n > 200_000);
+        for odd in ["2024-02-29T00:00:00Z", "2000-02-29T12:00:00Z"] {
+            assert!(fast_utc_seconds(odd).is_some(), "{odd}");
+        }
+        for slow in [
+            "2023-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2024-01-01T00:00:60Z",
+            "2024-01-01T00:00:00.5Z",
+            "2024-01-01t00:00:00z",
+        ] {
+            assert_eq!(fast_utc_seconds(slow), None, "{slow}");
+        }
     }
 
     #[test]

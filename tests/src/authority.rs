@@ -269,3 +269,30 @@ pub fn bearer<T>(msg: T, token: &str) -> Request<T> {
     req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("token is ASCII"));
     req
 }
+
+impl Authority {
+    /// Replaces the database with a fresh one (new epoch, new keys) at the same
+    /// path and serves it on the same port, as after a botched restore or a
+    /// rebuilt authority. Returns the new bootstrap token (also `bootstrap()`).
+    pub async fn replace_database(&mut self) -> String {
+        self.try_replace_database().await.expect("replacing the authority database")
+    }
+
+    async fn try_replace_database(&mut self) -> anyhow::Result<String> {
+        if self.child.try_status().is_none() {
+            self.stop().await?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
+        }
+        let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
+        let mut init =
+            Child::spawn(&bin, init_args(&self.db, &self.kek_file), &[("RUST_LOG", &self.options.rust_log)])?;
+        ensure!(init.wait(DEADLINE).await?.success(), "init failed: {:?}", init.stderr().snapshot());
+        let out = init.stdout().snapshot();
+        let [bootstrap] = out.as_slice() else { bail!("init must print exactly one line, printed {out:?}") };
+        self.bootstrap = bootstrap.clone();
+        self.try_restart().await?;
+        Ok(self.bootstrap.clone())
+    }
+}

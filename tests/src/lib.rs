@@ -11,3 +11,8 @@ pub use authority::{Authority, AuthorityOptions, TEST_KEK_HEX, bearer};
 pub use binary::{AUTHORITY, Bin, binary, binary_in, profile_dir, workspace_root};
 pub use child::{Child, ECHO_ENV, Lines};
 pub use poll::{DEADLINE, POLL_INTERVAL, eventually, try_eventually};
+
+mod verifier;
+pub use verifier::{VERIFIER, Verifier, VerifierOptions, metric, scrape};
+mod cluster;
+pub use cluster::Cluster;

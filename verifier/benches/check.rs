@@ -10,7 +10,10 @@ use tally_proto::v1 as pb;
 use tally_token::{Bundle, KeyId, Limits, Macaroon, RootKey, TallyId, verify_with_key};
 use tally_verifier::{CheckRequest, Settings, Upstream, Verifier};
 
-const ENTRIES: u32 = 1_000_000;
+/// Cached tokens (override with TALLY_BENCH_ENTRIES, e.g. for a quick profile).
+fn entries() -> u32 {
+    std::env::var("TALLY_BENCH_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
 
 fn token(key: &RootKey, i: u32) -> Macaroon {
     let mut nonce = [0u8; 16];
@@ -29,15 +32,15 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _guard = rt.enter();
     let upstream = Upstream::new("http://127.0.0.1:9", "unused", Duration::from_secs(1)).unwrap();
-    let settings =
-        Settings { remember_descendants: false, cache_capacity: 2 * ENTRIES as usize + 16, ..Settings::default() };
+    let n = entries();
+    let settings = Settings { remember_descendants: false, cache_capacity: 2 * n as usize + 16, ..Settings::default() };
     let verifier = Verifier::new(upstream, settings);
     verifier.assume_synced("bench");
     let key = RootKey::from_bytes([7; 32]);
     let derived = key.derive();
     let limits = Limits::default();
     // Fill the cache as the authority path would: Verify's chain → remember.
-    for i in 0..ENTRIES {
+    for i in 0..n {
         let bundle = Bundle::single(token(&key, i));
         let chain = verify_with_key(&bundle, &derived, &limits).unwrap().chain;
         let resp = pb::VerifyResponse {
@@ -50,10 +53,10 @@ fn bench(c: &mut Criterion) {
         };
         verifier.remember(&bundle, &resp);
     }
-    assert_eq!(verifier.cache_len(), 2 * ENTRIES as usize);
+    assert_eq!(verifier.cache_len(), 2 * n as usize);
 
-    let exact = token(&key, ENTRIES / 2).to_text();
-    let mut child = token(&key, ENTRIES / 3);
+    let exact = token(&key, n / 2).to_text();
+    let mut child = token(&key, n / 3);
     child.add_first_party("action in read");
     child.add_first_party("resource = apps/web/*");
     let child = child.to_text();

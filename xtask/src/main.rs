@@ -1,5 +1,6 @@
 //! `cargo xtask`: the one home of Tally's automation (see `.cargo/config.toml`).
 
+mod demo;
 mod golden;
 mod test;
 
@@ -16,6 +17,8 @@ struct Args {
 enum Command {
     /// Run the whole test suite (sets up the Python venv the interop test needs).
     Test(test::TestArgs),
+    /// Run Tally end to end on loopback: authority, two verifiers, mint, check, revoke, fail closed.
+    Demo,
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Test(args) => test::run(args),
         Command::Golden { check } => golden::run(check),
+        Command::Demo => demo::run(),
     }
 }

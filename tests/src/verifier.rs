@@ -1,0 +1,160 @@
+//! The real `tally-verifier` as a process: its token in a file of its own temp
+//! dir, `serve` on 127.0.0.1:0, a connected Check/Status client, and waits
+//! that poll `Status` instead of sleeping.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use anyhow::Context;
+use tally_proto::v1 as pb;
+use tally_proto::v1::verifier_client::VerifierClient;
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+use crate::binary::binary_in;
+use crate::child::Child;
+use crate::poll::{DEADLINE, eventually};
+
+/// The verifier binary.
+pub const VERIFIER: crate::Bin = crate::Bin { package: "tally-verifier", name: "tally-verifier" };
+const LISTENING: &str = "listening on ";
+
+/// How to run a verifier.
+#[derive(Debug, Clone)]
+pub struct VerifierOptions {
+    pub region: String,
+    pub fail_closed_after: Duration,
+    pub rust_log: String,
+    /// Extra `serve` arguments.
+    pub args: Vec<String>,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        Self {
+            region: "eu".into(),
+            fail_closed_after: Duration::from_secs(2),
+            rust_log: "info".into(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// A running verifier. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Verifier {
+    child: Child,
+    addr: SocketAddr,
+    client: VerifierClient<Channel>,
+    token_file: PathBuf,
+    _dir: TempDir,
+}
+
+impl Verifier {
+    /// Starts a verifier of `authority_url` with `token` (`role = verifier`).
+    pub async fn start(authority_url: &str, token: &str, options: VerifierOptions) -> Self {
+        Self::try_start(authority_url, token, options).await.expect("starting tally-verifier")
+    }
+
+    async fn try_start(authority_url: &str, token: &str, options: VerifierOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let token_file = dir.path().join("verifier.token");
+        std::fs::write(&token_file, token)?;
+        let fail_closed = format!("{}ms", options.fail_closed_after.as_millis());
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "serve".into(),
+            "--authority".into(),
+            authority_url.into(),
+            "--token-file".into(),
+            token_file.clone().into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--region".into(),
+            options.region.clone().into(),
+            "--fail-closed-after".into(),
+            fail_closed.into(),
+        ];
+        args.extend(options.args.iter().map(Into::into));
+        let bin = binary_in(VERIFIER.package, VERIFIER.name);
+        let child = Child::spawn(&bin, args, &[("RUST_LOG", &options.rust_log)])?;
+        let line = child.wait_for_stdout(DEADLINE, |l| l.starts_with(LISTENING)).await?;
+        let addr: SocketAddr = line[LISTENING.len()..].trim().parse().with_context(|| format!("parsing {line:?}"))?;
+        let client = VerifierClient::connect(format!("http://{addr}")).await?;
+        Ok(Self { child, addr, client, token_file, _dir: dir })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn client(&self) -> VerifierClient<Channel> {
+        self.client.clone()
+    }
+
+    pub fn process(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Replaces the token file's contents (the verifier re-reads it when refused).
+    pub fn write_token(&self, token: &str) {
+        std::fs::write(&self.token_file, token).expect("writing the verifier token file");
+    }
+
+    pub async fn status(&self) -> pb::StatusResponse {
+        self.client().status(pb::StatusRequest {}).await.expect("Status").into_inner()
+    }
+
+    /// Waits until the verifier has caught up with the stream.
+    pub async fn wait_synced(&self) -> pb::StatusResponse {
+        eventually(DEADLINE, || async {
+            let s = self.status().await;
+            if s.synced && !s.fail_closed { Ok(s) } else { Err(format!("not synced: {s:?}")) }
+        })
+        .await
+    }
+
+    /// Waits until the verifier applied revocation `seq`.
+    pub async fn wait_applied(&self, seq: u64) -> pb::StatusResponse {
+        eventually(DEADLINE, || async {
+            let s = self.status().await;
+            if s.applied_seq >= seq { Ok(s) } else { Err(format!("applied {} < {seq}", s.applied_seq)) }
+        })
+        .await
+    }
+
+    /// Checks `bundle` for `action` (other fields empty).
+    pub async fn check(&self, bundle: &str, action: &str) -> pb::CheckResponse {
+        let req = pb::CheckRequest { bundle: bundle.into(), action: action.into(), ..Default::default() };
+        self.client().check(req).await.expect("Check").into_inner()
+    }
+
+    pub fn kill_9(&mut self) -> ExitStatus {
+        self.child.kill_9()
+    }
+
+    pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.stop(Duration::from_secs(10)).await
+    }
+}
+
+/// `GET /metrics` from a metrics endpoint, as text.
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: tally\r\nConnection: close\r\n\r\n").await?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await?;
+    let (head, body) = body.split_once("\r\n\r\n").context("no HTTP header end")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "metrics answered {head:?}");
+    Ok(body.to_owned())
+}
+
+/// The value of an unlabelled sample in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}

@@ -73,7 +73,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     async move { stop.cancelled().await },
                 ));
             }
-            tally_authority::serve(listener, authority, Some(a.prune_interval.into()), shutdown).await?;
+            tally_authority::serve(listener, authority.clone(), Some(a.prune_interval.into()), shutdown).await?;
+            authority.close().await?;
             Ok(())
         }
     }

@@ -71,6 +71,8 @@ pub enum Change {
     AuditOnly,
     /// Drop log entries whose targets have all expired (never the newest).
     Prune,
+    /// Fold the WAL back into the database file (on a clean shutdown).
+    Checkpoint,
 }
 
 /// The result of a change.
@@ -153,7 +155,14 @@ impl Task {
                     Err(_) => break,
                 }
             }
+            let checkpoint = batch.iter().any(|op| matches!(op.change, Change::Checkpoint));
             self.commit(batch).await;
+            if checkpoint {
+                // Outside any transaction: copy the WAL into the main file and truncate it.
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut self.conn).await {
+                    tracing::warn!(error = %e, "checkpoint failed");
+                }
+            }
         }
         tracing::debug!("writer stopped");
     }
@@ -162,9 +171,18 @@ impl Task {
         let start = self.head;
         let mut results = Vec::with_capacity(batch.len());
         let mut effects = Vec::new();
+        let now = self.clock.now_ms();
         let committed = async {
             let mut tx = self.conn.begin().await?;
+            // Revocations, mints and audit rows cannot fail on their own: they
+            // are staged and written with one multi-row INSERT per table.
+            // Everything else gets a savepoint so one failure spares the rest.
+            let mut staged = Staged::default();
             for op in &batch {
+                if let Some(outcome) = stage(&mut staged, &mut self.head, op, &mut effects) {
+                    results.push(Ok(outcome));
+                    continue;
+                }
                 sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
                 let before = self.head;
                 let mut op_effects = Vec::new();
@@ -183,6 +201,7 @@ impl Task {
                     }
                 }
             }
+            staged.write(&mut tx, now).await?;
             tx.commit().await?;
             Ok::<_, Error>(())
         }
@@ -256,6 +275,101 @@ impl Task {
             changed
         });
     }
+}
+
+/// Rows of the simple changes of a batch, written together at its end.
+#[derive(Default)]
+struct Staged<'a> {
+    revocations: Vec<(&'a AuditRow, LogEvent)>,
+    tokens: Vec<&'a TokenRow>,
+    audit: Vec<&'a AuditRow>,
+}
+
+/// Largest multi-row INSERT (rows), well under SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 256;
+
+/// Stages a simple change (assigning seqs now); `None` for the others.
+fn stage<'a>(
+    staged: &mut Staged<'a>,
+    head: &mut LogHead,
+    op: &'a Op,
+    effects: &mut Vec<Effect>,
+) -> Option<Outcome> {
+    let mut outcome = Outcome::default();
+    match &op.change {
+        Change::Revoke(targets) => {
+            for (target, expires_at) in targets {
+                let event = next_event(head, *target, *expires_at);
+                outcome.seq = event.seq;
+                staged.revocations.push((&op.audit, event.clone()));
+                effects.push(Effect::Event(event));
+            }
+        }
+        Change::Mint(row) => staged.tokens.push(row),
+        Change::AuditOnly => {}
+        _ => return None,
+    }
+    staged.audit.push(&op.audit);
+    Some(outcome)
+}
+
+impl Staged<'_> {
+    async fn write(&self, tx: &mut SqliteConnection, now: i64) -> Result<()> {
+        for chunk in self.revocations.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) ",
+            );
+            q.push_values(chunk, |mut b, (audit, e)| {
+                b.push_bind(e.seq as i64)
+                    .push_bind(e.target.kind())
+                    .push_bind(e.target.bytes())
+                    .push_bind(e.digest.to_vec())
+                    .push_bind(audit.detail.clone())
+                    .push_bind(audit.actor.clone())
+                    .push_bind(now)
+                    .push_bind(e.expires_at);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in self.tokens.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at) ",
+            );
+            q.push_values(chunk, |mut b, row| {
+                b.push_bind(row.family.to_vec())
+                    .push_bind(row.org.clone())
+                    .push_bind(row.key_id.0 as i64)
+                    .push_bind(row.subject.clone())
+                    .push_bind(now)
+                    .push_bind(row.expires_at);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in self.audit.chunks(INSERT_CHUNK) {
+            let mut q =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(now)
+                    .push_bind(a.actor.clone())
+                    .push_bind(a.action)
+                    .push_bind(a.org.clone())
+                    .push_bind(a.target.clone())
+                    .push_bind(a.outcome)
+                    .push_bind(a.detail.clone());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The next log entry after `head` (which advances).
+fn next_event(head: &mut LogHead, target: Target, expires_at: Option<i64>) -> LogEvent {
+    let seq = head.seq + 1;
+    let digest = next_digest(&head.digest, seq, &target);
+    head.seq = seq;
+    head.digest = digest;
+    LogEvent { seq, target, digest, expires_at }
 }
 
 async fn load_revoked(conn: &mut SqliteConnection) -> Result<std::collections::HashSet<[u8; 16]>> {
@@ -332,28 +446,12 @@ async fn apply(
                 outcome.seq = retire(tx, head, KeyId(key_id as u64), now, &op.audit, effects).await?;
             }
         }
-        Change::Revoke(targets) => {
-            for (target, expires_at) in targets {
-                outcome.seq = append(tx, head, *target, *expires_at, now, &op.audit, effects).await?;
-            }
-        }
-        Change::Mint(row) => {
-            sqlx::query(
-                "INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(row.family.as_slice())
-            .bind(&row.org)
-            .bind(row.key_id.0 as i64)
-            .bind(&row.subject)
-            .bind(now)
-            .bind(row.expires_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Change::AuditOnly => {}
+        // Staged by `stage()` and written in bulk; they never reach here.
+        Change::Revoke(_) | Change::Mint(_) | Change::AuditOnly => return Ok(outcome),
         Change::Prune => {
             outcome.pruned = prune(tx, head, now, effects).await?;
         }
+        Change::Checkpoint => return Ok(outcome),
     }
     insert_audit(tx, &op.audit, now).await?;
     Ok(outcome)
@@ -427,8 +525,8 @@ async fn append(
     audit: &AuditRow,
     effects: &mut Vec<Effect>,
 ) -> Result<u64> {
-    let seq = head.seq + 1;
-    let digest = next_digest(&head.digest, seq, &target);
+    let event = next_event(head, target, expires_at);
+    let (seq, digest) = (event.seq, event.digest);
     sqlx::query(
         "INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -442,9 +540,7 @@ async fn append(
     .bind(expires_at)
     .execute(&mut *tx)
     .await?;
-    head.seq = seq;
-    head.digest = digest;
-    effects.push(Effect::Event(LogEvent { seq, target, digest, expires_at }));
+    effects.push(Effect::Event(event));
     Ok(seq)
 }
 

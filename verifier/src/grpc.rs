@@ -41,6 +41,7 @@ fn response(o: Outcome) -> pb::CheckResponse {
 
 #[tonic::async_trait]
 impl VerifierApi for VerifierService {
+    #[tracing::instrument(name = "tally.v1.Verifier/Check", level = "debug", skip_all, err(level = "info"))]
     async fn check(&self, req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
         let r = req.into_inner();
         let client_ip = match some(&r.client_ip) {
@@ -62,6 +63,7 @@ impl VerifierApi for VerifierService {
         Ok(Response::new(response(outcome)))
     }
 
+    #[tracing::instrument(name = "tally.v1.Verifier/Status", skip_all, err(level = "info"))]
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.verifier.status()))
     }

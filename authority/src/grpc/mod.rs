@@ -49,6 +49,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeEvent, Status>>
 
 #[tonic::async_trait]
 impl AuthorityApi for AuthorityService {
+    #[tracing::instrument(name = "tally.v1.Authority/CreateOrg", skip_all, err(level = "info"))]
     async fn create_org(&self, req: Request<pb::CreateOrgRequest>) -> Result<Response<pb::CreateOrgResponse>, Status> {
         let bearer = bearer(&req)?;
         let org = req.into_inner().org;
@@ -56,11 +57,13 @@ impl AuthorityApi for AuthorityService {
         Ok(Response::new(pb::CreateOrgResponse { org, key_id: key_id.0 }))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/ListOrgs", skip_all, err(level = "info"))]
     async fn list_orgs(&self, req: Request<pb::ListOrgsRequest>) -> Result<Response<pb::ListOrgsResponse>, Status> {
         let orgs = self.authority.list_orgs(bearer(&req)?.as_deref())?;
         Ok(Response::new(pb::ListOrgsResponse { orgs: orgs.into_iter().map(convert::org_info).collect() }))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/RotateKey", skip_all, err(level = "info"))]
     async fn rotate_key(&self, req: Request<pb::RotateKeyRequest>) -> Result<Response<pb::RotateKeyResponse>, Status> {
         let bearer = bearer(&req)?;
         let org = req.into_inner().org;
@@ -68,6 +71,7 @@ impl AuthorityApi for AuthorityService {
         Ok(Response::new(pb::RotateKeyResponse { org, key_id: key_id.0 }))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/RetireKey", skip_all, err(level = "info"))]
     async fn retire_key(&self, req: Request<pb::RetireKeyRequest>) -> Result<Response<pb::RetireKeyResponse>, Status> {
         let bearer = bearer(&req)?;
         let key_id = req.into_inner().key_id;
@@ -75,12 +79,14 @@ impl AuthorityApi for AuthorityService {
         Ok(Response::new(pb::RetireKeyResponse { key_id, seq }))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/ListKeys", skip_all, err(level = "info"))]
     async fn list_keys(&self, req: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
         let bearer = bearer(&req)?;
         let keys = self.authority.list_keys(bearer.as_deref(), &req.into_inner().org)?;
         Ok(Response::new(pb::ListKeysResponse { keys: keys.into_iter().map(convert::key_info).collect() }))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/Mint", skip_all, err(level = "info"))]
     async fn mint(&self, req: Request<pb::MintRequest>) -> Result<Response<pb::MintResponse>, Status> {
         let bearer = bearer(&req)?;
         let r = req.into_inner();
@@ -100,12 +106,14 @@ impl AuthorityApi for AuthorityService {
         }))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/Verify", skip_all, err(level = "info"))]
     async fn verify(&self, req: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyResponse>, Status> {
         let bearer = bearer(&req)?;
         let verdict = self.authority.verify(bearer.as_deref(), &req.into_inner().bundle)?;
         Ok(Response::new(convert::verify_response(verdict)))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/Revoke", skip_all, err(level = "info"))]
     async fn revoke(&self, req: Request<pb::RevokeRequest>) -> Result<Response<pb::RevokeResponse>, Status> {
         use pb::revoke_request::Target as T;
         let bearer = bearer(&req)?;
@@ -121,6 +129,7 @@ impl AuthorityApi for AuthorityService {
         Ok(Response::new(pb::RevokeResponse { seq }))
     }
 
+    #[tracing::instrument(name = "tally.v1.Authority/Introspect", skip_all, err(level = "info"))]
     async fn introspect(
         &self,
         req: Request<pb::IntrospectRequest>,
@@ -133,6 +142,7 @@ impl AuthorityApi for AuthorityService {
 
     type SubscribeStream = EventStream;
 
+    #[tracing::instrument(name = "tally.v1.Authority/Subscribe", skip_all, err(level = "info"))]
     async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let bearer = bearer(&req)?;
         self.authority.authorize_subscribe(bearer.as_deref())?;

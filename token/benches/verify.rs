@@ -31,6 +31,13 @@ fn bench(c: &mut Criterion) {
     let text = token.to_text();
     let limits = Limits::default();
 
+    c.bench_function("parse only, 5 caveats", |b| b.iter(|| Bundle::parse(black_box(&text), &limits).unwrap()));
+
+    c.bench_function("verify only, 5 caveats", |b| {
+        let bundle = Bundle::parse(&text, &limits).unwrap();
+        b.iter(|| verify_with_key(black_box(&bundle), &derived, &limits).unwrap().chain.len())
+    });
+
     c.bench_function("parse + verify, 5 caveats", |b| {
         b.iter(|| {
             let bundle = Bundle::parse(black_box(&text), &limits).unwrap();

@@ -120,11 +120,61 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
+/// HMAC-SHA256 with a 32-byte key: the chain's one hot operation. Written
+/// on the SHA-256 compression function directly (four compressions for short
+/// data, on stack buffers), which the generic `hmac` type spends noticeably
+/// more on; `tests::hmac_matches_the_hmac_crate` pins it to the reference.
 #[inline]
 pub(crate) fn hmac(key: &[u8; KEY_LEN], data: &[u8]) -> [u8; KEY_LEN] {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key size");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    const BLOCK: usize = 64;
+    let mut ipad = [0x36u8; BLOCK];
+    let mut opad = [0x5cu8; BLOCK];
+    for i in 0..KEY_LEN {
+        ipad[i] ^= key[i];
+        opad[i] ^= key[i];
+    }
+    let mut inner = SHA256_IV;
+    compress(&mut inner, &ipad);
+    let mut chunks = data.chunks_exact(BLOCK);
+    for block in &mut chunks {
+        compress(&mut inner, block.try_into().expect("64-byte chunk"));
+    }
+    finish(&mut inner, chunks.remainder(), (BLOCK + data.len()) as u64);
+    let mut outer = SHA256_IV;
+    compress(&mut outer, &opad);
+    finish(&mut outer, &state_bytes(&inner), (BLOCK + KEY_LEN) as u64);
+    state_bytes(&outer)
+}
+
+const SHA256_IV: [u32; 8] =
+    [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+#[inline]
+fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+    sha2::compress256(state, &[(*block).into()]);
+}
+
+/// SHA-256 padding of the last `tail` bytes (< 64) of a message `total` bytes long.
+#[inline]
+fn finish(state: &mut [u32; 8], tail: &[u8], total: u64) {
+    let mut block = [0u8; 64];
+    block[..tail.len()].copy_from_slice(tail);
+    block[tail.len()] = 0x80;
+    if tail.len() >= 56 {
+        compress(state, &block);
+        block = [0u8; 64];
+    }
+    block[56..].copy_from_slice(&(total * 8).to_be_bytes());
+    compress(state, &block);
+}
+
+#[inline]
+fn state_bytes(state: &[u32; 8]) -> [u8; KEY_LEN] {
+    let mut out = [0u8; KEY_LEN];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 /// First step of the chain: `HMAC(derived key, identifier)`.
@@ -188,6 +238,18 @@ pub(crate) fn decrypt_caveat_key(sig: &Signature, vid: &[u8]) -> Option<DerivedK
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_matches_the_hmac_crate() {
+        let key: [u8; KEY_LEN] = std::array::from_fn(|i| (i * 7 + 3) as u8);
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 31 % 251) as u8).collect();
+        for len in 0..data.len() {
+            let mut mac = <HmacSha256 as Mac>::new_from_slice(&key).unwrap();
+            mac.update(&data[..len]);
+            let expected: [u8; KEY_LEN] = mac.finalize().into_bytes().into();
+            assert_eq!(hmac(&key, &data[..len]), expected, "length {len}");
+        }
+    }
 
     #[test]
     fn debug_is_redacted() {

@@ -61,7 +61,7 @@ impl Macaroon {
         }
         let (location, identifier) = r.header()?;
         let identifier = identifier.ok_or(Error::Malformed("missing identifier"))?;
-        let mut caveats = Vec::new();
+        let mut caveats = Vec::with_capacity(8);
         loop {
             if r.peek()? == EOS {
                 r.pos += 1;

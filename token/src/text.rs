@@ -37,12 +37,9 @@ impl Macaroon {
         }
         Limits::check("token text size", text.len(), limits.max_text_bytes())?;
         let body = text.strip_prefix(TEXT_PREFIX).unwrap_or(text);
-        let bytes = if body.bytes().any(|b| b == b'+' || b == b'/') {
-            STANDARD_LENIENT.decode(body)
-        } else {
-            URL_SAFE_LENIENT.decode(body)
-        }
-        .map_err(|_| Error::Base64)?;
+        // Url-safe first (Tally's own form); standard base64 only when that fails.
+        let bytes =
+            URL_SAFE_LENIENT.decode(body).or_else(|_| STANDARD_LENIENT.decode(body)).map_err(|_| Error::Base64)?;
         Macaroon::decode_v2(&bytes, limits)
     }
 }
@@ -70,17 +67,15 @@ impl Bundle {
             return Err(Error::Empty);
         }
         Limits::check("bundle text size", text.len(), limits.max_bundle_bytes())?;
-        let parts = text.split(',').count();
+        // Count before decoding anything, so a flood of parts costs nothing.
+        let parts = text.bytes().filter(|&b| b == b',').count() + 1;
         Limits::check("discharge count", parts - 1, limits.max_discharges)?;
-        let mut macaroons = Vec::with_capacity(parts);
-        for (i, part) in text.split(',').enumerate() {
-            if part.trim().is_empty() {
-                return Err(Error::EmptyBundlePart(i));
-            }
-            macaroons.push(Macaroon::from_text(part, limits)?);
-        }
-        let root = macaroons.remove(0);
-        Ok(Self { root, discharges: macaroons })
+        let mut split = text.split(',').enumerate().map(|(i, part)| {
+            if part.trim().is_empty() { Err(Error::EmptyBundlePart(i)) } else { Macaroon::from_text(part, limits) }
+        });
+        let root = split.next().expect("split yields at least one part")?;
+        let discharges = split.collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { root, discharges })
     }
 
     /// `TOKEN,DISCHARGE,…` in Tally's text form.

@@ -14,9 +14,12 @@ pub struct Revoked {
     inner: RwLock<Sets>,
 }
 
+/// Ids are random nonces or hashes: their own bytes are a good hash.
+type Fast = std::hash::BuildHasherDefault<crate::cache::KeyBytesHasher>;
+
 #[derive(Debug, Default)]
 struct Sets {
-    ids: HashSet<[u8; 16]>,
+    ids: HashSet<[u8; 16], Fast>,
     keys: HashSet<KeyId>,
 }
 

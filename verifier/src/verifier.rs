@@ -115,8 +115,8 @@ pub struct Verifier {
     pub(crate) apply: Mutex<()>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Verifier {
@@ -170,7 +170,8 @@ impl Verifier {
         if !self.sync.usable() || !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return None;
         }
-        let now = now_ms();
+        let now_time = SystemTime::now();
+        let now = unix_ms(now_time);
         // Prefix keys, longest first: finalise lazily, most checks stop at the first.
         let mut hashers = Vec::with_capacity(caveats.len() + 1);
         let mut h = PrefixHasher::new(root.identifier());
@@ -205,7 +206,7 @@ impl Verifier {
             self.insert_checked(hashers[caveats.len()].key(), entry, &[]);
         }
         let first_party = caveats.iter().map(|c| c.id.as_slice());
-        Some(self.evaluate(first_party, req, &hit.org, hit.family.to_hex(), source))
+        Some(self.evaluate_at(now_time, first_party, req, &hit.org, hit.family.to_hex(), source))
     }
 
     /// Inserts unless something it depends on was revoked meanwhile.
@@ -248,7 +249,7 @@ impl Verifier {
             .flat_map(|m| m.caveats())
             .filter(|c| !c.is_third_party())
             .map(|c| c.id.as_slice());
-        self.evaluate(first_party, req, &resp.org, family, Source::Authority)
+        self.evaluate_at(SystemTime::now(), first_party, req, &resp.org, family, Source::Authority)
     }
 
     /// Caches what a valid Verify answer vouches for: the whole token and its
@@ -284,15 +285,16 @@ impl Verifier {
         }
     }
 
-    fn evaluate<'c>(
+    fn evaluate_at<'c>(
         &self,
+        now: SystemTime,
         caveats: impl Iterator<Item = &'c [u8]>,
         req: &CheckRequest<'_>,
         org: &str,
         family: String,
         source: Source,
     ) -> Outcome {
-        let mut ctx = Context::at(SystemTime::now());
+        let mut ctx = Context::at(now);
         ctx.skew_nanos = self.settings.skew.as_nanos() as i128;
         ctx.action = req.action;
         ctx.resource = req.resource;

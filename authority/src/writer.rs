@@ -289,12 +289,7 @@ struct Staged<'a> {
 const INSERT_CHUNK: usize = 256;
 
 /// Stages a simple change (assigning seqs now); `None` for the others.
-fn stage<'a>(
-    staged: &mut Staged<'a>,
-    head: &mut LogHead,
-    op: &'a Op,
-    effects: &mut Vec<Effect>,
-) -> Option<Outcome> {
+fn stage<'a>(staged: &mut Staged<'a>, head: &mut LogHead, op: &'a Op, effects: &mut Vec<Effect>) -> Option<Outcome> {
     let mut outcome = Outcome::default();
     match &op.change {
         Change::Revoke(targets) => {
@@ -346,8 +341,9 @@ impl Staged<'_> {
             q.build().execute(&mut *tx).await?;
         }
         for chunk in self.audit.chunks(INSERT_CHUNK) {
-            let mut q =
-                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit (at, actor, action, org, target, outcome, detail) ",
+            );
             q.push_values(chunk, |mut b, a| {
                 b.push_bind(now)
                     .push_bind(a.actor.clone())

@@ -144,18 +144,24 @@ impl<'a> Reader<'a> {
         Ok((ty, data))
     }
 
-    /// `[location] identifier EOS` of the macaroon itself.
-    fn header(&mut self) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
+    /// `[location] identifier`, the start of the header and of every caveat.
+    /// An empty location counts as none (some libraries always write one).
+    fn located_identifier(&mut self) -> Result<(Option<String>, Vec<u8>), Error> {
         let (mut ty, mut data) = self.field()?;
         let mut location = None;
         if ty == LOCATION {
-            location = Some(utf8_location(data)?);
+            location = Some(utf8_location(data)?).filter(|l| !l.is_empty());
             (ty, data) = self.field()?;
         }
         if ty != IDENTIFIER {
             return Err(Error::Malformed("expected identifier field"));
         }
-        let identifier = data.to_vec();
+        Ok((location, data.to_vec()))
+    }
+
+    /// `[location] identifier EOS` of the macaroon itself.
+    fn header(&mut self) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
+        let (location, identifier) = self.located_identifier()?;
         if self.field()?.0 != EOS {
             return Err(Error::Malformed("unexpected field in header"));
         }
@@ -164,16 +170,7 @@ impl<'a> Reader<'a> {
 
     /// `[location] identifier [vid] EOS` of one caveat.
     fn caveat(&mut self) -> Result<Caveat, Error> {
-        let (mut ty, mut data) = self.field()?;
-        let mut location = None;
-        if ty == LOCATION {
-            location = Some(utf8_location(data)?);
-            (ty, data) = self.field()?;
-        }
-        if ty != IDENTIFIER {
-            return Err(Error::Malformed("caveat without identifier"));
-        }
-        let id = data.to_vec();
+        let (location, id) = self.located_identifier()?;
         let (ty, data) = self.field()?;
         let vid = match ty {
             EOS => None,
@@ -185,10 +182,6 @@ impl<'a> Reader<'a> {
             }
             _ => return Err(Error::Malformed("unexpected field in caveat")),
         };
-        if location.is_some() && vid.is_none() {
-            // libmacaroons allows it, but a located first-party caveat has no meaning.
-            return Err(Error::Malformed("first-party caveat with a location"));
-        }
         Ok(Caveat { location, id, vid })
     }
 }

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tally_token::{
-    Bundle, Context, KeyId, Limits, Macaroon, RootKey, TallyId, continue_chain, evaluate, prefix_key, verify_with_key,
+    Bundle, Context, DecodedBundle, KeyId, Limits, Macaroon, RootKey, TallyId, continue_chain, evaluate, prefix_key,
+    verify_view_with_key, verify_with_key,
 };
 
 fn five_caveat_token(key: &RootKey) -> Macaroon {
@@ -30,6 +31,18 @@ fn bench(c: &mut Criterion) {
     let token = five_caveat_token(&key);
     let text = token.to_text();
     let limits = Limits::default();
+
+    c.bench_function("parse (borrowed) + verify, 5 caveats", |b| {
+        b.iter(|| {
+            let decoded = DecodedBundle::decode(black_box(&text), &limits).unwrap();
+            let view = decoded.view(&limits).unwrap();
+            verify_view_with_key(&view, &derived, &limits).unwrap().chain.len()
+        })
+    });
+
+    c.bench_function("parse only (borrowed), 5 caveats", |b| {
+        b.iter(|| DecodedBundle::decode(black_box(&text), &limits).unwrap().view(&limits).unwrap().caveats_len())
+    });
 
     c.bench_function("parse only, 5 caveats", |b| b.iter(|| Bundle::parse(black_box(&text), &limits).unwrap()));
 

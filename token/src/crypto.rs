@@ -74,10 +74,46 @@ secret_bytes! {
     /// A root key as the operator holds it (before libmacaroons derivation).
     RootKey
 }
-secret_bytes! {
-    /// A root key after libmacaroons derivation: the HMAC key of the chain's first step.
-    DerivedKey
+/// A root key after libmacaroons derivation: the HMAC key of the chain's
+/// first step. It keeps the two SHA-256 states the HMAC key schedule starts
+/// from, so the first step of every verification under it saves two of its
+/// four compressions. Secret: `Debug` is redacted, `==` is constant-time.
+#[derive(Clone)]
+pub struct DerivedKey {
+    bytes: [u8; KEY_LEN],
+    pads: HmacPads,
 }
+
+impl DerivedKey {
+    /// Wraps raw bytes.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self { bytes, pads: HmacPads::new(&bytes) }
+    }
+
+    /// The raw bytes. Handle with care: they are secret.
+    pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+
+    /// Parses 64 hex characters (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<Self, Error> {
+        decode_hex32(text).map(Self::from_bytes)
+    }
+}
+
+impl fmt::Debug for DerivedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DerivedKey(<redacted>)")
+    }
+}
+
+impl PartialEq for DerivedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes.ct_eq(&other.bytes).into()
+    }
+}
+
+impl Eq for DerivedKey {}
 secret_bytes! {
     /// A signature of the HMAC chain (at any position). Secret: whoever holds
     /// the signature at position k can append caveats from there.
@@ -87,7 +123,7 @@ secret_bytes! {
 impl RootKey {
     /// libmacaroons key derivation: `HMAC-SHA256(key = "macaroons-key-generator", root key)`.
     pub fn derive(&self) -> DerivedKey {
-        DerivedKey(derive_key(&self.0))
+        DerivedKey::from_bytes(derive_key(&self.0))
     }
 }
 
@@ -126,22 +162,42 @@ fn hex_val(c: u8) -> Option<u8> {
 /// more on; `tests::hmac_matches_the_hmac_crate` pins it to the reference.
 #[inline]
 pub(crate) fn hmac(key: &[u8; KEY_LEN], data: &[u8]) -> [u8; KEY_LEN] {
-    const BLOCK: usize = 64;
-    let mut ipad = [0x36u8; BLOCK];
-    let mut opad = [0x5cu8; BLOCK];
-    for i in 0..KEY_LEN {
-        ipad[i] ^= key[i];
-        opad[i] ^= key[i];
+    hmac_from(&HmacPads::new(key), data)
+}
+
+/// The SHA-256 states after absorbing `key ⊕ ipad` and `key ⊕ opad`.
+#[derive(Clone, Copy)]
+struct HmacPads {
+    inner: [u32; 8],
+    outer: [u32; 8],
+}
+
+impl HmacPads {
+    #[inline]
+    fn new(key: &[u8; KEY_LEN]) -> Self {
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for i in 0..KEY_LEN {
+            ipad[i] ^= key[i];
+            opad[i] ^= key[i];
+        }
+        let (mut inner, mut outer) = (SHA256_IV, SHA256_IV);
+        compress(&mut inner, &ipad);
+        compress(&mut outer, &opad);
+        Self { inner, outer }
     }
-    let mut inner = SHA256_IV;
-    compress(&mut inner, &ipad);
+}
+
+#[inline]
+fn hmac_from(pads: &HmacPads, data: &[u8]) -> [u8; KEY_LEN] {
+    const BLOCK: usize = 64;
+    let mut inner = pads.inner;
     let mut chunks = data.chunks_exact(BLOCK);
     for block in &mut chunks {
         compress(&mut inner, block.try_into().expect("64-byte chunk"));
     }
     finish(&mut inner, chunks.remainder(), (BLOCK + data.len()) as u64);
-    let mut outer = SHA256_IV;
-    compress(&mut outer, &opad);
+    let mut outer = pads.outer;
     finish(&mut outer, &state_bytes(&inner), (BLOCK + KEY_LEN) as u64);
     state_bytes(&outer)
 }
@@ -179,7 +235,7 @@ fn state_bytes(state: &[u32; 8]) -> [u8; KEY_LEN] {
 
 /// First step of the chain: `HMAC(derived key, identifier)`.
 pub(crate) fn initial_signature(key: &DerivedKey, identifier: &[u8]) -> Signature {
-    Signature(hmac(&key.0, identifier))
+    Signature(hmac_from(&key.pads, identifier))
 }
 
 /// Chain step for a first-party caveat: `HMAC(sig, caveat id)`.
@@ -214,8 +270,9 @@ pub(crate) fn encrypt_caveat_key(
     caveat_key: &DerivedKey,
 ) -> Vec<u8> {
     let cipher = XSalsa20Poly1305::new(&sig.0.into());
-    let sealed =
-        cipher.encrypt(nonce.into(), caveat_key.0.as_slice()).expect("secretbox encryption of 32 bytes cannot fail");
+    let sealed = cipher
+        .encrypt(nonce.into(), caveat_key.bytes.as_slice())
+        .expect("secretbox encryption of 32 bytes cannot fail");
     let mut vid = Vec::with_capacity(SECRETBOX_NONCE_LEN + sealed.len());
     vid.extend_from_slice(nonce);
     vid.extend_from_slice(&sealed);
@@ -232,7 +289,7 @@ pub(crate) fn decrypt_caveat_key(sig: &Signature, vid: &[u8]) -> Option<DerivedK
     let cipher = XSalsa20Poly1305::new(&sig.0.into());
     let plain = cipher.decrypt(nonce.into(), sealed).ok()?;
     let key: [u8; KEY_LEN] = plain.as_slice().try_into().ok()?;
-    Some(DerivedKey(key))
+    Some(DerivedKey::from_bytes(key))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! Decoding enforces [`Limits`] before allocating or hashing anything.
 
 use crate::crypto::{KEY_LEN, Signature};
-use crate::{Caveat, Error, Limits, Macaroon};
+use crate::view::{CaveatRef, MacaroonRef};
+use crate::{Error, Limits, Macaroon};
 
 const VERSION_V2: u8 = 2;
 const EOS: u8 = 0;
@@ -53,6 +54,14 @@ impl Macaroon {
 
     /// Parses libmacaroons V2 binary within `limits`.
     pub fn decode_v2(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+        MacaroonRef::decode_v2(bytes, limits).map(|m| m.to_owned())
+    }
+}
+
+impl<'a> MacaroonRef<'a> {
+    /// Parses libmacaroons V2 binary within `limits`, borrowing every field
+    /// from `bytes`: the one parser (the owned form copies out of it).
+    pub fn decode_v2(bytes: &'a [u8], limits: &Limits) -> Result<Self, Error> {
         Limits::check("token size", bytes.len(), limits.max_token_bytes)?;
         let mut r = Reader { buf: bytes, pos: 0, limits };
         match r.byte()? {
@@ -60,7 +69,6 @@ impl Macaroon {
             other => return Err(Error::UnsupportedVersion(other)),
         }
         let (location, identifier) = r.header()?;
-        let identifier = identifier.ok_or(Error::Malformed("missing identifier"))?;
         let mut caveats = Vec::with_capacity(8);
         loop {
             if r.peek()? == EOS {
@@ -78,7 +86,7 @@ impl Macaroon {
         if r.pos != bytes.len() {
             return Err(Error::Malformed("trailing bytes after signature"));
         }
-        Ok(Macaroon::from_parts(location, identifier, caveats, Signature::from_bytes(sig)))
+        Ok(MacaroonRef { location, identifier, caveats, signature: Signature::from_bytes(sig) })
     }
 }
 
@@ -96,13 +104,13 @@ fn put_uvarint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-struct Reader<'a> {
+struct Reader<'a, 'l> {
     buf: &'a [u8],
     pos: usize,
-    limits: &'a Limits,
+    limits: &'l Limits,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn peek(&self) -> Result<u8, Error> {
         self.buf.get(self.pos).copied().ok_or(Error::Malformed("truncated"))
     }
@@ -146,7 +154,7 @@ impl<'a> Reader<'a> {
 
     /// `[location] identifier`, the start of the header and of every caveat.
     /// An empty location counts as none (some libraries always write one).
-    fn located_identifier(&mut self) -> Result<(Option<String>, Vec<u8>), Error> {
+    fn located_identifier(&mut self) -> Result<(Option<&'a str>, &'a [u8]), Error> {
         let (mut ty, mut data) = self.field()?;
         let mut location = None;
         if ty == LOCATION {
@@ -156,20 +164,20 @@ impl<'a> Reader<'a> {
         if ty != IDENTIFIER {
             return Err(Error::Malformed("expected identifier field"));
         }
-        Ok((location, data.to_vec()))
+        Ok((location, data))
     }
 
     /// `[location] identifier EOS` of the macaroon itself.
-    fn header(&mut self) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
-        let (location, identifier) = self.located_identifier()?;
+    fn header(&mut self) -> Result<(Option<&'a str>, &'a [u8]), Error> {
+        let header = self.located_identifier()?;
         if self.field()?.0 != EOS {
             return Err(Error::Malformed("unexpected field in header"));
         }
-        Ok((location, Some(identifier)))
+        Ok(header)
     }
 
     /// `[location] identifier [vid] EOS` of one caveat.
-    fn caveat(&mut self) -> Result<Caveat, Error> {
+    fn caveat(&mut self) -> Result<CaveatRef<'a>, Error> {
         let (location, id) = self.located_identifier()?;
         let (ty, data) = self.field()?;
         let vid = match ty {
@@ -178,18 +186,17 @@ impl<'a> Reader<'a> {
                 if self.field()?.0 != EOS {
                     return Err(Error::Malformed("unexpected field in caveat"));
                 }
-                Some(data.to_vec())
+                Some(data)
             }
             _ => return Err(Error::Malformed("unexpected field in caveat")),
         };
-        Ok(Caveat { location, id, vid })
+        Ok(CaveatRef { location, id, vid })
     }
 }
 
-fn utf8_location(data: &[u8]) -> Result<String, Error> {
-    String::from_utf8(data.to_vec()).map_err(|_| Error::Malformed("location is not UTF-8"))
+fn utf8_location(data: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(data).map_err(|_| Error::Malformed("location is not UTF-8"))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

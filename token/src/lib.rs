@@ -31,6 +31,7 @@
 //! assert!(evaluate(verified.first_party.iter().copied(), &request).is_err());
 //! ```
 
+mod base64url;
 mod cidr;
 mod crypto;
 mod error;
@@ -44,6 +45,7 @@ mod predicate;
 mod prefix;
 mod text;
 mod verify;
+mod view;
 
 pub use cidr::Cidr;
 pub use crypto::{DerivedKey, KEY_LEN, RootKey, SECRETBOX_NONCE_LEN, Signature, VID_LEN, bind_signature};
@@ -59,4 +61,5 @@ pub use macaroon::{Caveat, Macaroon, chain_step, continue_chain};
 pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
 pub use prefix::{BRANCH_ID_LEN, PrefixHasher, PrefixKey, RevocationId, prefix_key, prefix_keys, revocation_ids};
 pub use text::{Bundle, TEXT_PREFIX};
-pub use verify::{RootKeyProvider, Verified, verify, verify_with_key};
+pub use verify::{RootKeyProvider, Verified, verify, verify_view, verify_view_with_key, verify_with_key};
+pub use view::{BundleRef, CaveatRef, DecodedBundle, MacaroonRef};

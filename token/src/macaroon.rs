@@ -129,8 +129,14 @@ pub fn continue_chain(from: &Signature, caveats: &[Caveat]) -> Signature {
 /// chain whose signature is `sig`.
 #[inline]
 pub fn chain_step(sig: &Signature, caveat: &Caveat) -> Signature {
-    match &caveat.vid {
-        None => crypto::first_party_step(sig, &caveat.id),
-        Some(vid) => crypto::third_party_step(sig, vid, &caveat.id),
+    step(sig, &caveat.id, caveat.vid.as_deref())
+}
+
+/// A chain step over a caveat's id and, for third-party caveats, its vid.
+#[inline]
+pub(crate) fn step(sig: &Signature, id: &[u8], vid: Option<&[u8]>) -> Signature {
+    match vid {
+        None => crypto::first_party_step(sig, id),
+        Some(vid) => crypto::third_party_step(sig, vid, id),
     }
 }

@@ -3,10 +3,11 @@
 //! Input also accepts bare standard or url-safe base64, padded or not, as
 //! other macaroon libraries print it.
 
-use base64::Engine;
+use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use crate::view::{DecodedBundle, MacaroonRef};
 use crate::{Error, Limits, Macaroon};
 
 /// The prefix of Tally's token text.
@@ -14,10 +15,6 @@ pub const TEXT_PREFIX: &str = "tly_";
 
 const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
@@ -31,16 +28,8 @@ impl Macaroon {
 
     /// Parses the text form (with or without prefix; any base64 flavour).
     pub fn from_text(text: &str, limits: &Limits) -> Result<Self, Error> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(Error::Empty);
-        }
-        Limits::check("token text size", text.len(), limits.max_text_bytes())?;
-        let body = text.strip_prefix(TEXT_PREFIX).unwrap_or(text);
-        // Url-safe first (Tally's own form); standard base64 only when that fails.
-        let bytes =
-            URL_SAFE_LENIENT.decode(body).or_else(|_| STANDARD_LENIENT.decode(body)).map_err(|_| Error::Base64)?;
-        Macaroon::decode_v2(&bytes, limits)
+        let decoded = DecodedBundle::decode_one(text, limits)?;
+        Ok(decoded.view(limits)?.root.to_owned())
     }
 }
 
@@ -62,20 +51,9 @@ impl Bundle {
     /// Parses `TOKEN[,DISCHARGE…]`; limits on count and size are checked
     /// before anything is decoded.
     pub fn parse(text: &str, limits: &Limits) -> Result<Self, Error> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(Error::Empty);
-        }
-        Limits::check("bundle text size", text.len(), limits.max_bundle_bytes())?;
-        // Count before decoding anything, so a flood of parts costs nothing.
-        let parts = text.bytes().filter(|&b| b == b',').count() + 1;
-        Limits::check("discharge count", parts - 1, limits.max_discharges)?;
-        let mut split = text.split(',').enumerate().map(|(i, part)| {
-            if part.trim().is_empty() { Err(Error::EmptyBundlePart(i)) } else { Macaroon::from_text(part, limits) }
-        });
-        let root = split.next().expect("split yields at least one part")?;
-        let discharges = split.collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { root, discharges })
+        let decoded = DecodedBundle::decode(text, limits)?;
+        let view = decoded.view(limits)?;
+        Ok(Self { root: view.root.to_owned(), discharges: view.discharges.iter().map(MacaroonRef::to_owned).collect() })
     }
 
     /// `TOKEN,DISCHARGE,…` in Tally's text form.

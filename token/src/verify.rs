@@ -7,9 +7,10 @@
 use subtle::ConstantTimeEq;
 
 use crate::crypto::{self, DerivedKey, Signature};
-use crate::macaroon::chain_step;
+use crate::macaroon::step;
 use crate::prefix::{RevocationId, revocation_ids};
-use crate::{Bundle, Error, KeyId, Limits, Macaroon, TallyId};
+use crate::view::{BundleRef, MacaroonRef};
+use crate::{Bundle, Error, KeyId, Limits, TallyId};
 
 /// Looks up root keys by key id: the authority's key store implements it.
 pub trait RootKeyProvider {
@@ -46,16 +47,34 @@ impl Verified<'_> {
 /// Verifies a bundle whose root token carries a Tally identifier, looking up
 /// its root key through `keys`.
 pub fn verify<'b>(bundle: &'b Bundle, keys: &impl RootKeyProvider, limits: &Limits) -> Result<Verified<'b>, Error> {
-    check_limits(bundle, limits)?;
-    let id = TallyId::decode(&bundle.root.identifier)?;
-    let key = keys.derived_key(id.key_id)?;
-    let mut verified = verify_with_key(bundle, &key, limits)?;
-    verified.id = Some(id);
-    Ok(verified)
+    verify_view(&bundle.view(), keys, limits)
 }
 
 /// Verifies a bundle under an explicit derived root key, whatever its identifier.
 pub fn verify_with_key<'b>(bundle: &'b Bundle, key: &DerivedKey, limits: &Limits) -> Result<Verified<'b>, Error> {
+    verify_view_with_key(&bundle.view(), key, limits)
+}
+
+/// [`verify`] on a borrowed bundle (no copies of its fields).
+pub fn verify_view<'b>(
+    bundle: &BundleRef<'b>,
+    keys: &impl RootKeyProvider,
+    limits: &Limits,
+) -> Result<Verified<'b>, Error> {
+    check_limits(bundle, limits)?;
+    let id = TallyId::decode(bundle.root.identifier)?;
+    let key = keys.derived_key(id.key_id)?;
+    let mut verified = verify_view_with_key(bundle, &key, limits)?;
+    verified.id = Some(id);
+    Ok(verified)
+}
+
+/// [`verify_with_key`] on a borrowed bundle.
+pub fn verify_view_with_key<'b>(
+    bundle: &BundleRef<'b>,
+    key: &DerivedKey,
+    limits: &Limits,
+) -> Result<Verified<'b>, Error> {
     check_limits(bundle, limits)?;
     let n = bundle.discharges.len();
     let mut walk = Walk { bundle, limits, used: vec![false; n], first_party: Vec::new(), discharges: vec![None; n] };
@@ -63,13 +82,13 @@ pub fn verify_with_key<'b>(bundle: &'b Bundle, key: &DerivedKey, limits: &Limits
     if let Some(unused) = walk.used.iter().position(|u| !u) {
         return Err(Error::UnusedDischarge(unused));
     }
-    let id = TallyId::decode(&bundle.root.identifier).ok();
+    let id = TallyId::decode(bundle.root.identifier).ok();
     // Every discharge was used (checked above), so every one has its signature.
     let discharges = walk.discharges.into_iter().flatten().collect();
     Ok(Verified { id, chain, first_party: walk.first_party, discharges })
 }
 
-fn check_limits(bundle: &Bundle, limits: &Limits) -> Result<(), Error> {
+fn check_limits(bundle: &BundleRef<'_>, limits: &Limits) -> Result<(), Error> {
     Limits::check("discharge count", bundle.discharges.len(), limits.max_discharges)?;
     for m in std::iter::once(&bundle.root).chain(&bundle.discharges) {
         Limits::check("caveat count", m.caveats.len(), limits.max_caveats)?;
@@ -77,28 +96,28 @@ fn check_limits(bundle: &Bundle, limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
-struct Walk<'b, 'l> {
-    bundle: &'b Bundle,
+struct Walk<'r, 'b, 'l> {
+    bundle: &'r BundleRef<'b>,
     limits: &'l Limits,
     used: Vec<bool>,
     first_party: Vec<&'b [u8]>,
     discharges: Vec<Option<Signature>>,
 }
 
-impl<'b> Walk<'b, '_> {
+impl<'b> Walk<'_, 'b, '_> {
     /// Checks one macaroon's chain (bound to the root when it is a discharge),
     /// then its discharges. Returns its chain signatures.
     fn macaroon(
         &mut self,
-        m: &'b Macaroon,
+        m: &MacaroonRef<'b>,
         key: &DerivedKey,
         root_sig: Option<&Signature>,
         depth: usize,
     ) -> Result<Vec<Signature>, Error> {
         let mut chain = Vec::with_capacity(m.caveats.len() + 1);
-        let mut sig = crypto::initial_signature(key, &m.identifier);
+        let mut sig = crypto::initial_signature(key, m.identifier);
         for caveat in &m.caveats {
-            let next = chain_step(&sig, caveat);
+            let next = step(&sig, caveat.id, caveat.vid);
             chain.push(sig);
             sig = next;
         }
@@ -114,8 +133,8 @@ impl<'b> Walk<'b, '_> {
         // The chain is genuine; now its caveats.
         let root_sig = root_sig.unwrap_or(&m.signature);
         for (i, caveat) in m.caveats.iter().enumerate() {
-            let Some(vid) = &caveat.vid else {
-                self.first_party.push(&caveat.id);
+            let Some(vid) = caveat.vid else {
+                self.first_party.push(caveat.id);
                 continue;
             };
             if depth + 1 > self.limits.max_depth {
@@ -141,6 +160,7 @@ impl<'b> Walk<'b, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Macaroon;
     use crate::RootKey;
     use std::collections::HashMap;
 

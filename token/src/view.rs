@@ -1,0 +1,151 @@
+//! Borrowed views of macaroons and bundles: every field a slice of the decoded
+//! bytes, so parsing a token allocates (almost) nothing. Verification works on
+//! views; the owned [`Macaroon`] and [`Bundle`] are built from them.
+
+use crate::crypto::Signature;
+use crate::text::TEXT_PREFIX;
+use crate::{Bundle, Caveat, Error, Limits, Macaroon};
+
+/// A caveat, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaveatRef<'a> {
+    /// Location hint (third-party caveats).
+    pub location: Option<&'a str>,
+    /// Predicate text, or the third party's caveat id.
+    pub id: &'a [u8],
+    /// Verification id, for third-party caveats.
+    pub vid: Option<&'a [u8]>,
+}
+
+impl CaveatRef<'_> {
+    /// True for third-party caveats.
+    pub fn is_third_party(&self) -> bool {
+        self.vid.is_some()
+    }
+
+    /// The owned caveat.
+    pub fn to_owned(&self) -> Caveat {
+        Caveat { location: self.location.map(str::to_owned), id: self.id.to_vec(), vid: self.vid.map(<[u8]>::to_vec) }
+    }
+}
+
+/// A macaroon, borrowed. `Debug` never shows the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacaroonRef<'a> {
+    pub location: Option<&'a str>,
+    pub identifier: &'a [u8],
+    pub caveats: Vec<CaveatRef<'a>>,
+    pub signature: Signature,
+}
+
+impl MacaroonRef<'_> {
+    /// The owned macaroon.
+    pub fn to_owned(&self) -> Macaroon {
+        Macaroon::from_parts(
+            self.location.map(str::to_owned),
+            self.identifier.to_vec(),
+            self.caveats.iter().map(CaveatRef::to_owned).collect(),
+            self.signature.clone(),
+        )
+    }
+}
+
+impl Macaroon {
+    /// A borrowed view of this macaroon.
+    pub fn view(&self) -> MacaroonRef<'_> {
+        MacaroonRef {
+            location: self.location.as_deref(),
+            identifier: &self.identifier,
+            caveats: self
+                .caveats
+                .iter()
+                .map(|c| CaveatRef { location: c.location.as_deref(), id: &c.id, vid: c.vid.as_deref() })
+                .collect(),
+            signature: self.signature.clone(),
+        }
+    }
+}
+
+/// A bundle, borrowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleRef<'a> {
+    pub root: MacaroonRef<'a>,
+    pub discharges: Vec<MacaroonRef<'a>>,
+}
+
+impl Bundle {
+    /// A borrowed view of this bundle.
+    pub fn view(&self) -> BundleRef<'_> {
+        BundleRef { root: self.root.view(), discharges: self.discharges.iter().map(Macaroon::view).collect() }
+    }
+}
+
+impl BundleRef<'_> {
+    /// Caveats of the root token.
+    pub fn caveats_len(&self) -> usize {
+        self.root.caveats.len()
+    }
+}
+
+/// The binary forms of a bundle's parts, decoded from text into one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct DecodedBundle {
+    bytes: Vec<u8>,
+    parts: Vec<(usize, usize)>,
+}
+
+impl DecodedBundle {
+    /// Decodes `TOKEN[,DISCHARGE…]` (each `tly_…` or bare base64 of either
+    /// alphabet, padded or not). Limits on count and size come first.
+    pub fn decode(text: &str, limits: &Limits) -> Result<Self, Error> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::Empty);
+        }
+        Limits::check("bundle text size", text.len(), limits.max_bundle_bytes())?;
+        // Split (and count) before decoding anything, so a flood of parts costs nothing.
+        let mut parts: Vec<&str> = Vec::with_capacity(2);
+        for part in text.split(',') {
+            parts.push(part);
+            Limits::check("discharge count", parts.len() - 1, limits.max_discharges)?;
+        }
+        let mut out =
+            Self { bytes: Vec::with_capacity(text.len() * 3 / 4 + 3), parts: Vec::with_capacity(parts.len()) };
+        for (i, part) in parts.into_iter().enumerate() {
+            let part = part.trim();
+            if part.is_empty() {
+                return Err(Error::EmptyBundlePart(i));
+            }
+            out.push_part(part, limits)?;
+        }
+        Ok(out)
+    }
+
+    /// Decodes one token's text.
+    pub(crate) fn decode_one(text: &str, limits: &Limits) -> Result<Self, Error> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::Empty);
+        }
+        let mut out = Self { bytes: Vec::with_capacity(text.len() * 3 / 4 + 3), parts: Vec::with_capacity(1) };
+        out.push_part(text, limits)?;
+        Ok(out)
+    }
+
+    fn push_part(&mut self, part: &str, limits: &Limits) -> Result<(), Error> {
+        Limits::check("token text size", part.len(), limits.max_text_bytes())?;
+        let body = part.strip_prefix(TEXT_PREFIX).unwrap_or(part);
+        let start = self.bytes.len();
+        crate::base64url::decode_into(body.as_bytes(), &mut self.bytes).map_err(|()| Error::Base64)?;
+        self.parts.push((start, self.bytes.len()));
+        Ok(())
+    }
+
+    /// Parses the decoded parts; the first is the token, the rest discharges.
+    pub fn view(&self, limits: &Limits) -> Result<BundleRef<'_>, Error> {
+        let mut parts = self.parts.iter().map(|&(a, b)| MacaroonRef::decode_v2(&self.bytes[a..b], limits));
+        let root = parts.next().ok_or(Error::Empty)??;
+        let discharges = parts.collect::<Result<Vec<_>, _>>()?;
+        Ok(BundleRef { root, discharges })
+    }
+}

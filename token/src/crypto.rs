@@ -207,7 +207,8 @@ const SHA256_IV: [u32; 8] =
 
 #[inline]
 fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
-    sha2::compress256(state, &[(*block).into()]);
+    let block = sha2::digest::generic_array::GenericArray::from_slice(block);
+    sha2::compress256(state, std::slice::from_ref(block));
 }
 
 /// SHA-256 padding of the last `tail` bytes (< 64) of a message `total` bytes long.

@@ -77,7 +77,8 @@ pub fn verify_view_with_key<'b>(
 ) -> Result<Verified<'b>, Error> {
     check_limits(bundle, limits)?;
     let n = bundle.discharges.len();
-    let mut walk = Walk { bundle, limits, used: vec![false; n], first_party: Vec::new(), discharges: vec![None; n] };
+    let first_party = Vec::with_capacity(bundle.root.caveats.len());
+    let mut walk = Walk { bundle, limits, used: vec![false; n], first_party, discharges: vec![None; n] };
     let chain = walk.macaroon(&bundle.root, key, None, 0)?;
     if let Some(unused) = walk.used.iter().position(|u| !u) {
         return Err(Error::UnusedDischarge(unused));

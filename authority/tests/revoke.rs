@@ -102,3 +102,15 @@ async fn who_may_revoke() {
     c.revoke(bearer(revoke(Target::Family(family)), &h.bootstrap)).await.unwrap();
     assert_code(c.revoke(bearer(revoke(Target::Family(t.family.clone())), &op)).await, Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn holder_revokes_an_org_scoped_operator_token() {
+    let h = Harness::start().await;
+    h.create_org("acme").await;
+    let scoped = h.system_token("operator", &["org = acme"]).await;
+    // On API tokens `org = acme` is a scope, not the token's org: it verifies.
+    assert!(h.verify(&scoped).await.valid);
+    h.client().revoke(Request::new(revoke(Target::Token(scoped.clone())))).await.unwrap();
+    let req = pb::MintRequest { org: "acme".into(), ..Default::default() };
+    assert_code(h.client().mint(bearer(req, &scoped)).await, Code::Unauthenticated);
+}

@@ -220,9 +220,15 @@ async fn root_keys_never_in_the_database_file_or_the_logs() {
     drop(stream);
 
     // Refused calls, each logged and audited.
-    let mut tampered = boot.clone();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // Well-formed, but with one signature bit flipped: a forgery, not garbage.
+    let tampered = {
+        let m = Macaroon::from_text(&boot, &Limits::default()).unwrap();
+        let mut sig = *m.signature().as_bytes();
+        sig[31] ^= 1;
+        let sig = tally_token::Signature::from_bytes(sig);
+        Macaroon::from_parts(m.location().map(str::to_owned), m.identifier().to_vec(), m.caveats().to_vec(), sig)
+            .to_text()
+    };
     let refusals: Vec<(Request<pb::MintRequest>, Code)> = vec![
         (Request::new(pb::MintRequest { org: "acme".into(), ..Default::default() }), Code::Unauthenticated),
         (bearer(pb::MintRequest { org: "acme".into(), ..Default::default() }, "tly_garbage"), Code::Unauthenticated),

@@ -57,7 +57,7 @@ pub use limits::{
     DEFAULT_MAX_CAVEATS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_DISCHARGES, DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_TOKEN_BYTES,
     Limits,
 };
-pub use macaroon::{Caveat, Macaroon, chain_step, continue_chain};
+pub use macaroon::{Caveat, Macaroon, chain_step, chain_step_ref, continue_chain};
 pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
 pub use prefix::{BRANCH_ID_LEN, PrefixHasher, PrefixKey, RevocationId, prefix_key, prefix_keys, revocation_ids};
 pub use text::{Bundle, TEXT_PREFIX};

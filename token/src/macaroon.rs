@@ -132,6 +132,12 @@ pub fn chain_step(sig: &Signature, caveat: &Caveat) -> Signature {
     step(sig, &caveat.id, caveat.vid.as_deref())
 }
 
+/// [`chain_step`] for a borrowed caveat.
+#[inline]
+pub fn chain_step_ref(sig: &Signature, caveat: &crate::CaveatRef<'_>) -> Signature {
+    step(sig, caveat.id, caveat.vid)
+}
+
 /// A chain step over a caveat's id and, for third-party caveats, its vid.
 #[inline]
 pub(crate) fn step(sig: &Signature, id: &[u8], vid: Option<&[u8]>) -> Signature {

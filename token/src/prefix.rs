@@ -12,6 +12,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::Signature;
+use crate::view::CaveatRef;
 use crate::{Caveat, FamilyId};
 
 const PREFIX_DOMAIN: &[u8] = b"tally-prefix-v1\0";
@@ -48,8 +49,17 @@ impl PrefixHasher {
     /// Extends the prefix by one caveat (id and, for third-party ones, vid:
     /// exactly what the signature covers; location hints are not).
     pub fn push(&mut self, caveat: &Caveat) {
-        put(&mut self.0, &caveat.id);
-        match &caveat.vid {
+        self.push_parts(&caveat.id, caveat.vid.as_deref());
+    }
+
+    /// [`PrefixHasher::push`] for a borrowed caveat.
+    pub fn push_ref(&mut self, caveat: &CaveatRef<'_>) {
+        self.push_parts(caveat.id, caveat.vid);
+    }
+
+    fn push_parts(&mut self, id: &[u8], vid: Option<&[u8]>) {
+        put(&mut self.0, id);
+        match vid {
             None => self.0.update([0]),
             Some(vid) => {
                 self.0.update([1]);

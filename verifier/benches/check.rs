@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tally_proto::v1 as pb;
-use tally_token::{Bundle, KeyId, Limits, Macaroon, RootKey, TallyId, verify_with_key};
+use tally_token::{Bundle, DecodedBundle, KeyId, Limits, Macaroon, RootKey, TallyId, verify_with_key};
 use tally_verifier::{CheckRequest, Settings, Upstream, Verifier};
 
 /// Cached tokens (override with TALLY_BENCH_ENTRIES, e.g. for a quick profile).
@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
             expires_at_unix_ms: 4_070_908_800_000,
             ..Default::default()
         };
-        verifier.remember(&bundle, &resp);
+        verifier.remember(&bundle.view(), &resp);
     }
     assert_eq!(verifier.cache_len(), 2 * n as usize);
 
@@ -71,12 +71,13 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("check, 1M cached tokens");
     for (name, text) in [("exact hit", &exact), ("descendant hit (+2 caveats)", &child)] {
         let r = req(text.as_str());
-        let out = verifier.check_local(&Bundle::parse(text, &limits).unwrap(), &r).unwrap();
+        let out =
+            verifier.check_local(&DecodedBundle::decode(text, &limits).unwrap().view(&limits).unwrap(), &r).unwrap();
         assert!(out.allowed, "{name}: {out:?}");
         group.bench_function(name, |b| {
             b.iter(|| {
-                let bundle = Bundle::parse(black_box(text), &limits).unwrap();
-                verifier.check_local(&bundle, &r).unwrap().allowed
+                let decoded = DecodedBundle::decode(black_box(text), &limits).unwrap();
+                verifier.check_local(&decoded.view(&limits).unwrap(), &r).unwrap().allowed
             })
         });
     }

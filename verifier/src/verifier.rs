@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
-    Bundle, Context, DenialKind, Limits, Predicate, PrefixHasher, RevocationId, Signature, TallyId, chain_step,
-    evaluate, prefix_key,
+    BundleRef, Context, DecodedBundle, DenialKind, Limits, Predicate, PrefixHasher, RevocationId, Signature, TallyId,
+    chain_step_ref, evaluate,
 };
 
 use crate::cache::{Cache, Cached};
@@ -141,8 +141,11 @@ impl Verifier {
 
     /// Checks a bundle for a request.
     pub async fn check(&self, req: &CheckRequest<'_>) -> Result<Outcome, Error> {
-        let bundle = Bundle::parse(req.bundle, &self.settings.limits)
+        let limits = &self.settings.limits;
+        // Borrowed views of the decoded bytes: no copy of any field on the hot path.
+        let decoded = DecodedBundle::decode(req.bundle, limits)
             .map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
+        let bundle = decoded.view(limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
         let outcome = match self.check_local(&bundle, req) {
             Some(outcome) => outcome,
             None => match self.negative.get(req.bundle) {
@@ -155,9 +158,9 @@ impl Verifier {
     }
 
     /// Answers from local state alone, or `None` when the authority must be asked.
-    pub fn check_local(&self, bundle: &Bundle, req: &CheckRequest<'_>) -> Option<Outcome> {
+    pub fn check_local(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Option<Outcome> {
         let root = &bundle.root;
-        let Ok(id) = TallyId::decode(root.identifier()) else {
+        let Ok(id) = TallyId::decode(root.identifier) else {
             return Some(Outcome::deny(Reason::UnknownKey, "not a Tally token", Source::Local));
         };
         if self.revoked.key_retired(id.key_id) {
@@ -166,7 +169,7 @@ impl Verifier {
         if self.revoked.contains(&id.family.0) {
             return Some(Outcome::deny(Reason::Revoked, "token revoked", Source::Local));
         }
-        let caveats = root.caveats();
+        let caveats = &root.caveats;
         if !self.sync.usable() || !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return None;
         }
@@ -174,10 +177,10 @@ impl Verifier {
         let now = unix_ms(now_time);
         // Prefix keys, longest first: finalise lazily, most checks stop at the first.
         let mut hashers = Vec::with_capacity(caveats.len() + 1);
-        let mut h = PrefixHasher::new(root.identifier());
+        let mut h = PrefixHasher::new(root.identifier);
         hashers.push(h.clone());
         for c in caveats {
-            h.push(c);
+            h.push_ref(c);
             hashers.push(h.clone());
         }
         let (k, hit) =
@@ -185,19 +188,19 @@ impl Verifier {
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
         for c in &caveats[k..] {
-            sig = chain_step(&sig, c);
+            sig = chain_step_ref(&sig, c);
             if self.revoked.any(&[RevocationId::branch(&sig)]) {
                 return Some(Outcome::deny(Reason::Revoked, "token revoked (branch)", source));
             }
         }
-        if sig != *root.signature() {
+        if sig != root.signature {
             return Some(Outcome::deny(Reason::Forged, "signature does not match the cached chain", source));
         }
         if k < caveats.len() && self.settings.remember_descendants {
             // Remember the descendant itself, so it is an exact hit next time.
             let expires = caveats[k..]
                 .iter()
-                .filter_map(|c| match Predicate::parse_bytes(&c.id) {
+                .filter_map(|c| match Predicate::parse_bytes(c.id) {
                     Ok(Predicate::Expires(t)) => Some((t / 1_000_000) as i64),
                     _ => None,
                 })
@@ -205,7 +208,7 @@ impl Verifier {
             let entry = Cached { sig, expires_at_ms: expires, ..hit.clone() };
             self.insert_checked(hashers[caveats.len()].key(), entry, &[]);
         }
-        let first_party = caveats.iter().map(|c| c.id.as_slice());
+        let first_party = caveats.iter().map(|c| c.id);
         Some(self.evaluate_at(now_time, first_party, req, &hit.org, hit.family.to_hex(), source))
     }
 
@@ -222,7 +225,7 @@ impl Verifier {
         self.cache.insert(key, entry);
     }
 
-    async fn ask_authority(&self, bundle: &Bundle, req: &CheckRequest<'_>) -> Outcome {
+    async fn ask_authority(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Outcome {
         Counters::bump(&self.counters.authority_verifies);
         let resp = match self.upstream.verify(req.bundle).await {
             Ok(resp) => resp,
@@ -246,28 +249,28 @@ impl Verifier {
         self.remember(bundle, &resp);
         let first_party = std::iter::once(&bundle.root)
             .chain(&bundle.discharges)
-            .flat_map(|m| m.caveats())
+            .flat_map(|m| &m.caveats)
             .filter(|c| !c.is_third_party())
-            .map(|c| c.id.as_slice());
+            .map(|c| c.id);
         self.evaluate_at(SystemTime::now(), first_party, req, &resp.org, family, Source::Authority)
     }
 
     /// Caches what a valid Verify answer vouches for: the whole token and its
     /// identifier-only prefix (so any descendant of the family hits).
-    pub fn remember(&self, bundle: &Bundle, resp: &pb::VerifyResponse) {
+    pub fn remember(&self, bundle: &BundleRef<'_>, resp: &pb::VerifyResponse) {
         let root = &bundle.root;
-        let caveats = root.caveats();
+        let caveats = &root.caveats;
         if !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return; // third-party tokens always go to the authority (see ARCHITECTURE.md)
         }
         if resp.epoch != self.sync.position().epoch || resp.chain.len() != caveats.len() + 1 {
             return;
         }
-        let Ok(id) = TallyId::decode(root.identifier()) else { return };
+        let Ok(id) = TallyId::decode(root.identifier) else { return };
         let chain: Option<Vec<Signature>> =
             resp.chain.iter().map(|s| s.as_slice().try_into().ok().map(Signature::from_bytes)).collect();
         let Some(chain) = chain else { return };
-        if chain.last() != Some(root.signature()) {
+        if chain.last() != Some(&root.signature) {
             return;
         }
         let expires_at_ms = if resp.expires_at_unix_ms == 0 { i64::MAX } else { resp.expires_at_unix_ms };
@@ -278,10 +281,12 @@ impl Verifier {
             expires_at_ms,
             org: resp.org.as_str().into(),
         };
-        self.insert_checked(prefix_key(root.identifier(), &[]), base.clone(), &chain[..1]);
+        let mut h = PrefixHasher::new(root.identifier);
+        self.insert_checked(h.key(), base.clone(), &chain[..1]);
         if !caveats.is_empty() {
+            caveats.iter().for_each(|c| h.push_ref(c));
             let full = Cached { sig: chain[caveats.len()].clone(), ..base };
-            self.insert_checked(prefix_key(root.identifier(), caveats), full, &chain);
+            self.insert_checked(h.key(), full, &chain);
         }
     }
 

@@ -4,7 +4,7 @@
 //! and `action in …` (only those RPCs). The token's caveats are evaluated with
 //! the RPC's action and target org as the request.
 
-use tally_token::{Bundle, Context, DenialKind, FamilyId, Predicate, evaluate};
+use tally_token::{Context, DecodedBundle, DenialKind, FamilyId, Predicate, evaluate};
 
 use crate::authority::{Authority, SYSTEM_ORG};
 use crate::error::{Error, Result};
@@ -89,10 +89,11 @@ impl Authority {
     ) -> Result<Caller, Refused> {
         let anonymous = |detail: &str| refused(true, "anonymous", detail);
         let text = bearer.ok_or_else(|| anonymous("missing bearer token"))?;
-        let bundle = Bundle::parse(text, &self.limits).map_err(|_| anonymous("malformed bearer token"))?;
+        let decoded = DecodedBundle::decode(text, &self.limits).map_err(|_| anonymous("malformed bearer token"))?;
+        let bundle = decoded.view(&self.limits).map_err(|_| anonymous("malformed bearer token"))?;
         let verified = {
             let keys = self.shared.keys.read().expect("key ring lock");
-            tally_token::verify(&bundle, &*keys, &self.limits).map_err(|_| anonymous("invalid bearer token"))?
+            tally_token::verify_view(&bundle, &*keys, &self.limits).map_err(|_| anonymous("invalid bearer token"))?
         };
         let id = verified.id.expect("verify() only accepts Tally identifiers");
         let who = id.family.to_hex();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::SqlitePool;
 use tally_token::{
-    Bundle, Error as TokenError, FamilyId, KeyId, Limits, Macaroon, Predicate, RevocationId, Signature, TallyId,
+    DecodedBundle, Error as TokenError, FamilyId, KeyId, Limits, Macaroon, Predicate, RevocationId, Signature, TallyId,
     format_rfc3339,
 };
 use tokio::sync::{broadcast, watch};
@@ -417,8 +417,9 @@ impl Authority {
     /// Verifies a bundle, request-independently. `Err` only for malformed input.
     pub fn verify_bundle(&self, text: &str) -> Result<Verdict> {
         Counters::bump(&self.counters.verify);
-        let bundle =
-            Bundle::parse(text, &self.limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
+        let malformed = |e: TokenError| Error::InvalidArgument(format!("malformed bundle: {e}"));
+        let decoded = DecodedBundle::decode(text, &self.limits).map_err(malformed)?;
+        let bundle = decoded.view(&self.limits).map_err(malformed)?;
         // Read the head before the revoked set: the verdict holds as of it.
         let head = self.head();
         let mut v = Verdict {
@@ -435,14 +436,14 @@ impl Authority {
             caveats: Vec::new(),
             subject: None,
         };
-        if let Ok(id) = TallyId::decode(bundle.root.identifier()) {
+        if let Ok(id) = TallyId::decode(bundle.root.identifier) {
             v.key_id = Some(id.key_id);
             v.family = Some(id.family);
             v.org = self.key_org(id.key_id);
         }
         let verified = {
             let keys = self.shared.keys.read().expect("key ring lock");
-            tally_token::verify(&bundle, &*keys, &self.limits)
+            tally_token::verify_view(&bundle, &*keys, &self.limits)
         };
         let verified = match verified {
             Ok(verified) => verified,
@@ -460,10 +461,10 @@ impl Authority {
         };
         v.caveats = bundle
             .root
-            .caveats()
+            .caveats
             .iter()
             .filter(|c| !c.is_third_party())
-            .map(|c| String::from_utf8_lossy(&c.id).into_owned())
+            .map(|c| String::from_utf8_lossy(c.id).into_owned())
             .collect();
         if self.is_revoked(&verified.revocation_ids()) {
             v.reason = Reason::Revoked;

@@ -91,7 +91,12 @@ impl BundleRef<'_> {
 #[derive(Debug, Clone, Default)]
 pub struct DecodedBundle {
     bytes: Vec<u8>,
-    parts: Vec<(usize, usize)>,
+    /// Parts decoded so far.
+    count: usize,
+    /// The root token is `bytes[..root_end]`.
+    root_end: usize,
+    /// Discharge i ends here (it starts where the one before ended).
+    discharge_ends: Vec<usize>,
 }
 
 impl DecodedBundle {
@@ -109,7 +114,8 @@ impl DecodedBundle {
         // Count before decoding anything (stopping early), so a flood of parts costs nothing.
         let count = text.split(',').take(limits.max_discharges + 2).count();
         Limits::check("discharge count", count - 1, limits.max_discharges)?;
-        let mut out = Self { bytes: Vec::with_capacity(text.len() * 3 / 4 + 3), parts: Vec::with_capacity(count) };
+        let mut out = Self::with_capacity(text.len());
+        out.discharge_ends.reserve(count - 1);
         for (i, part) in text.split(',').enumerate() {
             let part = part.trim();
             if part.is_empty() {
@@ -120,13 +126,17 @@ impl DecodedBundle {
         Ok(out)
     }
 
+    fn with_capacity(text_len: usize) -> Self {
+        Self { bytes: Vec::with_capacity(text_len * 3 / 4 + 3), count: 0, root_end: 0, discharge_ends: Vec::new() }
+    }
+
     /// Decodes one token's text.
     pub(crate) fn decode_one(text: &str, limits: &Limits) -> Result<Self, Error> {
         let text = text.trim();
         if text.is_empty() {
             return Err(Error::Empty);
         }
-        let mut out = Self { bytes: Vec::with_capacity(text.len() * 3 / 4 + 3), parts: Vec::with_capacity(1) };
+        let mut out = Self::with_capacity(text.len());
         out.push_part(text, limits)?;
         Ok(out)
     }
@@ -134,17 +144,32 @@ impl DecodedBundle {
     fn push_part(&mut self, part: &str, limits: &Limits) -> Result<(), Error> {
         Limits::check("token text size", part.len(), limits.max_text_bytes())?;
         let body = part.strip_prefix(TEXT_PREFIX).unwrap_or(part);
-        let start = self.bytes.len();
         crate::base64url::decode_into(body.as_bytes(), &mut self.bytes).map_err(|()| Error::Base64)?;
-        self.parts.push((start, self.bytes.len()));
+        if self.count == 0 {
+            self.root_end = self.bytes.len();
+        } else {
+            self.discharge_ends.push(self.bytes.len());
+        }
+        self.count += 1;
         Ok(())
     }
 
     /// Parses the decoded parts; the first is the token, the rest discharges.
     pub fn view(&self, limits: &Limits) -> Result<BundleRef<'_>, Error> {
-        let mut parts = self.parts.iter().map(|&(a, b)| MacaroonRef::decode_v2(&self.bytes[a..b], limits));
-        let root = parts.next().ok_or(Error::Empty)??;
-        let discharges = parts.collect::<Result<Vec<_>, _>>()?;
+        if self.count == 0 {
+            return Err(Error::Empty);
+        }
+        let root = MacaroonRef::decode_v2(&self.bytes[..self.root_end], limits)?;
+        let mut start = self.root_end;
+        let discharges = self
+            .discharge_ends
+            .iter()
+            .map(|&end| {
+                let part = &self.bytes[start..end];
+                start = end;
+                MacaroonRef::decode_v2(part, limits)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(BundleRef { root, discharges })
     }
 }

@@ -132,28 +132,28 @@ impl Verifier {
         {
             let _apply = self.apply.lock().expect("apply lock");
             match r.target.and_then(|t| t.target) {
-                Some(Target::Family(f)) => {
-                    if let Ok(f) = <[u8; 16]>::try_from(f.as_slice()) {
-                        self.revoked.add_id(f);
-                        self.cache.remove_family(&FamilyId(f));
-                    }
+                Some(Target::Family(f)) if f.len() == 16 => {
+                    let f: [u8; 16] = f.as_slice().try_into().expect("length checked");
+                    self.revoked.add_id(f);
+                    self.cache.remove_family(&FamilyId(f));
                 }
-                Some(Target::Branch(b)) => {
-                    if let (Ok(f), Ok(id)) =
-                        (<[u8; 16]>::try_from(b.family.as_slice()), <[u8; 16]>::try_from(b.branch.as_slice()))
-                    {
-                        self.revoked.add_id(id);
-                        // The entries of the family that lie on the branch are not
-                        // known by signature; dropping the family is safe (its
-                        // siblings re-verify once).
-                        self.cache.remove_family(&FamilyId(f));
-                    }
+                Some(Target::Branch(b)) if b.family.len() == 16 && b.branch.len() == 16 => {
+                    let f: [u8; 16] = b.family.as_slice().try_into().expect("length checked");
+                    self.revoked.add_id(b.branch.as_slice().try_into().expect("length checked"));
+                    // The entries of the family that lie on the branch are not
+                    // known by signature; dropping the family is safe (its
+                    // siblings re-verify once).
+                    self.cache.remove_family(&FamilyId(f));
                 }
                 Some(Target::KeyId(k)) => {
                     self.revoked.add_key(KeyId(k));
                     self.cache.remove_key_id(KeyId(k));
                 }
-                None => tracing::warn!(seq = r.seq, "revocation with an unknown target; flushing the cache"),
+                _ => {
+                    // Not understood: it may concern anything we cached.
+                    tracing::warn!(seq = r.seq, "revocation with an unknown target; dropping the cache");
+                    self.cache.clear();
+                }
             }
         }
         self.sync.update(|p| {

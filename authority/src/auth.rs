@@ -121,6 +121,11 @@ impl Authority {
             DenialKind::Expired | DenialKind::NotYetValid => refused(true, &who, &d.to_string()),
             _ => refused(false, &who, &d.to_string()),
         })?;
+        if claims.org.as_deref() == Some(SYSTEM_ORG) {
+            // System tokens are unscoped by having no org caveat; `org = system`
+            // would otherwise reach global powers through the system org.
+            return Err(refused(false, &who, "`org = system` is not a valid operator scope"));
+        }
         if target_org.is_none() && claims.org.is_some() {
             return Err(refused(false, &who, &format!("{action} is not allowed to an org-scoped token")));
         }

@@ -92,14 +92,25 @@ pub struct MintSpec {
     pub location: Option<String>,
 }
 
-/// A minted token.
-#[derive(Debug, Clone)]
+/// A minted token. `Debug` omits the token.
+#[derive(Clone)]
 pub struct Minted {
     /// The token text (secret: for the caller only).
     pub token: String,
     pub family: FamilyId,
     pub key_id: KeyId,
     pub expires_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("token", &"<redacted>")
+            .field("family", &self.family)
+            .field("key_id", &self.key_id)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
 }
 
 /// Why a bundle is or is not valid (request-independent).
@@ -135,10 +146,13 @@ pub struct Verdict {
     pub caveats: Vec<String>,
     /// From `subject = …`.
     pub subject: Option<String>,
+    /// Earliest `expires` of the root token itself (not its discharges, which
+    /// can be renewed): how long a revocation of it must be kept.
+    pub root_expires_at_ms: Option<i64>,
 }
 
-/// What Revoke names.
-#[derive(Debug, Clone)]
+/// What Revoke names. `Debug` omits a token's text.
+#[derive(Clone)]
 pub enum RevokeTarget {
     /// This token (bundle text) and its descendants; its holder may.
     Token(String),
@@ -148,6 +162,17 @@ pub enum RevokeTarget {
     Key(KeyId),
     /// Every token of an org so far.
     Org(String),
+}
+
+impl std::fmt::Debug for RevokeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RevokeTarget::Token(_) => f.write_str("Token(<redacted>)"),
+            RevokeTarget::Family(id) => write!(f, "Family({id})"),
+            RevokeTarget::Key(k) => write!(f, "Key({k})"),
+            RevokeTarget::Org(o) => write!(f, "Org({o})"),
+        }
+    }
 }
 
 /// An org as listed.
@@ -435,6 +460,7 @@ impl Authority {
             epoch: self.shared.epoch.clone(),
             caveats: Vec::new(),
             subject: None,
+            root_expires_at_ms: None,
         };
         if let Ok(id) = TallyId::decode(bundle.root.identifier) {
             v.key_id = Some(id.key_id);
@@ -476,7 +502,9 @@ impl Authority {
         // On Tally's own API tokens (system key) `org = X` narrows an operator
         // to org X; it is not the token's org, so it is not compared.
         let api_token = v.org.as_deref() == Some(SYSTEM_ORG);
-        for c in &verified.first_party {
+        // The root token's own first-party caveats come first in `first_party`.
+        let root_caveats = bundle.root.caveats.iter().filter(|c| !c.is_third_party()).count();
+        for (i, c) in verified.first_party.iter().enumerate() {
             match Predicate::parse_bytes(c) {
                 Ok(Predicate::Org(org)) if !api_token && v.org.as_deref() != Some(org.as_str()) => {
                     v.reason = Reason::CaveatFailed;
@@ -486,6 +514,9 @@ impl Authority {
                 Ok(Predicate::Expires(t)) => {
                     let t_ms = (t / 1_000_000) as i64;
                     v.expires_at_ms = Some(v.expires_at_ms.map_or(t_ms, |e| e.min(t_ms)));
+                    if i < root_caveats {
+                        v.root_expires_at_ms = Some(v.root_expires_at_ms.map_or(t_ms, |e| e.min(t_ms)));
+                    }
                 }
                 Ok(Predicate::Subject(s)) if v.subject.is_none() => v.subject = Some(s),
                 _ => {}
@@ -503,12 +534,23 @@ impl Authority {
 
     /// Verify, for verifiers (and operators).
     pub fn verify(&self, bearer: Option<&str>, bundle: &str) -> Result<Verdict> {
-        self.authorize(bearer, "verify", None, &[Role::Verifier, Role::Operator])?;
-        self.verify_bundle(bundle)
+        let caller = self.authorize(bearer, "verify", None, &[Role::Verifier, Role::Operator])?;
+        let mut verdict = self.verify_bundle(bundle)?;
+        if caller.role != Role::Verifier {
+            // Chain signatures are secrets for verifiers' caches (DESIGN §3.4):
+            // whoever holds one can append caveats from there.
+            verdict.chain.clear();
+            verdict.discharges.clear();
+        }
+        Ok(verdict)
     }
 
     /// Introspection (RFC 7662-like), for operators of the token's org and verifiers.
     pub fn introspect(&self, bearer: Option<&str>, bundle: &str) -> Result<Verdict> {
+        if bearer.is_none() {
+            // No work at all for anonymous callers (the scope check needs the token's org).
+            self.authorize(None, "introspect", None, &[Role::Operator, Role::Verifier])?;
+        }
         let verdict = self.verify_bundle(bundle)?;
         self.authorize(bearer, "introspect", verdict.org.as_deref(), &[Role::Operator, Role::Verifier])?;
         Ok(verdict)
@@ -543,7 +585,8 @@ impl Authority {
                 };
                 let actor = format!("holder:{family}");
                 let audit = self.audit(&actor, "revoke", verdict.org.as_deref(), Some(family.to_hex()), reason);
-                let outcome = self.writer.submit(Change::Revoke(vec![(target, verdict.expires_at_ms)]), audit).await?;
+                let outcome =
+                    self.writer.submit(Change::Revoke(vec![(target, verdict.root_expires_at_ms)]), audit).await?;
                 Ok(outcome.seq)
             }
             RevokeTarget::Family(hex_id) => {

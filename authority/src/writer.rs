@@ -19,6 +19,8 @@ use crate::kek::Kek;
 use crate::log::{LogEvent, Target, next_digest};
 use crate::state::{KeyEntry, LogHead, OrgEntry, Shared};
 
+/// How long after its target's expiry a revocation is kept (well past any clock skew).
+const PRUNE_GRACE_MS: i64 = 3_600_000;
 /// Most operations committed together.
 const MAX_BATCH: usize = 512;
 /// Queue length before callers wait (back-pressure).
@@ -546,9 +548,11 @@ async fn prune(tx: &mut SqliteConnection, head: &mut LogHead, now: i64, effects:
     if head.seq == 0 {
         return Ok(0);
     }
+    // Verifiers accept a token for a little clock skew past its `expires`; keep
+    // its revocation well beyond that.
     let needed: Option<i64> =
         sqlx::query_scalar("SELECT MIN(seq) FROM revocations WHERE expires_at IS NULL OR expires_at > ?")
-            .bind(now)
+            .bind(now - PRUNE_GRACE_MS)
             .fetch_one(&mut *tx)
             .await?;
     let boundary = needed.map_or(head.seq, |s| (s as u64).min(head.seq));

@@ -28,6 +28,11 @@ async fn mint_then_verify() {
     assert_eq!(&caveats[2..], ["subject = alice", "action in read"]);
     assert_eq!(m.location(), Some("https://tally.example"));
 
+    // Operators may call Verify, but chain signatures are for verifiers only.
+    let as_operator = h.client().verify(bearer(pb::VerifyRequest { bundle: minted.token.clone() }, &h.bootstrap)).await;
+    let as_operator = as_operator.unwrap().into_inner();
+    assert!(as_operator.valid && as_operator.chain.is_empty() && as_operator.discharges.is_empty());
+
     let v = h.verify(&minted.token).await;
     assert!(v.valid, "{v:?}");
     assert_eq!(v.reason(), pb::Reason::Ok);

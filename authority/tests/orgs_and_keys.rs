@@ -75,6 +75,14 @@ async fn management_needs_an_unscoped_operator() {
     );
     let scoped = h.system_token("operator", &["org = acme"]).await;
     assert_code(c.create_org(bearer(pb::CreateOrgRequest { org: "x".into() }, &scoped)).await, Code::PermissionDenied);
+    // `org = system` is not a scope that reaches the system org's powers.
+    let system_scoped = h.system_token("operator", &["org = system"]).await;
+    let req = pb::MintRequest { org: "system".into(), caveats: vec!["role = operator".into()], ..Default::default() };
+    assert_code(c.mint(bearer(req, &system_scoped)).await, Code::PermissionDenied);
+    assert_code(
+        c.rotate_key(bearer(pb::RotateKeyRequest { org: "system".into() }, &system_scoped)).await,
+        Code::PermissionDenied,
+    );
     assert_code(c.list_orgs(bearer(pb::ListOrgsRequest {}, &scoped)).await, Code::PermissionDenied);
     // Scoped to acme: may rotate acme's key, not system's.
     c.rotate_key(bearer(pb::RotateKeyRequest { org: "acme".into() }, &scoped)).await.unwrap();

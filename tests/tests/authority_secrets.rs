@@ -181,7 +181,7 @@ async fn root_keys_never_in_the_database_file_or_the_logs() {
         collect_signatures(&v, &mut needles, &mut signatures);
         c.introspect(bearer(pb::IntrospectRequest { bundle: t.clone() }, &verifier)).await.unwrap();
     }
-    let v = c.verify(bearer(pb::VerifyRequest { bundle: boot.clone() }, &boot)).await.unwrap().into_inner();
+    let v = c.verify(bearer(pb::VerifyRequest { bundle: boot.clone() }, &verifier)).await.unwrap().into_inner();
     collect_signatures(&v, &mut needles, &mut signatures);
     c.introspect(bearer(pb::IntrospectRequest { bundle: minted[1].token.clone() }, &acme_operator)).await.unwrap();
 

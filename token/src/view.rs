@@ -88,7 +88,8 @@ impl BundleRef<'_> {
 }
 
 /// The binary forms of a bundle's parts, decoded from text into one buffer.
-#[derive(Debug, Clone, Default)]
+/// `Debug` shows only sizes: the bytes hold signatures.
+#[derive(Clone, Default)]
 pub struct DecodedBundle {
     bytes: Vec<u8>,
     /// Parts decoded so far.
@@ -97,6 +98,12 @@ pub struct DecodedBundle {
     root_end: usize,
     /// Discharge i ends here (it starts where the one before ended).
     discharge_ends: Vec<usize>,
+}
+
+impl std::fmt::Debug for DecodedBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedBundle").field("bytes", &self.bytes.len()).field("parts", &self.count).finish()
+    }
 }
 
 impl DecodedBundle {

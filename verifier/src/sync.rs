@@ -43,9 +43,13 @@ impl Default for SyncState {
 }
 
 impl SyncState {
-    /// May the cache answer (and be filled) now?
-    pub fn usable(&self) -> bool {
-        self.synced.load(Ordering::Acquire) && !self.fail_closed.load(Ordering::Acquire)
+    /// May the cache answer (and be filled) now? Synced, not failing closed,
+    /// and heard from within `threshold`, checked here too so the cut-off does
+    /// not wait for the watchdog's next tick.
+    pub fn usable(&self, threshold: Duration) -> bool {
+        self.synced.load(Ordering::Acquire)
+            && !self.fail_closed.load(Ordering::Acquire)
+            && self.silence().is_some_and(|s| s <= threshold)
     }
 
     pub fn synced(&self) -> bool {

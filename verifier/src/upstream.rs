@@ -100,7 +100,10 @@ fn read_token(path: &Path) -> Result<String, Error> {
 }
 
 fn bearer_value(token: &str) -> Result<MetadataValue<Ascii>, Error> {
-    format!("Bearer {}", token.trim())
+    let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.trim())
         .parse()
-        .map_err(|_| Error::Config("the verifier token is not valid header text".into()))
+        .map_err(|_| Error::Config("the verifier token is not valid header text".into()))?;
+    // Never indexed by HTTP/2 header compression.
+    value.set_sensitive(true);
+    Ok(value)
 }

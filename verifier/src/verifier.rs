@@ -58,8 +58,8 @@ impl Default for Settings {
     }
 }
 
-/// The request context of a check (empty: not supplied).
-#[derive(Debug, Clone, Copy, Default)]
+/// The request context of a check (empty: not supplied). `Debug` omits the bundle.
+#[derive(Clone, Copy, Default)]
 pub struct CheckRequest<'a> {
     pub bundle: &'a str,
     pub action: Option<&'a str>,
@@ -67,6 +67,19 @@ pub struct CheckRequest<'a> {
     pub service: Option<&'a str>,
     pub subject: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for CheckRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckRequest")
+            .field("bundle", &"<redacted>")
+            .field("action", &self.action)
+            .field("resource", &self.resource)
+            .field("service", &self.service)
+            .field("subject", &self.subject)
+            .field("client_ip", &self.client_ip)
+            .finish()
+    }
 }
 
 /// The answer.
@@ -170,7 +183,10 @@ impl Verifier {
             return Some(Outcome::deny(Reason::Revoked, "token revoked", Source::Local));
         }
         let caveats = &root.caveats;
-        if !self.sync.usable() || !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
+        if !self.sync.usable(self.settings.fail_closed_after)
+            || !bundle.discharges.is_empty()
+            || caveats.iter().any(|c| c.is_third_party())
+        {
             return None;
         }
         let now_time = SystemTime::now();
@@ -187,11 +203,13 @@ impl Verifier {
             (0..hashers.len()).rev().find_map(|k| self.cache.get(&hashers[k].key(), now).map(|hit| (k, hit)))?;
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
+        let mut tail = Vec::with_capacity(caveats.len() - k);
         for c in &caveats[k..] {
             sig = chain_step_ref(&sig, c);
             if self.revoked.any(&[RevocationId::branch(&sig)]) {
                 return Some(Outcome::deny(Reason::Revoked, "token revoked (branch)", source));
             }
+            tail.push(sig.clone());
         }
         if sig != root.signature {
             return Some(Outcome::deny(Reason::Forged, "signature does not match the cached chain", source));
@@ -206,19 +224,32 @@ impl Verifier {
                 })
                 .fold(hit.expires_at_ms, i64::min);
             let entry = Cached { sig, expires_at_ms: expires, ..hit.clone() };
-            self.insert_checked(hashers[caveats.len()].key(), entry, &[]);
+            let ancestor = (hashers[k].key(), &hit.sig);
+            self.insert_checked(hashers[caveats.len()].key(), entry, &tail, Some(ancestor), now);
         }
         let first_party = caveats.iter().map(|c| c.id);
         Some(self.evaluate_at(now_time, first_party, req, &hit.org, hit.family.to_hex(), source))
     }
 
-    /// Inserts unless something it depends on was revoked meanwhile.
-    fn insert_checked(&self, key: tally_token::PrefixKey, entry: Cached, chain: &[Signature]) {
+    /// Inserts unless something it depends on was revoked meanwhile: under the
+    /// lock revocations are applied with, it re-checks the deny lists for the
+    /// key, the family and every chain position in `chain`, and, for a
+    /// descendant, that its ancestor entry is still cached unchanged (a
+    /// revocation of a branch at or before the ancestor prunes that entry).
+    fn insert_checked(
+        &self,
+        key: tally_token::PrefixKey,
+        entry: Cached,
+        chain: &[Signature],
+        ancestor: Option<(tally_token::PrefixKey, &Signature)>,
+        now_ms: i64,
+    ) {
         let _apply = self.apply.lock().expect("apply lock");
-        if !self.sync.usable()
+        if !self.sync.usable(self.settings.fail_closed_after)
             || self.revoked.key_retired(entry.key_id)
             || self.revoked.contains(&entry.family.0)
             || chain.iter().any(|s| self.revoked.any(&[RevocationId::branch(s)]))
+            || ancestor.is_some_and(|(k, sig)| self.cache.get(&k, now_ms).is_none_or(|a| a.sig != *sig))
         {
             return;
         }
@@ -281,12 +312,13 @@ impl Verifier {
             expires_at_ms,
             org: resp.org.as_str().into(),
         };
+        let now = unix_ms(SystemTime::now());
         let mut h = PrefixHasher::new(root.identifier);
-        self.insert_checked(h.key(), base.clone(), &chain[..1]);
+        self.insert_checked(h.key(), base.clone(), &chain[..1], None, now);
         if !caveats.is_empty() {
             caveats.iter().for_each(|c| h.push_ref(c));
             let full = Cached { sig: chain[caveats.len()].clone(), ..base };
-            self.insert_checked(h.key(), full, &chain);
+            self.insert_checked(h.key(), full, &chain, None, now);
         }
     }
 

@@ -95,6 +95,12 @@ pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
         }
     }
 
+    let head = load_head(conn).await?;
+    Ok(Loaded { epoch, keys, revoked, head })
+}
+
+/// The log head as stored: last seq and digest, oldest retained seq.
+pub(crate) async fn load_head(conn: &mut SqliteConnection) -> Result<LogHead> {
     let head = match sqlx::query("SELECT seq, digest FROM revocations ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?
@@ -113,6 +119,5 @@ pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
         sqlx::query_scalar("SELECT value FROM meta WHERE name = 'retained_from'").fetch_optional(&mut *conn).await?;
     let retained_from = retained.and_then(|v| v.parse().ok()).unwrap_or(1);
     // Pruning never removes the newest entry, so the head is always in the table.
-    let head = LogHead { retained_from: retained_from.max(1), ..head };
-    Ok(Loaded { epoch, keys, revoked, head })
+    Ok(LogHead { retained_from: retained_from.max(1), ..head })
 }

@@ -211,7 +211,20 @@ impl Task {
 
         if let Err(e) = committed {
             tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());
-            self.head = start;
+            // A failed COMMIT may still have reached the disk: trust the database,
+            // not the batch's bookkeeping, so no seq is ever handed out twice.
+            self.head = match crate::db::load_head(&mut self.conn).await {
+                Ok(stored) if stored != start => {
+                    tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
+                    match load_revoked(&mut self.conn).await {
+                        Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
+                        Err(e) => tracing::error!(error = %e, "reloading revoked ids failed"),
+                    }
+                    self.shared.head.send_replace(stored);
+                    stored
+                }
+                _ => start,
+            };
             for op in batch {
                 if let Some(reply) = op.reply {
                     let _ = reply.send(Err(Error::Unavailable("storage failure; change not applied".into())));

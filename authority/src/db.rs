@@ -86,14 +86,7 @@ pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
         keys.keys.insert(key_id, KeyEntry { org, derived, created_at: row.get(3), retired_at });
     }
 
-    let mut revoked = Revoked::default();
-    for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
-        let kind: String = row.get(0);
-        let bytes: Vec<u8> = row.get(1);
-        if let Some(id) = Target::from_columns(&kind, &bytes).and_then(|t| t.revoked_id()) {
-            revoked.ids.insert(id);
-        }
-    }
+    let revoked = Revoked { ids: load_revoked(conn).await? };
 
     let head = load_head(conn).await?;
     Ok(Loaded { epoch, keys, revoked, head })
@@ -120,4 +113,17 @@ pub(crate) async fn load_head(conn: &mut SqliteConnection) -> Result<LogHead> {
     let retained_from = retained.and_then(|v| v.parse().ok()).unwrap_or(1);
     // Pruning never removes the newest entry, so the head is always in the table.
     Ok(LogHead { retained_from: retained_from.max(1), ..head })
+}
+
+/// Every revoked family and branch id in the log (key revocations live in the key ring).
+pub(crate) async fn load_revoked(conn: &mut SqliteConnection) -> Result<std::collections::HashSet<[u8; 16]>> {
+    let mut ids = std::collections::HashSet::new();
+    for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
+        let kind: String = row.get(0);
+        let bytes: Vec<u8> = row.get(1);
+        if let Some(id) = Target::from_columns(&kind, &bytes).and_then(|t| t.revoked_id()) {
+            ids.insert(id);
+        }
+    }
+    Ok(ids)
 }

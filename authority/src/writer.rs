@@ -216,7 +216,7 @@ impl Task {
             self.head = match crate::db::load_head(&mut self.conn).await {
                 Ok(stored) if stored != start => {
                     tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
-                    match load_revoked(&mut self.conn).await {
+                    match crate::db::load_revoked(&mut self.conn).await {
                         Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
                         Err(e) => tracing::error!(error = %e, "reloading revoked ids failed"),
                     }
@@ -275,7 +275,7 @@ impl Task {
             }
         }
         if reload {
-            match load_revoked(&mut self.conn).await {
+            match crate::db::load_revoked(&mut self.conn).await {
                 Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
                 Err(e) => tracing::error!(error = %e, "reloading revoked ids after prune failed"),
             }
@@ -381,18 +381,6 @@ fn next_event(head: &mut LogHead, target: Target, expires_at: Option<i64>) -> Lo
     head.seq = seq;
     head.digest = digest;
     LogEvent { seq, target, digest, expires_at }
-}
-
-async fn load_revoked(conn: &mut SqliteConnection) -> Result<std::collections::HashSet<[u8; 16]>> {
-    let mut ids = std::collections::HashSet::new();
-    for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
-        let kind: String = row.get(0);
-        let bytes: Vec<u8> = row.get(1);
-        if let Some(id) = Target::from_columns(&kind, &bytes).and_then(|t| t.revoked_id()) {
-            ids.insert(id);
-        }
-    }
-    Ok(ids)
 }
 
 /// Applies one change inside the open transaction.

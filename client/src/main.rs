@@ -12,7 +12,9 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tally: {}", e.message);
+            if !e.message.is_empty() {
+                eprintln!("tally: {}", e.message);
+            }
             ExitCode::from(e.code)
         }
     }

@@ -1,0 +1,109 @@
+//! `tally check` and `tally status`: a verifier's answer for a request, and
+//! its view of the revocation stream.
+
+use std::net::IpAddr;
+
+use clap::Args;
+use serde_json::json;
+use tally_client::Check;
+
+use super::conn::{self, Server};
+use super::output::{fields, json, json_time};
+use super::{CliError, Global, input};
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The token or bundle, or - for stdin.
+    bundle: String,
+    /// Requested action.
+    #[arg(long)]
+    action: Option<String>,
+    /// Requested resource.
+    #[arg(long)]
+    resource: Option<String>,
+    /// The checking service.
+    #[arg(long)]
+    service: Option<String>,
+    /// The subject the request acts for.
+    #[arg(long)]
+    subject: Option<String>,
+    /// The client's IP address.
+    #[arg(long)]
+    client_ip: Option<IpAddr>,
+}
+
+pub(crate) async fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
+    let check = Check {
+        bundle: input::token_text(&a.bundle)?.trim().to_owned(),
+        action: a.action,
+        resource: a.resource,
+        service: a.service,
+        subject: a.subject,
+        client_ip: a.client_ip,
+    };
+    let d = conn::verifier(g)?.check(&check).await.map_err(|e| conn::failed(g, Server::Verifier, e))?;
+    if g.json {
+        json(&json!({
+            "allowed": d.allowed,
+            "reason": d.reason.as_str(),
+            "detail": d.detail,
+            "failed_caveat": d.failed_caveat,
+            "org": d.org,
+            "subject": d.subject,
+            "family": d.family,
+            "source": d.source.as_str(),
+            "expires_at": json_time(d.expires_at_unix_ms),
+        }));
+        return if d.allowed { Ok(()) } else { Err(CliError::invalid("")) };
+    }
+    if d.allowed {
+        let mut who = Vec::new();
+        who.extend(d.org.as_ref().map(|o| format!("org {o}")));
+        who.extend(d.subject.as_ref().map(|s| format!("subject {s}")));
+        let who = if who.is_empty() { String::new() } else { format!(" for {}", who.join(", ")) };
+        println!("allowed{who} (from {})", d.source);
+        return Ok(());
+    }
+    let mut why = d.reason.to_string();
+    if let Some(c) = &d.failed_caveat {
+        why.push_str(&format!(": `{c}` does not hold"));
+    } else if !d.detail.is_empty() {
+        why.push_str(&format!(": {}", d.detail));
+    }
+    Err(CliError::invalid(format!("denied: {why}")))
+}
+
+pub(crate) async fn status(g: &Global) -> Result<(), CliError> {
+    let s = conn::verifier(g)?.status().await.map_err(|e| conn::failed(g, Server::Verifier, e))?;
+    let serving = s.synced && !s.fail_closed;
+    if g.json {
+        json(&json!({
+            "serving": serving,
+            "region": s.region,
+            "epoch": s.epoch,
+            "applied_seq": s.applied_seq,
+            "head_seq": s.head_seq,
+            "cache_entries": s.cache_entries,
+            "last_contact_age_ms": s.last_contact_age_ms,
+            "synced": s.synced,
+            "fail_closed": s.fail_closed,
+            "resets": s.resets,
+            "authority_verifies": s.authority_verifies,
+        }));
+    } else {
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        fields(&[
+            ("region", s.region.clone()),
+            ("serving", yes(serving)),
+            ("synced", yes(s.synced)),
+            ("fail closed", yes(s.fail_closed)),
+            ("epoch", s.epoch.clone()),
+            ("applied seq", format!("{} of {}", s.applied_seq, s.head_seq)),
+            ("cache", format!("{} entries", s.cache_entries)),
+            ("last contact", s.last_contact_age_ms.map_or_else(|| "never".into(), |ms| format!("{ms} ms ago"))),
+            ("resets", s.resets.to_string()),
+            ("authority verifies", s.authority_verifies.to_string()),
+        ]);
+    }
+    if serving { Ok(()) } else { Err(CliError::invalid(if g.json { "" } else { "the verifier is not serving" })) }
+}

@@ -1,0 +1,290 @@
+//! A tower [`Layer`] that lets a request through only when the local
+//! verifier says its bearer token allows it.
+//!
+//! For each request it takes the bundle from `Authorization: Bearer …` (an
+//! HTTP header, or gRPC metadata, which is the same thing on the wire),
+//! builds the request context (method → action through the service's
+//! [`ActionMap`], path → resource, the service's name, the peer's address),
+//! calls the verifier, and either passes the request on with an
+//! [`Authorized`] extension or answers itself:
+//!
+//! | situation | HTTP | gRPC |
+//! |---|---|---|
+//! | no or unreadable bearer | 401 | `UNAUTHENTICATED` |
+//! | token malformed, forged, revoked, expired… | 401 | `UNAUTHENTICATED` |
+//! | valid token that does not allow the request, unmapped action | 403 | `PERMISSION_DENIED` |
+//! | verifier unreachable, slow, or cut off from the authority | 503 | `UNAVAILABLE` |
+//!
+//! It fails closed: nothing reaches the service unless the verifier allowed it.
+
+mod actions;
+mod reject;
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use actions::{ActionMap, GrpcActions, HttpActions};
+pub use reject::Refusal;
+
+use crate::types::{Check, Decision, Reason};
+use crate::verifier::VerifierClient;
+
+/// What the layer learned about an allowed request's token; handlers read
+/// it from the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    pub org: Option<String>,
+    pub subject: Option<String>,
+    /// Hex family id: log this, never the token.
+    pub family: Option<String>,
+    /// The action the request was checked for.
+    pub action: String,
+}
+
+type Resource = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+type ClientIp = dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync;
+
+struct Config {
+    service: Option<String>,
+    actions: Box<dyn ActionMap>,
+    resource: Box<Resource>,
+    client_ip: Box<ClientIp>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config").field("service", &self.service).finish_non_exhaustive()
+    }
+}
+
+/// The layer. Build it once with the verifier client and the service's
+/// mappings; it is cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TallyAuthLayer {
+    verifier: VerifierClient,
+    config: Arc<Config>,
+}
+
+impl TallyAuthLayer {
+    /// Checks requests with `verifier`. Defaults: [`HttpActions`], the
+    /// resource is the path without its leading `/`, no service name, the
+    /// client address from tonic's connection info when present.
+    pub fn new(verifier: VerifierClient) -> Self {
+        let config = Config {
+            service: None,
+            actions: Box::new(HttpActions),
+            resource: Box::new(|parts: &Parts| Some(parts.uri.path().trim_start_matches('/').to_owned())),
+            client_ip: Box::new(tonic_peer_ip),
+        };
+        Self { verifier, config: Arc::new(config) }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::get_mut(&mut self.config).expect("the layer is configured before it is cloned")
+    }
+
+    /// This service's name, for `service = NAME` caveats.
+    pub fn service_name(mut self, name: &str) -> Self {
+        self.config_mut().service = Some(name.to_owned());
+        self
+    }
+
+    /// How requests map to actions.
+    pub fn actions(mut self, actions: impl ActionMap) -> Self {
+        self.config_mut().actions = Box::new(actions);
+        self
+    }
+
+    /// How requests map to resources (`None`: no resource supplied, so
+    /// tokens with `resource = …` caveats are refused).
+    pub fn resource(mut self, f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.config_mut().resource = Box::new(f);
+        self
+    }
+
+    /// How to find the client's address, for `client-ip in …` caveats (for
+    /// axum: its `ConnectInfo<SocketAddr>` extension).
+    pub fn client_ip(mut self, f: impl Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static) -> Self {
+        self.config_mut().client_ip = Box::new(f);
+        self
+    }
+}
+
+impl<S> Layer<S> for TallyAuthLayer {
+    type Service = TallyAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TallyAuth { inner, verifier: self.verifier.clone(), config: self.config.clone() }
+    }
+}
+
+/// The service the layer wraps around the application.
+#[derive(Debug, Clone)]
+pub struct TallyAuth<S> {
+    inner: S,
+    verifier: VerifierClient,
+    config: Arc<Config>,
+}
+
+/// The response body: the application's, or the layer's refusal.
+pub type AuthBody<B> = Either<B, Full<Bytes>>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TallyAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The clone that was polled ready serves this request; the fresh one stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        let config = self.config.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            match authorize(&verifier, &config, &parts).await {
+                Ok(authorized) => {
+                    parts.extensions.insert(authorized);
+                    let resp = inner.call(Request::from_parts(parts, body)).await?;
+                    Ok(resp.map(Either::Left))
+                }
+                Err(refusal) => Ok(refusal.response(&parts.headers).map(Either::Right)),
+            }
+        })
+    }
+}
+
+/// The bundle from `Authorization: Bearer …`.
+fn bearer(parts: &Parts) -> Result<String, Refusal> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(Refusal::MissingToken("missing `Authorization: Bearer <token>`"))?
+        .to_str()
+        .map_err(|_| Refusal::MissingToken("the Authorization header is not text"))?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(Refusal::MissingToken("expected `Bearer <token>`"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(Refusal::MissingToken("expected `Bearer <token>`"));
+    }
+    Ok(token.to_owned())
+}
+
+async fn authorize(verifier: &VerifierClient, config: &Config, parts: &Parts) -> Result<Authorized, Refusal> {
+    let bundle = bearer(parts)?;
+    let Some(action) = config.actions.action(&parts.method, parts.uri.path()) else {
+        return Err(Refusal::Forbidden(format!("{} {} is not open to tokens", parts.method, parts.uri.path())));
+    };
+    let check = Check {
+        bundle,
+        action: Some(action.clone()),
+        resource: (config.resource)(parts),
+        service: config.service.clone(),
+        subject: None,
+        client_ip: (config.client_ip)(parts),
+    };
+    let decision = match verifier.check(&check).await {
+        Ok(d) => d,
+        Err(e) if e.code() == tonic::Code::InvalidArgument => {
+            return Err(Refusal::InvalidToken(format!("invalid token: {e}")));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "verifier unavailable: refusing the request");
+            return Err(Refusal::Unavailable("cannot check the token right now; try again".into()));
+        }
+    };
+    refusal(&decision, &action)?;
+    Ok(Authorized { org: decision.org, subject: decision.subject, family: decision.family, action })
+}
+
+/// The refusal a negative decision stands for.
+fn refusal(d: &Decision, action: &str) -> Result<(), Refusal> {
+    if d.allowed {
+        return Ok(());
+    }
+    tracing::debug!(family = d.family.as_deref(), reason = %d.reason, action, "request refused");
+    let what = match &d.failed_caveat {
+        Some(c) => format!("{}: `{c}` does not hold", d.reason),
+        None => d.reason.to_string(),
+    };
+    Err(match d.reason {
+        Reason::AuthorityUnavailable | Reason::Unspecified => {
+            Refusal::Unavailable("cannot check the token right now; try again".into())
+        }
+        r if r.is_invalid_token() => Refusal::InvalidToken(format!("invalid token ({what})")),
+        _ => Refusal::Forbidden(format!("the token does not allow {action} here ({what})")),
+    })
+}
+
+/// The peer's address as tonic's server records it.
+fn tonic_peer_ip(parts: &Parts) -> Option<IpAddr> {
+    let info = parts.extensions.get::<tonic::transport::server::TcpConnectInfo>()?;
+    info.remote_addr().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(auth: Option<&str>) -> Parts {
+        let mut b = Request::builder().uri("/x");
+        if let Some(a) = auth {
+            b = b.header(AUTHORIZATION, a);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn bearer_forms() {
+        assert_eq!(bearer(&parts(Some("Bearer tly_abc"))).unwrap(), "tly_abc");
+        assert_eq!(bearer(&parts(Some("bearer  tly_abc "))).unwrap(), "tly_abc");
+        assert!(matches!(bearer(&parts(None)), Err(Refusal::MissingToken(_))));
+        assert!(matches!(bearer(&parts(Some("Basic abc"))), Err(Refusal::MissingToken(_))));
+        assert!(matches!(bearer(&parts(Some("Bearer "))), Err(Refusal::MissingToken(_))));
+    }
+
+    fn decision(reason: Reason) -> Decision {
+        Decision {
+            allowed: reason == Reason::Ok,
+            reason,
+            detail: String::new(),
+            failed_caveat: None,
+            org: None,
+            subject: None,
+            family: None,
+            source: crate::types::Source::Local,
+            expires_at_unix_ms: None,
+        }
+    }
+
+    #[test]
+    fn reasons_map_to_refusals() {
+        assert!(refusal(&decision(Reason::Ok), "read").is_ok());
+        assert!(matches!(refusal(&decision(Reason::Revoked), "read"), Err(Refusal::InvalidToken(_))));
+        assert!(matches!(refusal(&decision(Reason::CaveatFailed), "read"), Err(Refusal::Forbidden(_))));
+        assert!(matches!(refusal(&decision(Reason::AuthorityUnavailable), "read"), Err(Refusal::Unavailable(_))));
+    }
+}

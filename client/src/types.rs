@@ -1,0 +1,291 @@
+//! What the SDK hands back: plain Rust types built from the proto messages in
+//! one place ([`convert`](crate::convert)). Empty proto strings and zero
+//! timestamps become `None`; token text never shows in `Debug`.
+
+use std::fmt;
+
+/// Why a token was (not) accepted, as the authority and verifiers report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Ok,
+    Malformed,
+    Forged,
+    UnknownKey,
+    RetiredKey,
+    Revoked,
+    Expired,
+    NotYetValid,
+    CaveatFailed,
+    DischargeInvalid,
+    AuthorityUnavailable,
+    /// A reason this SDK does not know (a newer server).
+    Unspecified,
+}
+
+impl Reason {
+    /// Lowercase snake-case name, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::Malformed => "malformed",
+            Reason::Forged => "forged",
+            Reason::UnknownKey => "unknown_key",
+            Reason::RetiredKey => "retired_key",
+            Reason::Revoked => "revoked",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::CaveatFailed => "caveat_failed",
+            Reason::DischargeInvalid => "discharge_invalid",
+            Reason::AuthorityUnavailable => "authority_unavailable",
+            Reason::Unspecified => "unspecified",
+        }
+    }
+
+    /// The token itself is no good (as opposed to "good, but not for this
+    /// request" or "cannot tell right now"): HTTP's 401 rather than 403.
+    pub fn is_invalid_token(self) -> bool {
+        matches!(
+            self,
+            Reason::Malformed
+                | Reason::Forged
+                | Reason::UnknownKey
+                | Reason::RetiredKey
+                | Reason::Revoked
+                | Reason::Expired
+                | Reason::NotYetValid
+                | Reason::DischargeInvalid
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a verifier's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Cache,
+    Descendant,
+    Authority,
+    NegativeCache,
+    Local,
+    Unspecified,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Descendant => "descendant",
+            Source::Authority => "authority",
+            Source::NegativeCache => "negative_cache",
+            Source::Local => "local",
+            Source::Unspecified => "unspecified",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The request a token is checked for; `None` fields are "not supplied"
+/// (a caveat restricting such a field is then unsatisfied).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Check {
+    /// `TOKEN[,DISCHARGE…]`.
+    pub bundle: String,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub service: Option<String>,
+    pub subject: Option<String>,
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("bundle", &"<redacted>")
+            .field("action", &self.action)
+            .field("resource", &self.resource)
+            .field("service", &self.service)
+            .field("subject", &self.subject)
+            .field("client_ip", &self.client_ip)
+            .finish()
+    }
+}
+
+/// A verifier's answer to [`Check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// Human-readable detail (never secrets).
+    pub detail: String,
+    /// The caveat that did not hold, for `CaveatFailed` and `Expired`.
+    pub failed_caveat: Option<String>,
+    pub org: Option<String>,
+    pub subject: Option<String>,
+    /// Hex family id.
+    pub family: Option<String>,
+    pub source: Source,
+    /// Earliest `expires` caveat.
+    pub expires_at_unix_ms: Option<i64>,
+}
+
+/// A verifier's view of the revocation stream and its cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierStatus {
+    pub region: String,
+    pub epoch: String,
+    pub applied_seq: u64,
+    pub head_seq: u64,
+    pub cache_entries: u64,
+    /// Since the last event or heartbeat; `None` before the first.
+    pub last_contact_age_ms: Option<i64>,
+    pub synced: bool,
+    pub fail_closed: bool,
+    pub resets: u64,
+    pub authority_verifies: u64,
+}
+
+/// One org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub org: String,
+    pub created_at_unix_ms: i64,
+    pub current_key_id: u64,
+}
+
+/// One root key (ids and state, never key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub key_id: u64,
+    pub org: String,
+    pub created_at_unix_ms: i64,
+    pub retired_at_unix_ms: Option<i64>,
+    pub current: bool,
+}
+
+/// What to mint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MintSpec {
+    pub org: String,
+    /// Extra first-party caveats (not `org`).
+    pub caveats: Vec<String>,
+    /// Lifetime; `None` for the server's default.
+    pub ttl: Option<std::time::Duration>,
+    pub subject: Option<String>,
+    pub location: Option<String>,
+}
+
+/// A freshly minted token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Minted {
+    /// The token text (`tly_…`): a secret.
+    pub token: String,
+    /// Hex family id.
+    pub family: String,
+    pub key_id: u64,
+    pub expires_at_unix_ms: Option<i64>,
+}
+
+impl fmt::Debug for Minted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Minted")
+            .field("token", &"<redacted>")
+            .field("family", &self.family)
+            .field("key_id", &self.key_id)
+            .field("expires_at_unix_ms", &self.expires_at_unix_ms)
+            .finish()
+    }
+}
+
+/// What to revoke.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    /// This token and its descendants, not its siblings (its holder may).
+    Token(String),
+    /// A whole family, by hex id.
+    Family(String),
+    /// Every token under a root key (retires it).
+    Key(u64),
+    /// Every token of an org so far (retires its keys, makes a fresh one).
+    Org(String),
+}
+
+impl fmt::Debug for RevokeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RevokeTarget::Token(_) => f.write_str("Token(<redacted>)"),
+            RevokeTarget::Family(h) => f.debug_tuple("Family").field(h).finish(),
+            RevokeTarget::Key(k) => f.debug_tuple("Key").field(k).finish(),
+            RevokeTarget::Org(o) => f.debug_tuple("Org").field(o).finish(),
+        }
+    }
+}
+
+/// RFC 7662-like view of a token. An inactive token reveals only its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introspection {
+    pub active: bool,
+    pub reason: Reason,
+    pub org: Option<String>,
+    pub subject: Option<String>,
+    pub expires_at_unix_ms: Option<i64>,
+    pub caveats: Vec<String>,
+    pub family: Option<String>,
+    pub key_id: Option<u64>,
+}
+
+/// What a revocation event revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// A whole family (hex id).
+    Family(String),
+    /// One branch of a family (hex ids): a token revoked by its holder, and its descendants.
+    Branch { family: String, branch: String },
+    /// Every token under a root key.
+    Key(u64),
+}
+
+/// One event of the revocation stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Revocation {
+        seq: u64,
+        target: Revoked,
+        /// Running digest of the log up to this event (not secret): resume with it.
+        digest: Vec<u8>,
+        /// After this instant nothing the revocation targets can be valid.
+        expires_at_unix_ms: Option<i64>,
+    },
+    Heartbeat {
+        head_seq: u64,
+        epoch: String,
+    },
+    /// The subscriber's position is no good (new epoch, forked or pruned log):
+    /// start over; a replay after `replay_after` follows.
+    Reset {
+        epoch: String,
+        head_seq: u64,
+        replay_after: u64,
+        reason: String,
+    },
+}
+
+/// Where to start following the stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Last seq already seen (0: from the beginning).
+    pub from_seq: u64,
+    /// Epoch the position belongs to (empty: none yet).
+    pub epoch: String,
+    /// Digest of the event at `from_seq` (empty with `from_seq` 0).
+    pub digest: Vec<u8>,
+}

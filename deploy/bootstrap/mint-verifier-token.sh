@@ -2,7 +2,8 @@
 # Mints one verifier token (`role = verifier`, system org) and prints it.
 #   OPERATOR_TOKEN=… mint-verifier-token.sh AUTHORITY_ADDR [TTL_SECONDS]
 # AUTHORITY_ADDR is host:port of the authority's gRPC API (plaintext). Needs
-# grpcurl; uses the server's reflection, so no .proto files. POSIX sh, so it
+# grpcurl 1.9 or newer: it uses the server's reflection, which Tally offers as
+# grpc.reflection.v1 only (older grpcurl asks for v1alpha). POSIX sh, so it
 # also runs in grpcurl's alpine image.
 set -eu
 

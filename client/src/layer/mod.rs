@@ -56,11 +56,12 @@ pub struct Authorized {
 type Resource = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 type ClientIp = dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync;
 
+#[derive(Clone)]
 struct Config {
     service: Option<String>,
-    actions: Box<dyn ActionMap>,
-    resource: Box<Resource>,
-    client_ip: Box<ClientIp>,
+    actions: Arc<dyn ActionMap>,
+    resource: Arc<Resource>,
+    client_ip: Arc<ClientIp>,
 }
 
 impl fmt::Debug for Config {
@@ -84,15 +85,16 @@ impl TallyAuthLayer {
     pub fn new(verifier: VerifierClient) -> Self {
         let config = Config {
             service: None,
-            actions: Box::new(HttpActions),
-            resource: Box::new(|parts: &Parts| Some(parts.uri.path().trim_start_matches('/').to_owned())),
-            client_ip: Box::new(tonic_peer_ip),
+            actions: Arc::new(HttpActions),
+            resource: Arc::new(|parts: &Parts| Some(parts.uri.path().trim_start_matches('/').to_owned())),
+            client_ip: Arc::new(tonic_peer_ip),
         };
         Self { verifier, config: Arc::new(config) }
     }
 
+    /// The configuration to change (copied first when a clone shares it).
     fn config_mut(&mut self) -> &mut Config {
-        Arc::get_mut(&mut self.config).expect("the layer is configured before it is cloned")
+        Arc::make_mut(&mut self.config)
     }
 
     /// This service's name, for `service = NAME` caveats.
@@ -103,21 +105,21 @@ impl TallyAuthLayer {
 
     /// How requests map to actions.
     pub fn actions(mut self, actions: impl ActionMap) -> Self {
-        self.config_mut().actions = Box::new(actions);
+        self.config_mut().actions = Arc::new(actions);
         self
     }
 
     /// How requests map to resources (`None`: no resource supplied, so
     /// tokens with `resource = …` caveats are refused).
     pub fn resource(mut self, f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
-        self.config_mut().resource = Box::new(f);
+        self.config_mut().resource = Arc::new(f);
         self
     }
 
     /// How to find the client's address, for `client-ip in …` caveats (for
     /// axum: its `ConnectInfo<SocketAddr>` extension).
     pub fn client_ip(mut self, f: impl Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static) -> Self {
-        self.config_mut().client_ip = Box::new(f);
+        self.config_mut().client_ip = Arc::new(f);
         self
     }
 }

@@ -83,3 +83,93 @@ pub fn closed_url() -> String {
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
+
+/// Path of this crate's example `name`, built first (once per test process),
+/// into the directory the test runs from.
+pub fn example(name: &str) -> PathBuf {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let dir = tally_tests::profile_dir();
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(&cargo);
+    cmd.current_dir(tally_tests::workspace_root()).args([
+        "build",
+        "--profile",
+        &profile,
+        "-p",
+        "tally-client",
+        "--example",
+        name,
+    ]);
+    if let Some(target) = dir.parent() {
+        cmd.arg("--target-dir").arg(target);
+    }
+    let out = cmd.output().expect("running cargo build");
+    assert!(out.status.success(), "building example {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.is_file(), "built example {name} but {} does not exist", path.display());
+    built.insert(name.to_owned(), path.clone());
+    path
+}
+
+/// Starts example `name` with `args` plus `--listen 127.0.0.1:0`; returns it
+/// (killed on drop) and the address it reports.
+pub async fn start_example(name: &str, args: &[&str]) -> (tally_tests::Child, std::net::SocketAddr) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--listen", "127.0.0.1:0"]);
+    let child = tally_tests::Child::spawn(&example(name), all, &[("RUST_LOG", "info")]).expect("spawning example");
+    let line = child.wait_for_stdout(tally_tests::DEADLINE, |l| l.starts_with("listening on ")).await.unwrap();
+    let addr = line["listening on ".len()..].trim().parse().expect("example prints its address");
+    (child, addr)
+}
+
+/// A plain HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header lines, names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`).
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, bearer: Option<&str>) -> HttpResponse {
+    use tokio::io::AsyncReadExt;
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await?;
+        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let req =
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        conn.write_all(req.as_bytes()).await?;
+        let mut raw = String::new();
+        conn.read_to_string(&mut raw).await?;
+        std::io::Result::Ok(raw)
+    };
+    let raw = tokio::time::timeout(COMMAND_DEADLINE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within {COMMAND_DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {raw:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse { status, headers, body: body.to_owned() }
+}

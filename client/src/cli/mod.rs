@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 
 /// Tally: macaroon tokens that anyone can attenuate and every region can revoke.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about)]
+#[command(name = "tally", version)]
 pub(crate) struct Args {
     #[command(flatten)]
     global: Global,

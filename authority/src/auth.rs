@@ -121,7 +121,7 @@ impl Authority {
             DenialKind::Expired | DenialKind::NotYetValid => refused(true, &who, &d.to_string()),
             _ => refused(false, &who, &d.to_string()),
         })?;
-        if claims.org.as_deref() == Some(SYSTEM_ORG) {
+        if claims.org == Some(SYSTEM_ORG) {
             // System tokens are unscoped by having no org caveat; `org = system`
             // would otherwise reach global powers through the system org.
             return Err(refused(false, &who, "`org = system` is not a valid operator scope"));
@@ -129,7 +129,7 @@ impl Authority {
         if target_org.is_none() && claims.org.is_some() {
             return Err(refused(false, &who, &format!("{action} is not allowed to an org-scoped token")));
         }
-        Ok(Caller { family: id.family, role, org_scope: claims.org })
+        Ok(Caller { family: id.family, role, org_scope: claims.org.map(str::to_owned) })
     }
 }
 

@@ -66,7 +66,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let bundle = Bundle::parse(black_box(&text), &limits).unwrap();
             let v = verify_with_key(&bundle, &derived, &limits).unwrap();
-            evaluate(v.first_party.iter().copied(), &ctx).unwrap()
+            evaluate(v.first_party.iter().copied(), &ctx).unwrap().expires_unix_nanos
         })
     });
 

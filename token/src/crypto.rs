@@ -205,15 +205,20 @@ fn hmac_from(pads: &HmacPads, data: &[u8]) -> [u8; KEY_LEN] {
 const SHA256_IV: [u32; 8] =
     [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
+/// The SHA-256 state before any input.
+pub(crate) const fn sha256_initial() -> [u32; 8] {
+    SHA256_IV
+}
+
 #[inline]
-fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+pub(crate) fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
     let block = sha2::digest::generic_array::GenericArray::from_slice(block);
     sha2::compress256(state, std::slice::from_ref(block));
 }
 
 /// SHA-256 padding of the last `tail` bytes (< 64) of a message `total` bytes long.
 #[inline]
-fn finish(state: &mut [u32; 8], tail: &[u8], total: u64) {
+pub(crate) fn finish(state: &mut [u32; 8], tail: &[u8], total: u64) {
     let mut block = [0u8; 64];
     block[..tail.len()].copy_from_slice(tail);
     block[tail.len()] = 0x80;
@@ -226,7 +231,7 @@ fn finish(state: &mut [u32; 8], tail: &[u8], total: u64) {
 }
 
 #[inline]
-fn state_bytes(state: &[u32; 8]) -> [u8; KEY_LEN] {
+pub(crate) fn state_bytes(state: &[u32; 8]) -> [u8; KEY_LEN] {
     let mut out = [0u8; KEY_LEN];
     for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
         chunk.copy_from_slice(&word.to_be_bytes());

@@ -57,15 +57,16 @@ impl Context<'_> {
     }
 }
 
-/// What the caveats say about the token once they all hold.
+/// What the caveats say about the token once they all hold (borrowed from
+/// the caveat texts: evaluation allocates nothing unless a caveat fails).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Claims {
+pub struct Claims<'a> {
     /// From `org = ID`.
-    pub org: Option<String>,
+    pub org: Option<&'a str>,
     /// From `subject = ID`.
-    pub subject: Option<String>,
+    pub subject: Option<&'a str>,
     /// From `role = NAME`.
-    pub role: Option<String>,
+    pub role: Option<&'a str>,
     /// Earliest `expires`, unix nanoseconds.
     pub expires_unix_nanos: Option<i128>,
 }
@@ -123,7 +124,7 @@ impl ParsedCaveat {
 }
 
 /// Evaluates raw first-party caveats against `ctx`.
-pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'_>) -> Result<Claims, Denial> {
+pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'_>) -> Result<Claims<'c>, Denial> {
     let mut claims = Claims::default();
     for (index, bytes) in caveats.into_iter().enumerate() {
         apply(PredicateRef::parse_bytes(bytes), ctx, &mut claims).map_err(|kind| Denial {
@@ -139,7 +140,7 @@ pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'
 pub fn evaluate_parsed<'c>(
     caveats: impl IntoIterator<Item = &'c ParsedCaveat>,
     ctx: &Context<'_>,
-) -> Result<Claims, Denial> {
+) -> Result<Claims<'c>, Denial> {
     let mut claims = Claims::default();
     for (index, c) in caveats.into_iter().enumerate() {
         // The text was validated when parsed; re-reading it borrows, no allocation.
@@ -153,7 +154,11 @@ pub fn evaluate_parsed<'c>(
 }
 
 /// One caveat: does it hold, and what does it add to the claims.
-fn apply(pred: Result<PredicateRef<'_>, ParseError>, ctx: &Context<'_>, claims: &mut Claims) -> Result<(), DenialKind> {
+fn apply<'c>(
+    pred: Result<PredicateRef<'c>, ParseError>,
+    ctx: &Context<'_>,
+    claims: &mut Claims<'c>,
+) -> Result<(), DenialKind> {
     let pred = pred.map_err(DenialKind::Invalid)?;
     let holds = match pred {
         PredicateRef::Org(org) => ctx.org.is_none_or(|want| want == org) && same_or_set(&mut claims.org, org),
@@ -186,11 +191,11 @@ fn apply(pred: Result<PredicateRef<'_>, ParseError>, ctx: &Context<'_>, claims: 
 
 /// Records a claim; false when a different value was already claimed (two
 /// different orgs or subjects never hold).
-fn same_or_set(slot: &mut Option<String>, value: &str) -> bool {
+fn same_or_set<'c>(slot: &mut Option<&'c str>, value: &'c str) -> bool {
     match slot {
-        Some(existing) => existing == value,
+        Some(existing) => *existing == value,
         None => {
-            *slot = Some(value.to_owned());
+            *slot = Some(value);
             true
         }
     }
@@ -209,7 +214,7 @@ mod tests {
         c
     }
 
-    fn eval(caveats: &[&str], ctx: &Context<'_>) -> Result<Claims, Denial> {
+    fn eval<'a>(caveats: &[&'a str], ctx: &Context<'_>) -> Result<Claims<'a>, Denial> {
         evaluate(caveats.iter().map(|c| c.as_bytes()), ctx)
     }
 
@@ -234,8 +239,8 @@ mod tests {
             &ctx(),
         )
         .unwrap();
-        assert_eq!(claims.org.as_deref(), Some("acme"));
-        assert_eq!(claims.subject.as_deref(), Some("alice"));
+        assert_eq!(claims.org, Some("acme"));
+        assert_eq!(claims.subject, Some("alice"));
         assert_eq!(claims.expires_unix_nanos, Some(1_000_000_800 * 1_000_000_000));
     }
 

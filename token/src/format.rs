@@ -12,10 +12,10 @@ use crate::view::{CaveatRef, MacaroonRef};
 use crate::{Error, Limits, Macaroon};
 
 const VERSION_V2: u8 = 2;
-const EOS: u8 = 0;
+pub(crate) const EOS: u8 = 0;
 const LOCATION: u8 = 1;
-const IDENTIFIER: u8 = 2;
-const VID: u8 = 4;
+pub(crate) const IDENTIFIER: u8 = 2;
+pub(crate) const VID: u8 = 4;
 const SIGNATURE: u8 = 6;
 
 impl Macaroon {
@@ -63,21 +63,22 @@ impl<'a> MacaroonRef<'a> {
     /// from `bytes`: the one parser (the owned form copies out of it).
     pub fn decode_v2(bytes: &'a [u8], limits: &Limits) -> Result<Self, Error> {
         Limits::check("token size", bytes.len(), limits.max_token_bytes)?;
-        let mut r = Reader { buf: bytes, pos: 0, limits };
+        let mut r = Reader { buf: bytes, pos: 0, limits, canonical: true };
         match r.byte()? {
             VERSION_V2 => {}
             other => return Err(Error::UnsupportedVersion(other)),
         }
-        let (location, identifier) = r.header()?;
+        let (location, identifier, prefix_start) = r.header()?;
         let mut caveats = Vec::with_capacity(8);
-        loop {
+        let prefix_end = loop {
             if r.peek()? == EOS {
                 r.pos += 1;
-                break;
+                break r.pos - 1;
             }
             Limits::check("caveat count", caveats.len() + 1, limits.max_caveats)?;
             caveats.push(r.caveat()?);
-        }
+        };
+        let canonical = r.canonical.then(|| &bytes[prefix_start..prefix_end]);
         let (ty, sig) = r.field()?;
         if ty != SIGNATURE {
             return Err(Error::Malformed("expected signature field"));
@@ -86,11 +87,17 @@ impl<'a> MacaroonRef<'a> {
         if r.pos != bytes.len() {
             return Err(Error::Malformed("trailing bytes after signature"));
         }
-        Ok(MacaroonRef { location, identifier, caveats, signature: Signature::from_bytes(sig) })
+        Ok(MacaroonRef {
+            location,
+            identifier,
+            caveats,
+            signature: Signature::from_bytes(sig),
+            canonical: canonical.into(),
+        })
     }
 }
 
-fn put_field(out: &mut Vec<u8>, ty: u8, data: &[u8]) {
+pub(crate) fn put_field(out: &mut Vec<u8>, ty: u8, data: &[u8]) {
     out.push(ty);
     put_uvarint(out, data.len() as u64);
     out.extend_from_slice(data);
@@ -108,6 +115,8 @@ struct Reader<'a, 'l> {
     buf: &'a [u8],
     pos: usize,
     limits: &'l Limits,
+    /// No location field and no over-long length seen (since last reset).
+    canonical: bool,
 }
 
 impl<'a> Reader<'a, '_> {
@@ -127,6 +136,9 @@ impl<'a> Reader<'a, '_> {
             let b = self.byte()?;
             n |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
+                if b == 0 && shift > 0 {
+                    self.canonical = false; // over-long: a zero last byte
+                }
                 return Ok(n);
             }
         }
@@ -154,31 +166,40 @@ impl<'a> Reader<'a, '_> {
 
     /// `[location] identifier`, the start of the header and of every caveat.
     /// An empty location counts as none (some libraries always write one).
-    fn located_identifier(&mut self) -> Result<(Option<&'a str>, &'a [u8]), Error> {
+    /// Also returns where the identifier field starts.
+    fn located_identifier(&mut self) -> Result<(Option<&'a str>, &'a [u8], usize), Error> {
+        let mut start = self.pos;
         let (mut ty, mut data) = self.field()?;
         let mut location = None;
         if ty == LOCATION {
             location = Some(utf8_location(data)?).filter(|l| !l.is_empty());
+            start = self.pos;
             (ty, data) = self.field()?;
         }
         if ty != IDENTIFIER {
             return Err(Error::Malformed("expected identifier field"));
         }
-        Ok((location, data))
+        Ok((location, data, start))
     }
 
-    /// `[location] identifier EOS` of the macaroon itself.
-    fn header(&mut self) -> Result<(Option<&'a str>, &'a [u8]), Error> {
-        let header = self.located_identifier()?;
+    /// `[location] identifier EOS` of the macaroon itself, and where the
+    /// identifier field starts.
+    fn header(&mut self) -> Result<(Option<&'a str>, &'a [u8], usize), Error> {
+        let (location, identifier, start) = self.located_identifier()?;
         if self.field()?.0 != EOS {
             return Err(Error::Malformed("unexpected field in header"));
         }
-        Ok(header)
+        Ok((location, identifier, start))
     }
 
     /// `[location] identifier [vid] EOS` of one caveat.
     fn caveat(&mut self) -> Result<CaveatRef<'a>, Error> {
-        let (location, id) = self.located_identifier()?;
+        let at = self.pos;
+        let (location, id, start) = self.located_identifier()?;
+        if start != at {
+            // A location field came first: not in the canonical prefix encoding.
+            self.canonical = false;
+        }
         let (ty, data) = self.field()?;
         let vid = match ty {
             EOS => None,

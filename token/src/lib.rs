@@ -26,7 +26,7 @@
 //! let mut request = Context::at(SystemTime::now());
 //! request.action = Some("read");
 //! let claims = evaluate(verified.first_party.iter().copied(), &request).unwrap();
-//! assert_eq!(claims.org.as_deref(), Some("acme"));
+//! assert_eq!(claims.org, Some("acme"));
 //! request.action = Some("write");
 //! assert!(evaluate(verified.first_party.iter().copied(), &request).is_err());
 //! ```
@@ -59,7 +59,7 @@ pub use limits::{
 };
 pub use macaroon::{Caveat, Macaroon, chain_step, chain_step_ref, continue_chain};
 pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
-pub use prefix::{BRANCH_ID_LEN, PrefixHasher, PrefixKey, RevocationId, prefix_key, prefix_keys, revocation_ids};
+pub use prefix::{BRANCH_ID_LEN, PrefixKey, PrefixKeys, RevocationId, prefix_key, prefix_keys, revocation_ids};
 pub use text::{Bundle, TEXT_PREFIX};
 pub use verify::{RootKeyProvider, Verified, verify, verify_view, verify_view_with_key, verify_with_key};
 pub use view::{BundleRef, CaveatRef, DecodedBundle, MacaroonRef};

@@ -99,8 +99,10 @@ impl<'a> PredicateRef<'a> {
 
     /// Parses one caveat text, strictly.
     pub fn parse(text: &'a str) -> Result<Self, ParseError> {
-        let (key, rest) = text.split_once(' ').ok_or(ParseError("expected `key op value`"))?;
-        let (op, value) = rest.split_once(' ').ok_or(ParseError("expected `key op value`"))?;
+        // Byte scans, not `split_once`: caveats are short, and this runs for
+        // every caveat of every check.
+        let (key, rest) = split_at_space(text).ok_or(ParseError("expected `key op value`"))?;
+        let (op, value) = split_at_space(rest).ok_or(ParseError("expected `key op value`"))?;
         if value.is_empty() || value.starts_with(' ') || value.ends_with(' ') {
             return Err(ParseError("empty or padded value"));
         }
@@ -152,7 +154,16 @@ impl<'a> PredicateRef<'a> {
 
     /// The items of a list value (`a,b, c` → `a`, `b`, `c`).
     pub fn items(list: &'a str) -> impl Iterator<Item = &'a str> {
-        list.split(',').map(|part| part.trim_start_matches(' '))
+        let mut rest = Some(list);
+        std::iter::from_fn(move || {
+            let list = rest?;
+            let (item, next) = match list.bytes().position(|b| b == b',') {
+                Some(i) => (&list[..i], Some(&list[i + 1..])),
+                None => (list, None),
+            };
+            rest = next;
+            Some(item.trim_start_matches(' '))
+        })
     }
 
     /// The owned form.
@@ -173,11 +184,29 @@ impl<'a> PredicateRef<'a> {
     }
 }
 
+/// `text` split at its first space.
+fn split_at_space(text: &str) -> Option<(&str, &str)> {
+    let i = text.bytes().position(|b| b == b' ')?;
+    Some((&text[..i], &text[i + 1..]))
+}
+
+/// ASCII bytes a word may not hold: whitespace, control characters, comma.
+const NOT_IN_WORD: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = c.is_ascii_whitespace() || c == 0x0b || c.is_ascii_control() || c == b',';
+        b += 1;
+    }
+    t
+};
+
 /// A single token of text: no whitespace, no commas, no control characters.
 fn word(s: &str) -> Result<&str, ParseError> {
     let bad = |c: char| c.is_whitespace() || c.is_control() || c == ',';
-    if s.is_empty() || (s.is_ascii() && s.bytes().any(|b| bad(char::from(b)))) || (!s.is_ascii() && s.chars().any(bad))
-    {
+    let ascii_ok = |b: u8| b < 128 && !NOT_IN_WORD[usize::from(b)];
+    if s.is_empty() || (!s.bytes().all(ascii_ok) && (s.is_ascii() || s.chars().any(bad))) {
         return Err(ParseError("value must be one word without spaces or commas"));
     }
     Ok(s)

@@ -36,6 +36,41 @@ pub struct MacaroonRef<'a> {
     pub identifier: &'a [u8],
     pub caveats: Vec<CaveatRef<'a>>,
     pub signature: Signature,
+    /// The decoded bytes of the identifier and caveats, when they are the
+    /// canonical prefix encoding (see [`crate::PrefixKeys`]).
+    pub(crate) canonical: CanonicalBytes<'a>,
+}
+
+/// Bytes the prefix keys can hash as they are. Not part of a macaroon's
+/// value: views of the same macaroon compare equal whatever their source.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CanonicalBytes<'a>(Option<&'a [u8]>);
+
+impl<'a> From<Option<&'a [u8]>> for CanonicalBytes<'a> {
+    fn from(bytes: Option<&'a [u8]>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl PartialEq for CanonicalBytes<'_> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CanonicalBytes<'_> {}
+
+impl std::fmt::Debug for CanonicalBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", if self.0.is_some() { "canonical" } else { "re-encode" })
+    }
+}
+
+impl<'a> MacaroonRef<'a> {
+    /// The canonical prefix encoding, when the view was decoded from one.
+    pub(crate) fn canonical_prefix(&self) -> Option<&'a [u8]> {
+        self.canonical.0
+    }
 }
 
 impl MacaroonRef<'_> {
@@ -62,6 +97,7 @@ impl Macaroon {
                 .map(|c| CaveatRef { location: c.location.as_deref(), id: &c.id, vid: c.vid.as_deref() })
                 .collect(),
             signature: self.signature.clone(),
+            canonical: CanonicalBytes::default(),
         }
     }
 }

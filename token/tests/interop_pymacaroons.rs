@@ -235,7 +235,7 @@ fn tally_verifies_tokens_attenuated_by_pymacaroons() {
 
     let now = SystemTime::now();
     let claims = evaluate(verified.first_party.iter().copied(), &request(now)).expect("read on apps/web is allowed");
-    assert_eq!(claims.org.as_deref(), Some("acme"));
+    assert_eq!(claims.org, Some("acme"));
     let mut write = request(now);
     write.action = Some("write");
     let denial = evaluate(verified.first_party.iter().copied(), &write).unwrap_err();
@@ -317,7 +317,7 @@ fn tally_verifies_pymacaroons_discharges() {
     let verified = verify(&bundle, &Keys, &Limits::default()).expect("pymacaroons bundle verifies");
     assert_eq!(verified.first_party, vec![b"org = acme".as_slice(), b"subject = alice"]);
     let claims = evaluate(verified.first_party.iter().copied(), &request(SystemTime::now())).unwrap();
-    assert_eq!(claims.subject.as_deref(), Some("alice"));
+    assert_eq!(claims.subject, Some("alice"));
     assert!(verify_with_key(&bundle, &root_key().derive(), &Limits::default()).is_ok());
 }
 

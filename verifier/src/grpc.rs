@@ -31,9 +31,9 @@ fn response(o: Outcome) -> pb::CheckResponse {
         reason: o.reason as i32,
         detail: o.detail,
         failed_caveat: o.failed_caveat,
-        org: o.org,
+        org: o.org.to_string(),
         subject: o.subject,
-        family: o.family,
+        family: o.family.map(|f| f.to_hex()).unwrap_or_default(),
         source: o.source as i32,
         expires_at_unix_ms: o.expires_at_ms,
     }

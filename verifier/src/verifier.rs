@@ -4,13 +4,13 @@
 //! evaluated on every request, whatever answered.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
-    BundleRef, Context, DecodedBundle, DenialKind, Limits, Predicate, PrefixHasher, RevocationId, Signature, TallyId,
-    chain_step_ref, evaluate,
+    BundleRef, Context, DecodedBundle, DenialKind, FamilyId, Limits, Predicate, PrefixKeys, RevocationId, Signature,
+    TallyId, chain_step_ref, evaluate,
 };
 
 use crate::cache::{Cache, Cached};
@@ -82,16 +82,17 @@ impl std::fmt::Debug for CheckRequest<'_> {
     }
 }
 
-/// The answer.
+/// The answer. Built without copying on the cache paths: the org is shared
+/// with the cache entry, the family is its id (hex only on the wire).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub allowed: bool,
     pub reason: Reason,
     pub detail: String,
     pub failed_caveat: String,
-    pub org: String,
+    pub org: Arc<str>,
     pub subject: String,
-    pub family: String,
+    pub family: Option<FamilyId>,
     pub source: Source,
     pub expires_at_ms: i64,
 }
@@ -103,9 +104,9 @@ impl Outcome {
             reason,
             detail: detail.into(),
             failed_caveat: String::new(),
-            org: String::new(),
+            org: Arc::from(""),
             subject: String::new(),
-            family: String::new(),
+            family: None,
             source,
             expires_at_ms: 0,
         }
@@ -191,16 +192,14 @@ impl Verifier {
         }
         let now_time = SystemTime::now();
         let now = unix_ms(now_time);
-        // Prefix keys, longest first: finalise lazily, most checks stop at the first.
-        let mut hashers = Vec::with_capacity(caveats.len() + 1);
-        let mut h = PrefixHasher::new(root.identifier);
-        hashers.push(h.clone());
-        for c in caveats {
-            h.push_ref(c);
-            hashers.push(h.clone());
-        }
-        let (k, hit) =
-            (0..hashers.len()).rev().find_map(|k| self.cache.get(&hashers[k].key(), now).map(|hit| (k, hit)))?;
+        // Prefix keys, longest first: most checks stop at the first (an exact hit).
+        let n = caveats.len();
+        let mut keys = PrefixKeys::of(root);
+        let full = keys.key(n);
+        let (k, hit) = match self.cache.get(&full, now) {
+            Some(hit) => (n, hit),
+            None => (0..n).rev().find_map(|k| self.cache.get(&keys.key(k), now).map(|hit| (k, hit)))?,
+        };
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
         let mut tail = Vec::with_capacity(caveats.len() - k);
@@ -224,11 +223,11 @@ impl Verifier {
                 })
                 .fold(hit.expires_at_ms, i64::min);
             let entry = Cached { sig, expires_at_ms: expires, ..hit.clone() };
-            let ancestor = (hashers[k].key(), &hit.sig);
-            self.insert_checked(hashers[caveats.len()].key(), entry, &tail, Some(ancestor), now);
+            let ancestor = (keys.key(k), &hit.sig);
+            self.insert_checked(full, entry, &tail, Some(ancestor), now);
         }
         let first_party = caveats.iter().map(|c| c.id);
-        Some(self.evaluate_at(now_time, first_party, req, &hit.org, hit.family.to_hex(), source))
+        Some(self.evaluate_at(now_time, first_party, req, hit.org, Some(hit.family), source))
     }
 
     /// Inserts unless something it depends on was revoked meanwhile: under the
@@ -269,7 +268,7 @@ impl Verifier {
                 );
             }
         };
-        let family = hex::encode(&resp.family);
+        let family = <[u8; 16]>::try_from(resp.family.as_slice()).ok().map(FamilyId);
         if !resp.valid {
             let reason = resp.reason();
             self.negative.insert(req.bundle, Denied { reason, detail: resp.detail.clone() });
@@ -283,7 +282,7 @@ impl Verifier {
             .flat_map(|m| &m.caveats)
             .filter(|c| !c.is_third_party())
             .map(|c| c.id);
-        self.evaluate_at(SystemTime::now(), first_party, req, &resp.org, family, Source::Authority)
+        self.evaluate_at(SystemTime::now(), first_party, req, Arc::from(resp.org.as_str()), family, Source::Authority)
     }
 
     /// Caches what a valid Verify answer vouches for: the whole token and its
@@ -313,13 +312,12 @@ impl Verifier {
             org: resp.org.as_str().into(),
         };
         let now = unix_ms(SystemTime::now());
-        let mut h = PrefixHasher::new(root.identifier);
-        self.insert_checked(h.key(), base.clone(), &chain[..1], None, now);
+        let mut keys = PrefixKeys::of(root);
         if !caveats.is_empty() {
-            caveats.iter().for_each(|c| h.push_ref(c));
-            let full = Cached { sig: chain[caveats.len()].clone(), ..base };
-            self.insert_checked(h.key(), full, &chain, None, now);
+            let full = Cached { sig: chain[caveats.len()].clone(), ..base.clone() };
+            self.insert_checked(keys.key(caveats.len()), full, &chain, None, now);
         }
+        self.insert_checked(keys.key(0), base, &chain[..1], None, now);
     }
 
     fn evaluate_at<'c>(
@@ -327,8 +325,8 @@ impl Verifier {
         now: SystemTime,
         caveats: impl Iterator<Item = &'c [u8]>,
         req: &CheckRequest<'_>,
-        org: &str,
-        family: String,
+        org: Arc<str>,
+        family: Option<FamilyId>,
         source: Source,
     ) -> Outcome {
         let mut ctx = Context::at(now);
@@ -338,15 +336,15 @@ impl Verifier {
         ctx.service = req.service;
         ctx.subject = req.subject;
         ctx.client_ip = req.client_ip;
-        ctx.org = Some(org).filter(|o| !o.is_empty());
+        ctx.org = Some(&*org).filter(|o| !o.is_empty());
         match evaluate(caveats, &ctx) {
             Ok(claims) => Outcome {
                 allowed: true,
                 reason: Reason::Ok,
                 detail: String::new(),
                 failed_caveat: String::new(),
-                org: org.to_owned(),
-                subject: claims.subject.unwrap_or_default(),
+                subject: claims.subject.map(str::to_owned).unwrap_or_default(),
+                org,
                 family,
                 source,
                 expires_at_ms: claims.expires_unix_nanos.map_or(0, |t| (t / 1_000_000) as i64),
@@ -359,7 +357,7 @@ impl Verifier {
                 };
                 let mut out = Outcome::deny(reason, d.to_string(), source);
                 out.failed_caveat = d.caveat;
-                out.org = org.to_owned();
+                out.org = org;
                 out.family = family;
                 out
             }

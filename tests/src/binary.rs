@@ -19,6 +19,11 @@ pub struct Bin {
     pub name: &'static str,
 }
 
+/// When set, binaries are taken from this directory as they are, without
+/// building: for callers that built them already (`cargo xtask bench` runs
+/// release binaries it built itself).
+pub const BIN_DIR_ENV: &str = "TALLY_BIN_DIR";
+
 /// The authority binary.
 pub const AUTHORITY: Bin = Bin { package: "tally-authority", name: "tally-authority" };
 
@@ -35,6 +40,11 @@ pub fn binary(name: &str) -> PathBuf {
 /// Path of the binary `name` of `package`, built first (once per process).
 /// Panics with cargo's output when the build fails.
 pub fn binary_in(package: &str, name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        let path = Path::new(&dir).join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        assert!(path.is_file(), "{BIN_DIR_ENV} is set but {} does not exist", path.display());
+        return path;
+    }
     let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let result = built.entry((package.to_owned(), name.to_owned())).or_insert_with(|| build(package, name));
     match result {

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the one home of Tally's automation (see `.cargo/config.toml`).
 
+mod bench;
 mod demo;
 mod golden;
 mod test;
@@ -19,6 +20,17 @@ enum Command {
     Test(test::TestArgs),
     /// Run Tally end to end on loopback: authority, two verifiers, mint, check, revoke, fail closed.
     Demo,
+    /// Measure Tally against the transport ceiling: Check, propagation, catch-up, authority, memory.
+    Bench(bench::BenchArgs),
+    /// The measuring side of `bench` (run from the release build by `bench`).
+    #[command(hide = true)]
+    BenchRun(bench::RunArgs),
+    /// The bench's load generator.
+    #[command(hide = true)]
+    BenchLoad(bench::LoadArgs),
+    /// The bench's echo server.
+    #[command(hide = true)]
+    BenchEcho(bench::EchoArgs),
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
@@ -37,5 +49,9 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(args),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchRun(args) => bench::measure(args),
+        Command::BenchLoad(args) => bench::load(args),
+        Command::BenchEcho(args) => bench::echo(args),
     }
 }

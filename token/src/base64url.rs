@@ -5,6 +5,12 @@
 //! errors, so one text decodes to one byte string and back. Eight characters
 //! at a time through pre-shifted tables: no SIMD, no `unsafe`.
 
+/// Decoded bytes kept inline: a typical token fits, so decoding does not allocate.
+pub(crate) const TEXT_INLINE: usize = 512;
+
+/// A buffer for decoded bytes.
+pub(crate) type TextBytes = smallvec::SmallVec<[u8; TEXT_INLINE]>;
+
 /// 0xff: not a base64 character.
 const INVALID: u8 = 0xff;
 
@@ -56,13 +62,15 @@ fn group(g: &[u8]) -> u32 {
     T0[usize::from(g[0])] | T1[usize::from(g[1])] | T2[usize::from(g[2])] | T3[usize::from(g[3])]
 }
 
-/// Appends the bytes `text` encodes to `out`. On error `out` is left as it was.
-pub(crate) fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
-    let start = out.len();
-    decode_inner(text, out).inspect_err(|_| out.truncate(start))
+/// Room [`decode_to`] needs for a text of `len` characters (a bound: it
+/// writes eight bytes at a time and keeps six).
+pub(crate) fn decoded_len_bound(len: usize) -> usize {
+    len / 4 * 3 + 5
 }
 
-fn decode_inner(text: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+/// Decodes `text` into the start of `dst` (at least [`decoded_len_bound`]
+/// long) and returns how many bytes it holds. On error, `dst` holds garbage.
+pub(crate) fn decode_to(text: &[u8], dst: &mut [u8]) -> Result<usize, ()> {
     let unpadded = text.strip_suffix(b"==").or_else(|| text.strip_suffix(b"=")).unwrap_or(text);
     if unpadded.len() != text.len() && text.len() % 4 != 0 {
         return Err(()); // padding only to a whole group
@@ -72,11 +80,7 @@ fn decode_inner(text: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
     if tail.len() == 1 {
         return Err(());
     }
-    let at = out.len();
     let len = full / 4 * 3 + tail.len().saturating_sub(1);
-    // Two bytes of slack: eight characters are written as one 8-byte store of which 6 count.
-    out.resize(at + len + 2, 0);
-    let dst = &mut out[at..];
     let mut o = 0;
     let mut pairs = body.chunks_exact(8);
     for chunk in &mut pairs {
@@ -110,8 +114,7 @@ fn decode_inner(text: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
         3 if n & 0x3 == 0 => dst[o..o + 2].copy_from_slice(&((n >> 2) as u16).to_be_bytes()),
         _ => return Err(()), // non-zero trailing bits
     }
-    out.truncate(at + len);
-    Ok(())
+    Ok(len)
 }
 
 #[cfg(test)]
@@ -119,11 +122,11 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 
-    use super::decode_into;
+    use super::{decode_to, decoded_len_bound};
 
     fn decode(text: &str) -> Result<Vec<u8>, ()> {
-        let mut out = vec![9];
-        decode_into(text.as_bytes(), &mut out).map(|()| out[1..].to_vec())
+        let mut out = vec![0xaa; decoded_len_bound(text.len())];
+        decode_to(text.as_bytes(), &mut out).map(|len| out[..len].to_vec())
     }
 
     #[test]
@@ -143,9 +146,7 @@ mod tests {
     #[test]
     fn rejects_what_is_not_base64() {
         for bad in ["A", "AB=", "A===", "AB!D", "AB D", "AB\\nD", "QQ=x", "QR", "QUJ", "=", "QQ==="] {
-            let mut out = vec![1, 2];
-            assert!(decode_into(bad.as_bytes(), &mut out).is_err(), "{bad:?}");
-            assert_eq!(out, [1, 2], "left untouched");
+            assert!(decode(bad).is_err(), "{bad:?}");
         }
         assert_eq!(decode("QQ"), Ok(b"A".to_vec()));
         assert_eq!(decode("QUI"), Ok(b"AB".to_vec()));

@@ -69,7 +69,7 @@ impl<'a> MacaroonRef<'a> {
             other => return Err(Error::UnsupportedVersion(other)),
         }
         let (location, identifier, prefix_start) = r.header()?;
-        let mut caveats = Vec::with_capacity(8);
+        let mut caveats = smallvec::SmallVec::new();
         let prefix_end = loop {
             if r.peek()? == EOS {
                 r.pos += 1;

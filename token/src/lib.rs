@@ -60,6 +60,8 @@ pub use limits::{
 pub use macaroon::{Caveat, Macaroon, chain_step, chain_step_ref, continue_chain};
 pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
 pub use prefix::{BRANCH_ID_LEN, PrefixKey, PrefixKeys, RevocationId, prefix_key, prefix_keys, revocation_ids};
+/// The inline vector of [`MacaroonRef::caveats`].
+pub use smallvec::SmallVec;
 pub use text::{Bundle, TEXT_PREFIX};
 pub use verify::{RootKeyProvider, Verified, verify, verify_view, verify_view_with_key, verify_with_key};
 pub use view::{BundleRef, CaveatRef, DecodedBundle, MacaroonRef};

@@ -2,6 +2,9 @@
 //! bytes, so parsing a token allocates (almost) nothing. Verification works on
 //! views; the owned [`Macaroon`] and [`Bundle`] are built from them.
 
+use smallvec::SmallVec;
+
+use crate::base64url::{self, TEXT_INLINE, TextBytes};
 use crate::crypto::Signature;
 use crate::text::TEXT_PREFIX;
 use crate::{Bundle, Caveat, Error, Limits, Macaroon};
@@ -34,7 +37,8 @@ impl CaveatRef<'_> {
 pub struct MacaroonRef<'a> {
     pub location: Option<&'a str>,
     pub identifier: &'a [u8],
-    pub caveats: Vec<CaveatRef<'a>>,
+    /// Inline up to 8: parsing a typical token allocates nothing.
+    pub caveats: SmallVec<[CaveatRef<'a>; 8]>,
     pub signature: Signature,
     /// The decoded bytes of the identifier and caveats, when they are the
     /// canonical prefix encoding (see [`crate::PrefixKeys`]).
@@ -127,7 +131,9 @@ impl BundleRef<'_> {
 /// `Debug` shows only sizes: the bytes hold signatures.
 #[derive(Clone, Default)]
 pub struct DecodedBundle {
-    bytes: Vec<u8>,
+    /// Zero-initialised scratch; the parts fill `bytes[..end]`.
+    bytes: TextBytes,
+    end: usize,
     /// Parts decoded so far.
     count: usize,
     /// The root token is `bytes[..root_end]`.
@@ -138,7 +144,7 @@ pub struct DecodedBundle {
 
 impl std::fmt::Debug for DecodedBundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecodedBundle").field("bytes", &self.bytes.len()).field("parts", &self.count).finish()
+        f.debug_struct("DecodedBundle").field("bytes", &self.end).field("parts", &self.count).finish()
     }
 }
 
@@ -151,8 +157,13 @@ impl DecodedBundle {
             return Err(Error::Empty);
         }
         Limits::check("bundle text size", text.len(), limits.max_bundle_bytes())?;
-        if !text.as_bytes().contains(&b',') {
-            return Self::decode_one(text, limits); // the common case: a token without discharges
+        if text.len() <= limits.max_text_bytes() {
+            // The common case, a token without discharges, costs no scan for
+            // commas: a comma is not base64, so a bundle fails here first.
+            match Self::decode_one(text, limits) {
+                Err(Error::Base64) if text.as_bytes().contains(&b',') => {}
+                single => return single,
+            }
         }
         // Count before decoding anything (stopping early), so a flood of parts costs nothing.
         let count = text.split(',').take(limits.max_discharges + 2).count();
@@ -170,7 +181,11 @@ impl DecodedBundle {
     }
 
     fn with_capacity(text_len: usize) -> Self {
-        Self { bytes: Vec::with_capacity(text_len * 3 / 4 + 3), count: 0, root_end: 0, discharge_ends: Vec::new() }
+        let needed = base64url::decoded_len_bound(text_len);
+        // Inline and already zeroed when it fits: no allocation, no fill loop.
+        let bytes =
+            if needed <= TEXT_INLINE { TextBytes::from_buf([0; TEXT_INLINE]) } else { smallvec::smallvec![0; needed] };
+        Self { bytes, end: 0, count: 0, root_end: 0, discharge_ends: Vec::new() }
     }
 
     /// Decodes one token's text.
@@ -186,12 +201,16 @@ impl DecodedBundle {
 
     fn push_part(&mut self, part: &str, limits: &Limits) -> Result<(), Error> {
         Limits::check("token text size", part.len(), limits.max_text_bytes())?;
-        let body = part.strip_prefix(TEXT_PREFIX).unwrap_or(part);
-        crate::base64url::decode_into(body.as_bytes(), &mut self.bytes).map_err(|()| Error::Base64)?;
+        let body = part.strip_prefix(TEXT_PREFIX).unwrap_or(part).as_bytes();
+        let needed = self.end + base64url::decoded_len_bound(body.len());
+        if self.bytes.len() < needed {
+            self.bytes.resize(needed, 0);
+        }
+        self.end += base64url::decode_to(body, &mut self.bytes[self.end..]).map_err(|()| Error::Base64)?;
         if self.count == 0 {
-            self.root_end = self.bytes.len();
+            self.root_end = self.end;
         } else {
-            self.discharge_ends.push(self.bytes.len());
+            self.discharge_ends.push(self.end);
         }
         self.count += 1;
         Ok(())

@@ -134,12 +134,12 @@ impl Verifier {
             match r.target.and_then(|t| t.target) {
                 Some(Target::Family(f)) if f.len() == 16 => {
                     let f: [u8; 16] = f.as_slice().try_into().expect("length checked");
-                    self.revoked.add_id(f);
+                    self.revoked.add_family(FamilyId(f));
                     self.cache.remove_family(&FamilyId(f));
                 }
                 Some(Target::Branch(b)) if b.family.len() == 16 && b.branch.len() == 16 => {
                     let f: [u8; 16] = b.family.as_slice().try_into().expect("length checked");
-                    self.revoked.add_id(b.branch.as_slice().try_into().expect("length checked"));
+                    self.revoked.add_branch(b.branch.as_slice().try_into().expect("length checked"));
                     // The entries of the family that lie on the branch are not
                     // known by signature; dropping the family is safe (its
                     // siblings re-verify once).

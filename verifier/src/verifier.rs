@@ -9,15 +9,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
-    BundleRef, Context, DecodedBundle, DenialKind, FamilyId, Limits, Predicate, PrefixKeys, RevocationId, Signature,
-    TallyId, chain_step_ref, evaluate,
+    BundleRef, Context, DecodedBundle, DenialKind, FamilyId, Limits, Predicate, PrefixKeys, Signature, TallyId,
+    chain_step_ref, evaluate,
 };
 
 use crate::cache::{Cache, Cached};
 use crate::error::Error;
 use crate::metrics::Counters;
 use crate::negative::{Denied, NegativeCache};
-use crate::revoked::Revoked;
+use crate::revoked::{Denied as RevokedDenial, Revoked};
 use crate::sync::SyncState;
 use crate::upstream::Upstream;
 
@@ -177,11 +177,12 @@ impl Verifier {
         let Ok(id) = TallyId::decode(root.identifier) else {
             return Some(Outcome::deny(Reason::UnknownKey, "not a Tally token", Source::Local));
         };
-        if self.revoked.key_retired(id.key_id) {
-            return Some(Outcome::deny(Reason::RetiredKey, format!("key {} is retired", id.key_id), Source::Local));
-        }
-        if self.revoked.contains(&id.family.0) {
-            return Some(Outcome::deny(Reason::Revoked, "token revoked", Source::Local));
+        match self.revoked.denies(id.key_id, &id.family) {
+            Some(RevokedDenial::KeyRetired) => {
+                return Some(Outcome::deny(Reason::RetiredKey, format!("key {} is retired", id.key_id), Source::Local));
+            }
+            Some(RevokedDenial::Family) => return Some(Outcome::deny(Reason::Revoked, "token revoked", Source::Local)),
+            None => {}
         }
         let caveats = &root.caveats;
         if !self.sync.usable(self.settings.fail_closed_after)
@@ -205,7 +206,7 @@ impl Verifier {
         let mut tail = Vec::with_capacity(caveats.len() - k);
         for c in &caveats[k..] {
             sig = chain_step_ref(&sig, c);
-            if self.revoked.any(&[RevocationId::branch(&sig)]) {
+            if self.revoked.on_revoked_branch(&sig) {
                 return Some(Outcome::deny(Reason::Revoked, "token revoked (branch)", source));
             }
             tail.push(sig.clone());
@@ -245,9 +246,8 @@ impl Verifier {
     ) {
         let _apply = self.apply.lock().expect("apply lock");
         if !self.sync.usable(self.settings.fail_closed_after)
-            || self.revoked.key_retired(entry.key_id)
-            || self.revoked.contains(&entry.family.0)
-            || chain.iter().any(|s| self.revoked.any(&[RevocationId::branch(s)]))
+            || self.revoked.denies(entry.key_id, &entry.family).is_some()
+            || chain.iter().any(|s| self.revoked.on_revoked_branch(s))
             || ancestor.is_some_and(|(k, sig)| self.cache.get(&k, now_ms).is_none_or(|a| a.sig != *sig))
         {
             return;

@@ -10,4 +10,38 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` of every Tally proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tally_descriptor");
 
+/// The subset of Envoy's API behind `envoy.service.auth.v3.Authorization/Check`
+/// (ext_authz, transport API V3): Envoy's packages and field numbers.
+pub mod envoy {
+    pub mod config {
+        pub mod core {
+            pub mod v3 {
+                tonic::include_proto!("envoy.config.core.v3");
+            }
+        }
+    }
+    pub mod r#type {
+        pub mod v3 {
+            tonic::include_proto!("envoy.r#type.v3");
+        }
+    }
+    pub mod service {
+        pub mod auth {
+            pub mod v3 {
+                tonic::include_proto!("envoy.service.auth.v3");
+            }
+        }
+    }
+}
+
+/// `google.rpc.Status`, as ext_authz's `CheckResponse` carries it.
+pub mod google {
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of the Envoy ext_authz subset, for gRPC reflection.
+pub const ENVOY_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("envoy_descriptor");
+
 pub mod metrics_http;

@@ -4,6 +4,7 @@
 
 mod cache;
 mod error;
+mod ext_authz;
 mod grpc;
 mod metrics;
 mod negative;
@@ -16,6 +17,7 @@ mod verifier;
 
 pub use cache::{Cache, Cached};
 pub use error::Error;
+pub use ext_authz::ExtAuthzService;
 pub use grpc::VerifierService;
 pub use server::serve;
 pub use upstream::Upstream;

@@ -1,10 +1,11 @@
-//! Serving: Check and Status, health (serving only once synced with the
-//! stream) and reflection, on an already-bound listener; plus the stream
-//! follower and the fail-closed watchdog. Everything stops on `shutdown`.
+//! Serving: Check and Status, Envoy's ext_authz Check, health (serving only
+//! once synced with the stream) and reflection, on an already-bound listener;
+//! plus the stream follower and the fail-closed watchdog. Everything stops on `shutdown`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tally_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use tally_proto::v1::verifier_server::VerifierServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::error::Error;
+use crate::ext_authz::ExtAuthzService;
 use crate::grpc::VerifierService;
 use crate::verifier::Verifier;
 
@@ -25,6 +27,7 @@ pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: Can
     health.set_not_serving::<VerifierServer<VerifierService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tally_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tally_proto::ENVOY_FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| Error::Config(format!("reflection: {e}")))?;
 
@@ -55,12 +58,16 @@ pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: Can
 
     let service =
         VerifierServer::new(VerifierService::new(verifier.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // Envoy's ext_authz filter, on the same port (see README "Behind Envoy").
+    let ext_authz =
+        AuthorizationServer::new(ExtAuthzService::new(verifier.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
     tracing::info!(%addr, region = %verifier.settings().region, "verifier serving");
     Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
+        .add_service(ext_authz)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled())
         .await
         .map_err(|e| Error::Config(format!("server: {e}")))?;

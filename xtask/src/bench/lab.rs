@@ -14,6 +14,7 @@ use tally_tests::{Authority, AuthorityOptions, Child, DEADLINE, Verifier, Verifi
 use tempfile::TempDir;
 
 use super::load::{self, Mode, Outcome, Spec, Workload};
+use super::perf;
 use super::pin::Placement;
 use super::plan::Plan;
 
@@ -37,13 +38,15 @@ pub(crate) struct Lab {
     pub(crate) verifier_token: String,
     pub(crate) placement: Placement,
     pub(crate) plan: Plan,
+    /// Where `--perf` profiles go (none without `--perf`).
+    perf: Option<PathBuf>,
     dir: TempDir,
     seed: std::cell::Cell<u64>,
 }
 
 impl Lab {
     /// Starts the authority and makes the bench org.
-    pub(crate) async fn start(placement: Placement, plan: Plan) -> anyhow::Result<Self> {
+    pub(crate) async fn start(placement: Placement, plan: Plan, perf: Option<PathBuf>) -> anyhow::Result<Self> {
         let options = AuthorityOptions {
             rust_log: RUST_LOG.into(),
             heartbeat: HEARTBEAT,
@@ -56,7 +59,7 @@ impl Lab {
         authority.create_org(ORG).await;
         let verifier_token = authority.system_token("verifier", &[]).await;
         let dir = tempfile::tempdir()?;
-        Ok(Self { authority, authority_metrics, verifier_token, placement, plan, dir, seed: 1.into() })
+        Ok(Self { authority, authority_metrics, verifier_token, placement, plan, perf, dir, seed: 1.into() })
     }
 
     /// The operator (bootstrap) token.
@@ -189,5 +192,18 @@ impl Lab {
     /// Runs a spec in the load generator.
     pub(crate) async fn load(&self, spec: &Spec) -> anyhow::Result<Outcome> {
         load::launch(self.dir(), spec).await
+    }
+
+    /// Runs a saturation spec, with `--perf` recording its watched processes
+    /// into `perf-LABEL.{data,txt}`.
+    pub(crate) async fn saturate(&self, label: &str, spec: &Spec) -> anyhow::Result<Outcome> {
+        let Some(dir) = self.perf.as_ref().filter(|_| !spec.watch_pids.is_empty()) else {
+            return self.load(spec).await;
+        };
+        let recording = perf::start(dir, label, &spec.watch_pids)?;
+        let outcome = self.load(spec).await;
+        let profile = recording.finish().await?;
+        eprintln!("bench: profile of {label}: {}", profile.display());
+        outcome
     }
 }

@@ -14,6 +14,7 @@ mod charts;
 mod echo;
 mod lab;
 mod load;
+mod perf;
 mod pin;
 mod plan;
 mod progress;
@@ -43,6 +44,9 @@ pub(crate) struct BenchArgs {
     /// Where `report.json` and the SVG charts go.
     #[arg(long, default_value = "target/bench")]
     pub(crate) out: PathBuf,
+    /// Record the servers with `perf` during each saturation run (flat profiles into the out dir).
+    #[arg(long)]
+    pub(crate) perf: bool,
     /// Only these groups (comma-separated: checks, mix, memory, propagation, authority, catchup).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
@@ -85,6 +89,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         cmd.push("--quick".into());
     }
     cmd.extend(["--out".into(), root.join(&args.out).into()]);
+    if args.perf {
+        cmd.push("--perf".into());
+    }
     if !args.only.is_empty() {
         cmd.extend(["--only".into(), args.only.join(",").into()]);
     }

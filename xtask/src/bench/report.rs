@@ -211,8 +211,19 @@ impl Report {
         let echo = self.check("echo");
         let _ = writeln!(
             s,
-            "{:<34} {:>10} {:>6} {:>9} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8}",
-            "scenario", "max req/s", "×echo", "rate/s", "p50 µs", "p99 µs", "p999 µs", "p99×e", "srv µs/r", "cli µs/r"
+            "{:<34} {:>10} {:>6} {:>9} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>5} {:>5}",
+            "scenario",
+            "max req/s",
+            "×echo",
+            "rate/s",
+            "p50 µs",
+            "p99 µs",
+            "p999 µs",
+            "p99×e",
+            "srv µs/r",
+            "cli µs/r",
+            "srv%",
+            "cli%"
         );
         for c in &self.checks {
             let ratio = echo.map_or(f64::NAN, |e| c.saturation.throughput / e.saturation.throughput);
@@ -220,7 +231,7 @@ impl Report {
             let l = &c.moderate.latency;
             let _ = writeln!(
                 s,
-                "{:<34} {:>10.0} {:>6.2} {:>9.0} {:>8.0} {:>8.0} {:>8.0} {:>7.2} {:>8.1} {:>8.1}",
+                "{:<34} {:>10.0} {:>6.2} {:>9.0} {:>8.0} {:>8.0} {:>8.0} {:>7.2} {:>8.1} {:>8.1} {:>5.0} {:>5.0}",
                 c.title,
                 c.saturation.throughput,
                 ratio,
@@ -230,7 +241,9 @@ impl Report {
                 l.p999,
                 p99,
                 c.saturation.server_us_per_request(),
-                c.saturation.client_us_per_request()
+                c.saturation.client_us_per_request(),
+                c.saturation.server_utilisation() * 100.0,
+                c.saturation.client_utilisation() * 100.0
             );
         }
         for a in &self.authority {
@@ -239,7 +252,7 @@ impl Report {
             let title = format!("authority {} × {} caller{}", a.rpc, a.callers, if a.callers == 1 { "" } else { "s" });
             let _ = writeln!(
                 s,
-                "{:<34} {:>10.0} {:>6.2} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>7} {:>8.1} {:>8.1}",
+                "{:<34} {:>10.0} {:>6.2} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>7} {:>8.1} {:>8.1} {:>5.0} {:>5.0}",
                 title,
                 a.outcome.throughput,
                 ratio,
@@ -249,10 +262,16 @@ impl Report {
                 l.p999,
                 "",
                 a.outcome.server_us_per_request(),
-                a.outcome.client_us_per_request()
+                a.outcome.client_us_per_request(),
+                a.outcome.server_utilisation() * 100.0,
+                a.outcome.client_utilisation() * 100.0
             );
         }
-        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "(max: closed loop at saturation; rate, p50–p999: open loop at that fixed rate, authority rows closed loop;\n \
+             srv/cli µs/r: CPU per request of the servers / the load generator at saturation, srv%/cli%: their share of one CPU)\n"
+        );
         if let Some(x) = &self.mix {
             let _ = writeln!(
                 s,

@@ -48,7 +48,9 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
     let progress = Progress::new(STEPS);
 
     progress.step("starting the authority");
-    let lab = Lab::start(placement, plan).await?;
+    let out = &args.bench.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let lab = Lab::start(placement, plan, args.bench.perf.then(|| out.clone())).await?;
     progress.done(&format!("authority listening on {}", lab.authority.addr()));
     let mut rate = DEFAULT_RATE;
     if wanted("checks") {
@@ -75,8 +77,6 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
     report.meta.load_average_after = pin::load_average();
     report.meta.seconds = started.elapsed().as_secs_f64();
     report.judge();
-    let out = &args.bench.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let json = out.join("report.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
     let mut files: Vec<PathBuf> = vec![json];

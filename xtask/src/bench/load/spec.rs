@@ -113,6 +113,16 @@ impl Outcome {
         if self.ok == 0 { f64::NAN } else { self.client_cpu_s * 1e6 / self.ok as f64 }
     }
 
+    /// Share of one CPU the watched processes used over the window (1.0: a whole core).
+    pub(crate) fn server_utilisation(&self) -> f64 {
+        if self.window_s > 0.0 { self.server_cpu_s / self.window_s } else { f64::NAN }
+    }
+
+    /// Share of one CPU the load generator used over the window.
+    pub(crate) fn client_utilisation(&self) -> f64 {
+        if self.window_s > 0.0 { self.client_cpu_s / self.window_s } else { f64::NAN }
+    }
+
     /// Share of Check answers given by `source`.
     pub(crate) fn source_share(&self, source: &str) -> f64 {
         let total: u64 = self.sources.values().sum();

@@ -34,7 +34,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
             spec.connections = callers.min(MAX_CONNECTIONS);
             spec.bearer = Some(bearer.clone());
             spec.watch_pids = vec![lab.authority.pid()];
-            let outcome = lab.load(&spec).await?;
+            let outcome = lab.saturate(&format!("authority-{rpc}-{callers}"), &spec).await?;
             ensure!(outcome.ok > 0 && outcome.errors == 0, "authority {rpc}: {:?}", outcome.first_error);
             progress.done(&format!(
                 "authority {rpc} × {callers}: {:.0}/s, p50 {:.0} µs",

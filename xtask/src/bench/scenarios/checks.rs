@@ -34,7 +34,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     progress.step("echo: saturation, then a fixed rate");
     let mut spec = lab.spec(echo_addr, CHECK, lab.saturating(), exact.clone());
     spec.watch_pids = vec![echo.pid()];
-    let echo_max = lab.load(&spec).await?;
+    let echo_max = lab.saturate("echo", &spec).await?;
     ensure!(echo_max.ok > 0, "echo answered nothing: {:?}", echo_max.first_error);
     let rate = echo_max.throughput * lab.plan.rate_fraction;
     spec.mode = lab.at_rate(rate);
@@ -45,7 +45,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     progress.step("Check exact hit");
     let mut spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), exact);
     spec.watch_pids = vec![verifier_pid];
-    let max = lab.load(&spec).await?;
+    let max = lab.saturate("exact", &spec).await?;
     expect_source("exact hit", &max, "cache")?;
     let (rate_used, at_rate) = fixed_rate(lab, &mut spec, &max, rate).await?;
     expect_source("exact hit", &at_rate, "cache")?;
@@ -63,7 +63,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     };
     let mut spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), descendants("sat", pool));
     spec.watch_pids = vec![verifier_pid];
-    let max = lab.load(&spec).await?;
+    let max = lab.saturate("descendant", &spec).await?;
     expect_source("descendant hit", &max, "descendant")?;
     spec.workload = descendants("rate", (rate * POOL_SLACK * secs(lab.plan.moderate)) as usize + 1000);
     let (rate_used, at_rate) = fixed_rate(lab, &mut spec, &max, rate).await?;
@@ -75,7 +75,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     let file = lab.token_file("cold.tokens", &tokens)?;
     let mut spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), Workload::Tokens { file: file.clone(), skip: 0 });
     spec.watch_pids = vec![verifier_pid, lab.authority.pid()];
-    let max = lab.load(&spec).await?;
+    let max = lab.saturate("cold", &spec).await?;
     expect_source("cold miss", &max, "authority")?;
     // The fixed-rate run gets the tokens left, at a rate they last for.
     let left = tokens.len().saturating_sub(max.sent as usize);

@@ -37,7 +37,8 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report, rat
     spec.workload = Workload::Mix { file, exponent: plan.mix_exponent };
     spec.mode = lab.saturating();
     spec.watch_pids = vec![pid, lab.authority.pid()];
-    let (max, revoking) = tokio::join!(lab.load(&spec), revoke_spread(lab, &families, plan.warmup, plan.saturate));
+    let (max, revoking) =
+        tokio::join!(lab.saturate("mix", &spec), revoke_spread(lab, &families, plan.warmup, plan.saturate));
     let (max, ()) = (max?, revoking?);
     let rate = rate.min(max.throughput / 2.0);
     spec.mode = lab.at_rate(rate);

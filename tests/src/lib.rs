@@ -16,3 +16,5 @@ mod verifier;
 pub use verifier::{VERIFIER, Verifier, VerifierOptions, metric, scrape};
 mod cluster;
 pub use cluster::Cluster;
+pub mod bad_input;
+pub mod raw;

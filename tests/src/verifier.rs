@@ -134,6 +134,18 @@ impl Verifier {
         self.child.kill_9()
     }
 
+    /// Its log (standard error) so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.child.stderr().snapshot()
+    }
+
+    /// The metrics endpoint, when started with `--metrics-listen 127.0.0.1:0`.
+    pub async fn metrics_addr(&self) -> anyhow::Result<SocketAddr> {
+        const METRICS: &str = "metrics on ";
+        let line = self.child.wait_for_stdout(DEADLINE, |l| l.starts_with(METRICS)).await?;
+        line[METRICS.len()..].trim().parse().with_context(|| format!("parsing {line:?}"))
+    }
+
     pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         self.child.stop(Duration::from_secs(10)).await
     }

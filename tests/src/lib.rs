@@ -17,4 +17,8 @@ pub use verifier::{VERIFIER, Verifier, VerifierOptions, metric, scrape};
 mod cluster;
 pub use cluster::Cluster;
 pub mod bad_input;
+mod history;
 pub mod raw;
+pub use history::{CheckLoad, CheckRecord, History, RevokeRecord, Tracked};
+pub mod proxy;
+pub use proxy::{Mode, Proxy};

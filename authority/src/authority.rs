@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::kek::Kek;
 use crate::log::Target;
 use crate::metrics::Counters;
+use crate::registry::{Registered, RegistryCache};
 use crate::state::{LogHead, Shared};
 use crate::writer::{AuditRow, Change, TokenRow, Writer};
 
@@ -74,7 +75,12 @@ pub struct Authority {
     pub(crate) limits: Limits,
     pub(crate) settings: Settings,
     pub(crate) counters: crate::metrics::Counters,
+    /// Recently minted or looked-up registry rows.
+    pub(crate) registry: RegistryCache,
 }
+
+/// Registry rows remembered per generation (at most twice this many, ~70 bytes each).
+const REGISTRY_GENERATION: usize = 50_000;
 
 impl std::fmt::Debug for dyn Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,7 +224,16 @@ impl Authority {
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;
-        Ok(Arc::new(Self { shared, writer, readers, clock, limits, settings, counters: Default::default() }))
+        Ok(Arc::new(Self {
+            shared,
+            writer,
+            readers,
+            clock,
+            limits,
+            settings,
+            counters: Default::default(),
+            registry: RegistryCache::new(REGISTRY_GENERATION),
+        }))
     }
 
     /// Creates a database at `path` (which must not exist) with a fresh epoch,
@@ -435,6 +450,8 @@ impl Authority {
         };
         let audit = self.audit(actor, "mint", Some(&spec.org), Some(id.family.to_hex()), &format!("key {key_id}"));
         self.writer.submit(Change::Mint(row), audit).await?;
+        let expires_at = Some(expires_secs * 1000);
+        self.registry.insert(id.family, Registered { org: spec.org.as_str().into(), expires_at });
         Counters::bump(&self.counters.mint);
         Ok(Minted { token: m.to_text(), family: id.family, key_id, expires_at_ms: Some(expires_secs * 1000) })
     }
@@ -593,9 +610,9 @@ impl Authority {
                 let family = FamilyId::from_hex(&hex_id)
                     .ok_or_else(|| Error::InvalidArgument("family id must be 32 hex characters".into()))?;
                 let registered = self.registered(&family).await?;
-                let org = registered.as_ref().map(|(org, _)| org.as_str());
+                let org = registered.as_ref().map(|r| &*r.org);
                 let caller = self.authorize(bearer, "revoke", org, &[Role::Operator])?;
-                let expires = registered.as_ref().and_then(|(_, e)| *e);
+                let expires = registered.as_ref().and_then(|r| r.expires_at);
                 let audit = self.audit(&caller.actor(), "revoke", org, Some(family.to_hex()), reason);
                 let outcome =
                     self.writer.submit(Change::Revoke(vec![(Target::Family(family.0), expires)]), audit).await?;
@@ -620,20 +637,28 @@ impl Authority {
         }
     }
 
-    /// Registry lookup: (org, expiry) of a minted family.
-    async fn registered(&self, family: &FamilyId) -> Result<Option<(String, Option<i64>)>> {
+    /// Registry lookup: (org, expiry) of a minted family. Rows never change,
+    /// so a remembered one is as good as the database's.
+    async fn registered(&self, family: &FamilyId) -> Result<Option<Registered>> {
+        if let Some(row) = self.registry.get(family) {
+            return Ok(Some(row));
+        }
         let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT org, expires_at FROM tokens WHERE family = ?")
             .bind(family.0.as_slice())
             .fetch_optional(&self.readers)
             .await?;
-        Ok(row)
+        Ok(row.map(|(org, expires_at)| {
+            let row = Registered { org: org.into(), expires_at };
+            self.registry.insert(*family, row.clone());
+            row
+        }))
     }
 
     /// Writes everything back into the database file and closes the readers:
     /// call after serving stops, so a copy of the file alone is complete.
     pub async fn close(&self) -> Result<()> {
         let audit = self.audit("authority", "shutdown", None, None, "");
-        self.writer.submit(Change::Checkpoint, audit).await?;
+        self.writer.submit(Change::Close, audit).await?;
         self.readers.close().await;
         Ok(())
     }

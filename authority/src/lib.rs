@@ -11,6 +11,7 @@ mod grpc;
 mod kek;
 mod log;
 mod metrics;
+mod registry;
 mod server;
 mod state;
 mod stream;

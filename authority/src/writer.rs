@@ -73,8 +73,10 @@ pub enum Change {
     AuditOnly,
     /// Drop log entries whose targets have all expired (never the newest).
     Prune,
-    /// Fold the WAL back into the database file (on a clean shutdown).
-    Checkpoint,
+    /// Fold the WAL back into the database file, close the connection and
+    /// stop (a clean shutdown): answered once the connection is closed, so the
+    /// file is free for whoever opens it next; later changes are refused.
+    Close,
 }
 
 /// The result of a change.
@@ -157,13 +159,20 @@ impl Task {
                     Err(_) => break,
                 }
             }
-            let checkpoint = batch.iter().any(|op| matches!(op.change, Change::Checkpoint));
+            // The close is answered only once the connection is closed.
+            let close = batch.iter_mut().find(|op| matches!(op.change, Change::Close)).map(|op| op.reply.take());
             self.commit(batch).await;
-            if checkpoint {
+            if let Some(reply) = close {
                 // Outside any transaction: copy the WAL into the main file and truncate it.
                 if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut self.conn).await {
                     tracing::warn!(error = %e, "checkpoint failed");
                 }
+                let closed = self.conn.close().await.map_err(Error::from);
+                if let Some(reply) = reply {
+                    let _ = reply.send(closed.map(|()| Outcome::default()));
+                }
+                tracing::debug!("writer closed");
+                return;
             }
         }
         tracing::debug!("writer stopped");
@@ -450,7 +459,7 @@ async fn apply(
         Change::Prune => {
             outcome.pruned = prune(tx, head, now, effects).await?;
         }
-        Change::Checkpoint => return Ok(outcome),
+        Change::Close => return Ok(outcome),
     }
     insert_audit(tx, &op.audit, now).await?;
     Ok(outcome)

@@ -50,7 +50,7 @@ async fn restore_from_older_copy_resets_verifiers() {
     us.wait_synced().await;
 
     authority.create_org("acme").await;
-    let mut mint = async |n: usize| {
+    let mint = async |n: usize| {
         let mut out = Vec::new();
         for _ in 0..n {
             out.push(Tracked::from(authority.mint("acme", &[]).await));

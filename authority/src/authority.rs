@@ -348,6 +348,7 @@ impl Authority {
 
     /// Gives an org a new current key.
     pub async fn rotate_key(&self, bearer: Option<&str>, org: &str) -> Result<KeyId> {
+        check_org_syntax(org)?;
         let caller = self.authorize(bearer, "key.rotate", Some(org), &[Role::Operator])?;
         let audit = self.audit(&caller.actor(), "key.rotate", Some(org), None, "");
         let outcome = self.writer.submit(Change::RotateKey(org.to_owned()), audit).await?;
@@ -365,6 +366,7 @@ impl Authority {
 
     /// Lists an org's keys.
     pub fn list_keys(&self, bearer: Option<&str>, org: &str) -> Result<Vec<KeyInfo>> {
+        check_org_syntax(org)?;
         self.authorize(bearer, "key.list", Some(org), &[Role::Operator])?;
         let keys = self.shared.keys.read().expect("key ring lock");
         let current = keys.orgs.get(org).ok_or_else(|| Error::NotFound(format!("org {org:?}")))?.current_key;
@@ -387,7 +389,10 @@ impl Authority {
     /// Mints a token for an org.
     pub async fn mint(&self, bearer: Option<&str>, spec: MintSpec) -> Result<Minted> {
         validate_org_name(&spec.org).or_else(|e| if spec.org == SYSTEM_ORG { Ok(()) } else { Err(e) })?;
-        let caller = self.authorize(bearer, "mint", Some(&spec.org), &[Role::Operator])?;
+        // A token of the system org is a credential for Tally's own API: minting
+        // one is its own action, so `action in mint` cannot mint an operator.
+        let action = if spec.org == SYSTEM_ORG { "mint.system" } else { "mint" };
+        let caller = self.authorize(bearer, action, Some(&spec.org), &[Role::Operator])?;
         self.mint_unchecked(&caller.actor(), spec).await
     }
 
@@ -401,6 +406,18 @@ impl Authority {
         }
         if spec.caveats.len() > MAX_MINT_CAVEATS {
             return Err(Error::InvalidArgument(format!("at most {MAX_MINT_CAVEATS} caveats")));
+        }
+        // Nothing is minted that Verify would refuse as malformed.
+        let field_max = self.limits.max_field_bytes;
+        let too_long = |what: &str| Error::InvalidArgument(format!("{what} longer than {field_max} bytes"));
+        if spec.caveats.iter().any(|c| c.len() > field_max) {
+            return Err(too_long("a caveat is"));
+        }
+        if spec.subject.as_ref().is_some_and(|s| s.len() + "subject = ".len() > field_max) {
+            return Err(too_long("subject is"));
+        }
+        if spec.location.as_ref().is_some_and(|l| l.len() > field_max) {
+            return Err(too_long("location is"));
         }
         for c in &spec.caveats {
             match Predicate::parse(c) {
@@ -440,6 +457,13 @@ impl Authority {
         }
         for c in &spec.caveats {
             m.add_first_party(c.as_bytes());
+        }
+        let size = m.encode_v2().len();
+        if size > self.limits.max_token_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "the token would be {size} bytes, more than {}",
+                self.limits.max_token_bytes
+            )));
         }
         let row = TokenRow {
             family: nonce,
@@ -612,7 +636,12 @@ impl Authority {
                 let registered = self.registered(&family).await?;
                 let org = registered.as_ref().map(|r| &*r.org);
                 let caller = self.authorize(bearer, "revoke", org, &[Role::Operator])?;
-                let expires = registered.as_ref().and_then(|r| r.expires_at);
+                // Only after authorizing: who may not revoke learns nothing of the registry.
+                let Some(Registered { expires_at: expires, .. }) = registered else {
+                    return Err(Error::NotFound(format!(
+                        "family {family} was not minted here, or expired and was pruned: nothing to revoke"
+                    )));
+                };
                 let audit = self.audit(&caller.actor(), "revoke", org, Some(family.to_hex()), reason);
                 let outcome =
                     self.writer.submit(Change::Revoke(vec![(Target::Family(family.0), expires)]), audit).await?;
@@ -626,6 +655,7 @@ impl Authority {
                 Ok(outcome.seq)
             }
             RevokeTarget::Org(org) => {
+                check_org_syntax(&org)?;
                 if org == SYSTEM_ORG {
                     return Err(Error::FailedPrecondition("the system org cannot be revoked wholesale".into()));
                 }
@@ -676,15 +706,23 @@ impl Authority {
 }
 
 /// Org ids: lowercase letters, digits, `-`, `_`, `.`; 1 to 64; not the system org.
+/// A name a new org may take: well formed, and not the system org's.
 fn validate_org_name(org: &str) -> Result<()> {
+    check_org_syntax(org)?;
+    if org == SYSTEM_ORG {
+        return Err(Error::AlreadyExists("org \"system\" is Tally's own".into()));
+    }
+    Ok(())
+}
+
+/// A well-formed org name (checked before an org is looked up, so no request
+/// carries an arbitrary string into lookups, logs or error messages).
+fn check_org_syntax(org: &str) -> Result<()> {
     let ok = !org.is_empty()
         && org.len() <= 64
         && org.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
         return Err(Error::InvalidArgument("org must be 1 to 64 characters of a-z, 0-9, '-', '_' and '.'".into()));
-    }
-    if org == SYSTEM_ORG {
-        return Err(Error::AlreadyExists("org \"system\" is Tally's own".into()));
     }
     Ok(())
 }

@@ -330,11 +330,11 @@ async fn every_authority_rpc_refuses_bad_input_exactly_and_writes_nothing() {
     }
 
     // RotateKey.
-    // Names are looked up, not validated: an invalid one is an unknown org.
+    // Names are checked before any lookup: a malformed one is invalid, a well-formed unknown one not found.
     for (name, org, code) in [
-        ("empty", String::new(), Code::NotFound),
+        ("empty", String::new(), Code::InvalidArgument),
         ("unknown org", "nope".into(), Code::NotFound),
-        ("uppercase", "ACME".into(), Code::NotFound),
+        ("uppercase", "ACME".into(), Code::InvalidArgument),
     ] {
         rows.push(row(format!("RotateKey: {name}"), &op, Call::RotateKey(org), e(code)));
     }
@@ -362,9 +362,9 @@ async fn every_authority_rpc_refuses_bad_input_exactly_and_writes_nothing() {
 
     // ListKeys.
     for (name, org, code) in [
-        ("empty", String::new(), Code::NotFound),
+        ("empty", String::new(), Code::InvalidArgument),
         ("unknown org", "nope".into(), Code::NotFound),
-        ("uppercase", "ACME".into(), Code::NotFound),
+        ("uppercase", "ACME".into(), Code::InvalidArgument),
     ] {
         rows.push(row(format!("ListKeys: {name}"), &op, Call::ListKeys(org), e(code)));
     }
@@ -500,9 +500,9 @@ async fn every_authority_rpc_refuses_bad_input_exactly_and_writes_nothing() {
         rows.push(row(format!("Revoke key: {name}"), auth, Call::Revoke(revoke(Target::KeyId(beta_key))), e(*code)));
     }
     for (name, org, code) in [
-        ("empty", String::new(), Code::NotFound),
+        ("empty", String::new(), Code::InvalidArgument),
         ("unknown", "nope".into(), Code::NotFound),
-        ("uppercase", "ACME".into(), Code::NotFound),
+        ("uppercase", "ACME".into(), Code::InvalidArgument),
         ("the system org", "system".into(), Code::FailedPrecondition),
     ] {
         rows.push(row(format!("Revoke org: {name}"), &op, Call::Revoke(revoke(Target::Org(org))), e(code)));

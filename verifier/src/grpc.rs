@@ -48,7 +48,7 @@ impl VerifierApi for VerifierService {
             None => None,
             Some(ip) => Some(
                 ip.parse::<IpAddr>()
-                    .map_err(|_| Status::invalid_argument(format!("client_ip {ip:?} is not an IP address")))?,
+                    .map_err(|_| Status::invalid_argument("client_ip is not an IP address".to_owned()))?,
             ),
         };
         let check = CheckRequest {

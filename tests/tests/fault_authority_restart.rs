@@ -39,8 +39,11 @@ const LONG_DOWN: Duration = THRESHOLD.saturating_add(Duration::from_millis(500))
 const DOOMED_PER_CYCLE: usize = 60;
 /// Concurrent Mint callers while setting up.
 const MINTERS: usize = 8;
-/// Pause between two revocations.
-const REVOKE_PACING: Duration = Duration::from_millis(25);
+/// Pause between two revocations: longer than a heartbeat interval by
+/// default; in the soak, shorter, so revocations arrive faster than the
+/// authority's idle heartbeats (which a verifier needs to leave fail-closed).
+const REVOKE_PACING: Duration = Duration::from_millis(300);
+const SOAK_REVOKE_PACING: Duration = Duration::from_millis(25);
 /// Time for a verifier to resubscribe and catch up after a restart.
 const RECOVERY: Duration = Duration::from_secs(15);
 
@@ -73,7 +76,8 @@ async fn mint_many(a: &Authority, n: usize) -> Vec<Tracked> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authority_kill_9_and_restart_under_load() {
-    let restarts = if std::env::var_os(SOAK_ENV).is_some() { SOAK_RESTARTS } else { RESTARTS };
+    let soak = std::env::var_os(SOAK_ENV).is_some();
+    let (restarts, pacing) = if soak { (SOAK_RESTARTS, SOAK_REVOKE_PACING) } else { (RESTARTS, REVOKE_PACING) };
     let mut authority =
         Authority::start_with(AuthorityOptions { heartbeat: HEARTBEAT, ..AuthorityOptions::default() }).await;
     let verifier_token = authority.system_token("verifier", &[]).await;
@@ -114,7 +118,7 @@ async fn authority_kill_9_and_restart_under_load() {
                     return;
                 }
                 history.revoke(client.clone(), &operator, family).await;
-                tokio::time::sleep(REVOKE_PACING).await;
+                tokio::time::sleep(pacing).await;
             }
         })
     };

@@ -1,5 +1,6 @@
 //! The revocation stream (DESIGN §4): replay from the subscriber's position,
-//! then live events, with heartbeats when idle. One task per subscriber feeds
+//! then live events, with a heartbeat at a fixed interval that events do not
+//! delay (so a busy stream still carries the head). One task per subscriber feeds
 //! a bounded channel; a subscriber that falls behind the in-memory fan-out
 //! (or the channel) catches up from the database, so it never skips an entry.
 
@@ -81,7 +82,12 @@ impl Authority {
                 replay_after + 1
             }
         };
-        let heartbeat = self.settings.heartbeat;
+        // A fixed beat that events do not reset: a verifier that is failing
+        // closed (or has not synced) learns the head on every beat, however
+        // busy the stream is.
+        let mut beat =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.settings.heartbeat, self.settings.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Catch up from the database to (at least) the head.
             match self.catch_up(next, tx).await? {
@@ -124,7 +130,7 @@ impl Authority {
                         }
                         Err(RecvError::Closed) => return Ok(()),
                     },
-                    _ = tokio::time::sleep(heartbeat) => {
+                    _ = beat.tick() => {
                         let hb = StreamEvent::Heartbeat { head_seq: self.head().seq, epoch: self.epoch().to_owned() };
                         if tx.send(hb).await.is_err() {
                             return Ok(());

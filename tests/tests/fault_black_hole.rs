@@ -43,6 +43,13 @@ async fn black_hole_fails_closed_by_silence_and_recovers() {
     silent_link(Mode::BlackHole, Heal::PassAndCloseDead).await;
 }
 
+/// Black hole, then only new connections pass (the dead one is never closed):
+/// the verifier must give up on its dead connection by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_hole_recovers_when_the_link_comes_back() {
+    silent_link(Mode::BlackHole, Heal::Pass).await;
+}
+
 /// A partition that heals: everything held is delivered late, on the same
 /// connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

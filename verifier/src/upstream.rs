@@ -17,10 +17,16 @@ use crate::sync::Position;
 
 /// How long to wait for a TCP connection to the authority.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 pings on idle connections, and how long an unanswered one may wait:
+/// a connection that went dead silently (a black hole, a lost NAT entry) is
+/// dropped and redialled instead of being reused until the kernel gives up.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// A handle to the authority. `Debug` hides the bearer token.
 #[derive(Clone)]
 pub struct Upstream {
+    endpoint: Endpoint,
+    /// Verify's connection (lazy, redialled when it breaks).
     client: AuthorityClient<Channel>,
     bearer: Arc<RwLock<MetadataValue<Ascii>>>,
     /// Where the token came from: re-read when the authority refuses it, so
@@ -41,9 +47,13 @@ impl Upstream {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| Error::Config(format!("bad authority URL {url:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEP_ALIVE)
+            .keep_alive_timeout(KEEP_ALIVE)
+            .keep_alive_while_idle(true);
         let bearer = Arc::new(RwLock::new(bearer_value(token)?));
-        Ok(Self { client: AuthorityClient::new(endpoint.connect_lazy()), bearer, token_file: None, timeout })
+        let client = AuthorityClient::new(endpoint.connect_lazy());
+        Ok(Self { endpoint, client, bearer, token_file: None, timeout })
     }
 
     /// Like [`Upstream::new`], with the token read from `path` (and re-read on refusal).
@@ -80,15 +90,21 @@ impl Upstream {
         }
     }
 
-    /// Opens the revocation stream from `pos`.
+    /// Opens the revocation stream from `pos`, on a connection of its own
+    /// dialled now: a stream that went silent is never retried over the
+    /// connection that may have died under it.
     pub async fn subscribe(&self, pos: &Position) -> Result<Streaming<pb::SubscribeEvent>, Status> {
         let req = self.request(pb::SubscribeRequest {
             from_seq: pos.applied_seq,
             epoch: pos.epoch.clone(),
             from_digest: pos.digest.clone(),
         });
-        let mut client = self.client.clone();
-        match tokio::time::timeout(self.timeout, client.subscribe(req)).await {
+        let open = async {
+            let channel =
+                self.endpoint.connect().await.map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
+            AuthorityClient::new(channel).subscribe(req).await
+        };
+        match tokio::time::timeout(self.timeout, open).await {
             Ok(r) => r.map(tonic::Response::into_inner),
             Err(_) => Err(Status::deadline_exceeded("authority did not answer in time")),
         }

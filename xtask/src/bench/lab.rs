@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,6 +43,9 @@ pub(crate) struct Lab {
     perf: Option<PathBuf>,
     dir: TempDir,
     seed: std::cell::Cell<u64>,
+    /// Minted families no scenario needs any more: what Revoke scenarios revoke
+    /// (the authority refuses to revoke a family it never minted).
+    spare: Mutex<Vec<String>>,
 }
 
 impl Lab {
@@ -59,7 +63,8 @@ impl Lab {
         authority.create_org(ORG).await;
         let verifier_token = authority.system_token("verifier", &[]).await;
         let dir = tempfile::tempdir()?;
-        Ok(Self { authority, authority_metrics, verifier_token, placement, plan, perf, dir, seed: 1.into() })
+        let spare = Mutex::default();
+        Ok(Self { authority, authority_metrics, verifier_token, placement, plan, perf, dir, seed: 1.into(), spare })
     }
 
     /// The operator (bootstrap) token.
@@ -126,6 +131,33 @@ impl Lab {
             all.extend(task.await?.context("Mint")?);
         }
         Ok(all)
+    }
+
+    /// Hands minted families over for later revocation.
+    pub(crate) fn spare<'a>(&self, families: impl IntoIterator<Item = &'a str>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        spare.extend(families.into_iter().map(str::to_owned));
+    }
+
+    /// `n` minted, unrevoked families: spare ones first, freshly minted ones for the rest.
+    pub(crate) async fn families(&self, n: usize) -> anyhow::Result<Vec<String>> {
+        let mut out = {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            let keep = spare.len().saturating_sub(n);
+            spare.split_off(keep)
+        };
+        if out.len() < n {
+            let minted = self.mint(n - out.len(), &[]).await?;
+            out.extend(minted.into_iter().map(|m| m.family));
+        }
+        Ok(out)
+    }
+
+    /// Writes lines to a scratch file.
+    pub(crate) fn lines_file(&self, name: &str, lines: &[String]) -> anyhow::Result<PathBuf> {
+        let path = self.dir().join(name);
+        std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        Ok(path)
     }
 
     /// Writes tokens one per line to a scratch file.

@@ -13,6 +13,8 @@ pub(crate) struct Plan {
     pub(crate) saturate: Duration,
     /// Measured part of a fixed-rate (open-loop) run.
     pub(crate) moderate: Duration,
+    /// Saturation rounds of echo, exact hit and descendant hit (alternating; the median is reported).
+    pub(crate) rounds: usize,
     /// HTTP/2 connections and requests in flight at saturation.
     pub(crate) connections: usize,
     pub(crate) concurrency: usize,
@@ -43,6 +45,7 @@ impl Plan {
             warmup: Duration::from_secs(1),
             saturate: Duration::from_secs(5),
             moderate: Duration::from_secs(10),
+            rounds: 3,
             connections: 4,
             concurrency: 64,
             rate_fraction: 0.25,
@@ -64,6 +67,7 @@ impl Plan {
             warmup: Duration::from_millis(300),
             saturate: Duration::from_secs(1),
             moderate: Duration::from_secs(1),
+            rounds: 1,
             cold_tokens: 30_000,
             mix_tokens: 2_000,
             propagation_revocations: 100,

@@ -34,6 +34,11 @@ impl Progress {
     /// Ends a step with a line of result.
     pub(crate) fn done(&self, line: &str) {
         self.bar.inc(1);
+        self.note(line);
+    }
+
+    /// A line of result, outside any step.
+    pub(crate) fn note(&self, line: &str) {
         if self.tty {
             self.bar.println(format!("  {line}"));
         } else {

@@ -45,7 +45,10 @@ pub(crate) struct Meta {
 pub(crate) struct CheckScenario {
     pub(crate) name: String,
     pub(crate) title: String,
+    /// The saturation run with the median throughput.
     pub(crate) saturation: Outcome,
+    /// Throughput of every saturation round.
+    pub(crate) rounds: Vec<f64>,
     /// Requests per second of the open-loop run.
     pub(crate) rate: f64,
     pub(crate) moderate: Outcome,
@@ -249,7 +252,10 @@ impl Report {
         for a in &self.authority {
             let ratio = echo.map_or(f64::NAN, |e| a.outcome.throughput / e.saturation.throughput);
             let l = &a.outcome.latency;
-            let title = format!("authority {} × {} caller{}", a.rpc, a.callers, if a.callers == 1 { "" } else { "s" });
+            let plural = if a.callers == 1 { "" } else { "s" };
+            // A run whose workload ran out measured a shorter window: say so.
+            let short = if a.outcome.exhausted { " †" } else { "" };
+            let title = format!("authority {} × {} caller{plural}{short}", a.rpc, a.callers);
             let _ = writeln!(
                 s,
                 "{:<34} {:>10.0} {:>6.2} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>7} {:>8.1} {:>8.1} {:>5.0} {:>5.0}",
@@ -270,7 +276,8 @@ impl Report {
         let _ = writeln!(
             s,
             "(max: closed loop at saturation; rate, p50–p999: open loop at that fixed rate, authority rows closed loop;\n \
-             srv/cli µs/r: CPU per request of the servers / the load generator at saturation, srv%/cli%: their share of one CPU)\n"
+             srv/cli µs/r: CPU per request of the servers / the load generator at saturation, srv%/cli%: their share of one CPU;\n \
+             †: the run used up its prepared requests before the end, throughput is over the shorter window)\n"
         );
         if let Some(x) = &self.mix {
             let _ = writeln!(

@@ -56,8 +56,8 @@ pub(crate) enum Workload {
     Mix { file: PathBuf, exponent: f64 },
     /// The same message (hex of the encoded protobuf) every time.
     Message { hex: String },
-    /// A Revoke of a new random family id each time.
-    RevokeRandom,
+    /// A Revoke of each family id (hex) of the file, once, in order.
+    Revoke { file: PathBuf },
 }
 
 /// Latency summary in microseconds.

@@ -57,7 +57,10 @@ pub(crate) fn producer(workload: &Workload, seed: u64) -> anyhow::Result<Box<dyn
             anyhow::ensure!(!tokens.is_empty(), "no tokens in {}", file.display());
             Box::new(Mix::new(tokens, *exponent, seed))
         }
-        Workload::RevokeRandom => Box::new(RevokeRandom(Rng::new(seed))),
+        Workload::Revoke { file } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            Box::new(Pool { bodies: text.lines().map(revoke_body).collect(), next: 0 })
+        }
     })
 }
 
@@ -167,13 +170,8 @@ impl Producer for Mix {
     }
 }
 
-/// Revoke by a random (never minted) family id: one durable log append each.
-struct RevokeRandom(Rng);
-
-impl Producer for RevokeRandom {
-    fn next(&mut self) -> Option<Bytes> {
-        let id = format!("{:016x}{:016x}", self.0.next_u64(), self.0.next_u64());
-        let req = pb::RevokeRequest { target: Some(pb::revoke_request::Target::Family(id)), reason: "bench".into() };
-        Some(frame(&req.encode_to_vec()))
-    }
+/// A framed Revoke of a family (hex id).
+fn revoke_body(family: &str) -> Bytes {
+    let target = Some(pb::revoke_request::Target::Family(family.to_owned()));
+    frame(&pb::RevokeRequest { target, reason: "bench".into() }.encode_to_vec())
 }

@@ -14,6 +14,10 @@ use crate::bench::report::{AuthorityRun, Report};
 /// Caveats Mint is asked for; with `org` and `expires` the token has 5 (as in the criterion bench).
 const CAVEATS: [&str; 3] = ["action in read,write", "resource = apps/web/*", "service = web"];
 const MAX_CONNECTIONS: usize = 8;
+/// Families set aside per second of a Revoke run, alone and with many callers
+/// (above what this machine does; a run that uses them all up ends early and
+/// says so in `exhausted`).
+const REVOKES_PER_S: [(usize, f64); 2] = [(1, 3_000.0), (64, 25_000.0)];
 
 pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> anyhow::Result<()> {
     let mint = pb::MintRequest { org: ORG.into(), caveats: CAVEATS.map(String::from).to_vec(), ..Default::default() };
@@ -21,16 +25,20 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     let verify = pb::VerifyRequest { bundle: token };
     let operator = lab.operator().to_owned();
     let rpcs = [
-        ("Mint", operator.clone(), Workload::Message { hex: hex::encode(mint.encode_to_vec()) }),
-        ("Verify", lab.verifier_token.clone(), Workload::Message { hex: hex::encode(verify.encode_to_vec()) }),
-        ("Revoke", operator, Workload::RevokeRandom),
+        ("Mint", operator.clone(), Some(Workload::Message { hex: hex::encode(mint.encode_to_vec()) })),
+        ("Verify", lab.verifier_token.clone(), Some(Workload::Message { hex: hex::encode(verify.encode_to_vec()) })),
+        ("Revoke", operator, None),
     ];
     for (rpc, bearer, workload) in rpcs {
         for callers in lab.plan.authority_callers {
             progress.step(&format!("authority {rpc} × {callers}"));
+            let workload = match &workload {
+                Some(w) => w.clone(),
+                None => revocations(lab, callers).await?,
+            };
             let method = format!("/tally.v1.Authority/{rpc}");
             let mode = lab.saturating_with(callers);
-            let mut spec = lab.spec(lab.authority.addr(), &method, mode, workload.clone());
+            let mut spec = lab.spec(lab.authority.addr(), &method, mode, workload);
             spec.connections = callers.min(MAX_CONNECTIONS);
             spec.bearer = Some(bearer.clone());
             spec.watch_pids = vec![lab.authority.pid()];
@@ -44,4 +52,12 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
         }
     }
     Ok(())
+}
+
+/// A Revoke workload of minted families, enough for a run with `callers`.
+async fn revocations(lab: &Lab, callers: usize) -> anyhow::Result<Workload> {
+    let per_s = REVOKES_PER_S.iter().rev().find(|(c, _)| callers >= *c).map_or(REVOKES_PER_S[0].1, |r| r.1);
+    let n = (per_s * (lab.plan.warmup + lab.plan.saturate).as_secs_f64()) as usize;
+    let file = lab.lines_file(&format!("revoke-{callers}.families"), &lab.families(n).await?)?;
+    Ok(Workload::Revoke { file })
 }

@@ -24,8 +24,10 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     progress.step(&format!("catch-up: a fresh verifier behind {} revocations", count(want)));
     let head = lab.head_seq().await?;
     if head < want {
-        let mode = until_done(CALLERS, Some(want - head));
-        let mut spec = lab.spec(lab.authority.addr(), "/tally.v1.Authority/Revoke", mode, Workload::RevokeRandom);
+        let families = lab.families((want - head) as usize).await?;
+        let file = lab.lines_file("catchup.families", &families)?;
+        let mode = until_done(CALLERS, None);
+        let mut spec = lab.spec(lab.authority.addr(), "/tally.v1.Authority/Revoke", mode, Workload::Revoke { file });
         spec.bearer = Some(lab.operator().to_owned());
         spec.connections = CONNECTIONS;
         let out = lab.load(&spec).await?;

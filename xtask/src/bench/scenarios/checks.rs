@@ -4,6 +4,8 @@
 //! rate (open loop): a quarter of echo's saturation throughput, the same
 //! for echo and Tally, or half the scenario's own when that is lower.
 
+use std::time::Duration;
+
 use anyhow::ensure;
 use tally_proto::v1::Source;
 
@@ -18,6 +20,7 @@ const POOL_SLACK: f64 = 1.3;
 
 /// Runs echo, exact, descendant and cold; returns the fixed rate the latency runs used.
 pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> anyhow::Result<f64> {
+    let plan = &lab.plan;
     progress.step("Check: starting a verifier and the echo server");
     let mut verifier = lab.verifier("bench", true).await?;
     let verifier_pid = verifier.process().pid();
@@ -29,49 +32,60 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     // Echo answers exactly what a cache hit answers: same sizes both ways.
     let (echo, echo_addr) = lab.echo(&hit).await?;
     let exact = Workload::Check { token: token.clone(), action: "read".into(), resource: String::new() };
+    let descendants =
+        |tag: String, pool: usize| Workload::Descendants { tokens: vec![token.clone()], caveats: 2, tag, pool };
+    let mut echo_spec = lab.spec(echo_addr, CHECK, lab.saturating(), exact.clone());
+    echo_spec.watch_pids = vec![echo.pid()];
+    let mut exact_spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), exact);
+    exact_spec.watch_pids = vec![verifier_pid];
+    let mut desc_spec = exact_spec.clone();
     progress.done("verifier and echo started");
 
-    progress.step("echo: saturation, then a fixed rate");
-    let mut spec = lab.spec(echo_addr, CHECK, lab.saturating(), exact.clone());
-    spec.watch_pids = vec![echo.pid()];
-    let echo_max = lab.saturate("echo", &spec).await?;
-    ensure!(echo_max.ok > 0, "echo answered nothing: {:?}", echo_max.first_error);
-    let rate = echo_max.throughput * lab.plan.rate_fraction;
-    spec.mode = lab.at_rate(rate);
-    let echo_rate = lab.load(&spec).await?;
+    // Saturation in rounds that alternate echo, exact and descendant, so the
+    // machine's noise falls on all three alike; each reports its median round.
+    let secs = |d: Duration| (plan.warmup + d).as_secs_f64();
+    let mut rounds: [Vec<Outcome>; 3] = Default::default();
+    for round in 1..=plan.rounds {
+        progress.step(&format!("saturation round {round}/{}: echo, exact hit, descendant hit", plan.rounds));
+        let echo_max = lab.saturate(&format!("echo-{round}"), &echo_spec).await?;
+        ensure!(echo_max.ok > 0, "echo answered nothing: {:?}", echo_max.first_error);
+        let exact_max = lab.saturate(&format!("exact-{round}"), &exact_spec).await?;
+        expect_source("exact hit", &exact_max, "cache")?;
+        // Descendants are made for this round alone (a second check of one is an exact hit).
+        let pool = (echo_max.throughput * POOL_SLACK * secs(plan.saturate)) as usize + 1000;
+        desc_spec.workload = descendants(format!("sat{round}"), pool);
+        let desc_max = lab.saturate(&format!("descendant-{round}"), &desc_spec).await?;
+        expect_source("descendant hit", &desc_max, "descendant")?;
+        progress.done(&format!(
+            "round {round}: echo {:.0}, exact hit {:.0}, descendant hit {:.0} req/s",
+            echo_max.throughput, exact_max.throughput, desc_max.throughput
+        ));
+        for (all, one) in rounds.iter_mut().zip([echo_max, exact_max, desc_max]) {
+            all.push(one);
+        }
+    }
+    let [echo_rounds, exact_rounds, desc_rounds] = rounds;
+    let (echo_max, echo_all) = median(echo_rounds);
+    let (exact_max, exact_all) = median(exact_rounds);
+    let (desc_max, desc_all) = median(desc_rounds);
+
+    progress.step("echo, exact hit, descendant hit at a fixed rate");
+    let rate = echo_max.throughput * plan.rate_fraction;
+    echo_spec.mode = lab.at_rate(rate);
+    let echo_rate = lab.load(&echo_spec).await?;
     drop(echo);
-    push(report, progress, "echo", "echo (bare tonic, no work)", echo_max, rate, echo_rate);
+    let (exact_rate, exact_at) = fixed_rate(lab, &mut exact_spec, &exact_max, rate).await?;
+    expect_source("exact hit", &exact_at, "cache")?;
+    desc_spec.workload = descendants("rate".into(), (rate * POOL_SLACK * secs(plan.moderate)) as usize + 1000);
+    let (desc_rate, desc_at) = fixed_rate(lab, &mut desc_spec, &desc_max, rate).await?;
+    expect_source("descendant hit", &desc_at, "descendant")?;
+    progress.done(&format!("fixed rate {rate:.0}/s"));
+    push(report, progress, "echo", "echo (bare tonic, no work)", (echo_max, echo_all), rate, echo_rate);
+    push(report, progress, "exact", "Check exact hit", (exact_max, exact_all), exact_rate, exact_at);
+    push(report, progress, "descendant", "Check descendant hit", (desc_max, desc_all), desc_rate, desc_at);
 
-    progress.step("Check exact hit");
-    let mut spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), exact);
-    spec.watch_pids = vec![verifier_pid];
-    let max = lab.saturate("exact", &spec).await?;
-    expect_source("exact hit", &max, "cache")?;
-    let (rate_used, at_rate) = fixed_rate(lab, &mut spec, &max, rate).await?;
-    expect_source("exact hit", &at_rate, "cache")?;
-    push(report, progress, "exact", "Check exact hit", max, rate_used, at_rate);
-
-    progress.step("Check descendant hit (2 caveats added per request)");
-    let per_s = report.check("echo").map_or(0.0, |e| e.saturation.throughput) * POOL_SLACK;
-    let secs = |d: std::time::Duration| (lab.plan.warmup + d).as_secs_f64();
-    let pool = (per_s * secs(lab.plan.saturate)) as usize + 1000;
-    let descendants = |tag: &str, pool: usize| Workload::Descendants {
-        tokens: vec![token.clone()],
-        caveats: 2,
-        tag: tag.into(),
-        pool,
-    };
-    let mut spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), descendants("sat", pool));
-    spec.watch_pids = vec![verifier_pid];
-    let max = lab.saturate("descendant", &spec).await?;
-    expect_source("descendant hit", &max, "descendant")?;
-    spec.workload = descendants("rate", (rate * POOL_SLACK * secs(lab.plan.moderate)) as usize + 1000);
-    let (rate_used, at_rate) = fixed_rate(lab, &mut spec, &max, rate).await?;
-    expect_source("descendant hit", &at_rate, "descendant")?;
-    push(report, progress, "descendant", "Check descendant hit", max, rate_used, at_rate);
-
-    progress.step(&format!("Check cold miss: minting {} fresh tokens", lab.plan.cold_tokens));
-    let tokens = lab.mint(lab.plan.cold_tokens, &[CAVEAT]).await?;
+    progress.step(&format!("Check cold miss: minting {} fresh tokens", plan.cold_tokens));
+    let tokens = lab.mint(plan.cold_tokens, &[CAVEAT]).await?;
     let file = lab.token_file("cold.tokens", &tokens)?;
     let mut spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), Workload::Tokens { file: file.clone(), skip: 0 });
     spec.watch_pids = vec![verifier_pid, lab.authority.pid()];
@@ -81,11 +95,22 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     let left = tokens.len().saturating_sub(max.sent as usize);
     ensure!(left > 0, "cold miss: all {} fresh tokens used at saturation; mint more", tokens.len());
     spec.workload = Workload::Tokens { file, skip: max.sent as usize };
-    let lasting = left as f64 * 0.9 / secs(lab.plan.moderate);
+    let lasting = left as f64 * 0.9 / secs(plan.moderate);
     let (rate_used, at_rate) = fixed_rate(lab, &mut spec, &max, rate.min(lasting)).await?;
     expect_source("cold miss", &at_rate, "authority")?;
-    push(report, progress, "cold", "Check cold miss (→ authority)", max, rate_used, at_rate);
+    let all = vec![max.throughput];
+    progress.done("cold miss measured");
+    push(report, progress, "cold", "Check cold miss (→ authority)", (max, all), rate_used, at_rate);
+    lab.spare(tokens.iter().map(|t| t.family.as_str()));
     Ok(rate)
+}
+
+/// The round with the median throughput, and every round's throughput.
+fn median(mut rounds: Vec<Outcome>) -> (Outcome, Vec<f64>) {
+    let all = rounds.iter().map(|o| o.throughput).collect();
+    rounds.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    let mid = rounds.len() / 2;
+    (rounds.swap_remove(mid), all)
 }
 
 /// The fixed-rate run of a spec: at `rate`, or half its own saturation throughput if lower.
@@ -100,11 +125,20 @@ async fn fixed_rate(
     Ok((rate, lab.load(spec).await?))
 }
 
-fn push(report: &mut Report, progress: &Progress, name: &str, title: &str, max: Outcome, rate: f64, at: Outcome) {
-    progress.done(&format!(
+fn push(
+    report: &mut Report,
+    progress: &Progress,
+    name: &str,
+    title: &str,
+    (max, rounds): (Outcome, Vec<f64>),
+    rate: f64,
+    at: Outcome,
+) {
+    progress.note(&format!(
         "{title}: {:.0} req/s at saturation; at {rate:.0}/s p50 {:.0} µs, p99 {:.0} µs",
         max.throughput, at.latency.p50, at.latency.p99
     ));
-    let scenario = CheckScenario { name: name.into(), title: title.into(), saturation: max, rate, moderate: at };
+    let scenario =
+        CheckScenario { name: name.into(), title: title.into(), saturation: max, rounds, rate, moderate: at };
     report.checks.push(scenario);
 }

@@ -38,6 +38,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     let rss_after = rss_bytes(pid).unwrap_or(0);
     ensure!(entries > entries_before && rss_after > 0, "the cache did not grow ({entries_before} → {entries})");
     let bytes_per_entry = (rss_after.saturating_sub(rss_before)) as f64 / (entries - entries_before) as f64;
+    lab.spare(tokens.iter().map(|t| t.family.as_str()));
     progress.done(&format!("verifier memory: {bytes_per_entry:.0} B per cached entry at {entries} entries"));
     report.memory =
         Some(Memory { entries, families: tokens.len(), rss_before, rss_after, entries_before, bytes_per_entry });

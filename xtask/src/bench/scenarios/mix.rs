@@ -44,6 +44,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report, rat
     spec.mode = lab.at_rate(rate);
     let at_rate = lab.load(&spec).await?;
 
+    lab.spare(tokens.iter().map(|t| t.family.as_str()).filter(|f| !families.iter().any(|r| r == f)));
     let sum = |o: &Outcome| o.sources.values().sum::<u64>();
     let asked = |o: &Outcome| o.sources.get("authority").copied().unwrap_or(0);
     let checks = sum(&max) + sum(&at_rate);
@@ -59,6 +60,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report, rat
     report.checks.push(CheckScenario {
         name: "mix".into(),
         title: "realistic mix (Zipf, 0.1 % revoked)".into(),
+        rounds: vec![max.throughput],
         saturation: max,
         rate,
         moderate: at_rate,

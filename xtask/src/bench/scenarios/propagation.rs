@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use crate::bench::lab::Lab;
 use crate::bench::progress::Progress;
 use crate::bench::report::{Propagation, Report};
-use crate::bench::zipf::Rng;
 
 const POLL: Duration = Duration::from_millis(1);
 /// How long the last revocation may take to reach every verifier.
@@ -51,11 +50,10 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
         })
         .collect();
 
-    let mut rng = Rng::new(0xfeed);
-    let mut returned: Vec<(u64, Instant)> = Vec::with_capacity(plan.propagation_revocations);
-    for _ in 0..plan.propagation_revocations {
-        let family = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
-        let seq = lab.revoke_family(&family).await?;
+    let families = lab.families(plan.propagation_revocations).await?;
+    let mut returned: Vec<(u64, Instant)> = Vec::with_capacity(families.len());
+    for family in &families {
+        let seq = lab.revoke_family(family).await?;
         returned.push((seq, Instant::now()));
     }
     let last = returned.last().map_or(0, |r| r.0);

@@ -13,7 +13,8 @@ pub(crate) struct Plan {
     pub(crate) saturate: Duration,
     /// Measured part of a fixed-rate (open-loop) run.
     pub(crate) moderate: Duration,
-    /// Saturation rounds of echo, exact hit and descendant hit (alternating; the median is reported).
+    /// Rounds of echo, exact hit and descendant hit, at saturation and at
+    /// the fixed rate (alternating; the median round is reported).
     pub(crate) rounds: usize,
     /// HTTP/2 connections and requests in flight at saturation.
     pub(crate) connections: usize,
@@ -44,7 +45,7 @@ impl Plan {
             quick,
             warmup: Duration::from_secs(1),
             saturate: Duration::from_secs(5),
-            moderate: Duration::from_secs(10),
+            moderate: Duration::from_secs(5),
             rounds: 3,
             connections: 4,
             concurrency: 64,

@@ -15,8 +15,8 @@ use super::progress::Progress;
 use super::report::{Meta, Report};
 use super::{BenchArgs, charts, scenarios};
 
-/// Steps the progress bar counts besides the saturation rounds (the scenarios' `done` calls).
-const STEPS: u64 = 15;
+/// Steps the progress bar counts besides the rounds (the scenarios' `done` calls).
+const STEPS: u64 = 14;
 /// The fixed rate used when the echo baseline did not run (`--only`).
 const DEFAULT_RATE: f64 = 5000.0;
 
@@ -45,7 +45,7 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
     let placement = Placement { server: args.server_cpu, client: args.client_cpu };
     let wanted = |group: &str| args.bench.only.is_empty() || args.bench.only.iter().any(|o| o == group);
     let mut report = Report { meta: meta(&plan, placement), ..Report::default() };
-    let progress = Progress::new(STEPS + plan.rounds as u64);
+    let progress = Progress::new(STEPS + 2 * plan.rounds as u64);
 
     progress.step("starting the authority");
     let out = &args.bench.out;

@@ -62,10 +62,9 @@ fn group(g: &[u8]) -> u32 {
     T0[usize::from(g[0])] | T1[usize::from(g[1])] | T2[usize::from(g[2])] | T3[usize::from(g[3])]
 }
 
-/// Room [`decode_to`] needs for a text of `len` characters (a bound: it
-/// writes eight bytes at a time and keeps six).
+/// Room [`decode_to`] needs for a text of `len` characters (a bound).
 pub(crate) fn decoded_len_bound(len: usize) -> usize {
-    len / 4 * 3 + 5
+    len / 4 * 3 + 2
 }
 
 /// Decodes `text` into the start of `dst` (at least [`decoded_len_bound`]
@@ -81,23 +80,24 @@ pub(crate) fn decode_to(text: &[u8], dst: &mut [u8]) -> Result<usize, ()> {
         return Err(());
     }
     let len = full / 4 * 3 + tail.len().saturating_sub(1);
-    let mut o = 0;
+    let dst = &mut dst[..len];
     let mut pairs = body.chunks_exact(8);
-    for chunk in &mut pairs {
+    let mut out = dst.chunks_exact_mut(6);
+    for (chunk, six) in (&mut pairs).zip(&mut out) {
         let (hi, lo) = (group(&chunk[..4]), group(&chunk[4..]));
         if (hi | lo) & BAD != 0 {
             return Err(());
         }
         let v = (u64::from(hi) << 40) | (u64::from(lo) << 16);
-        dst[o..o + 8].copy_from_slice(&v.to_be_bytes());
-        o += 6;
+        six.copy_from_slice(&v.to_be_bytes()[..6]);
     }
+    let mut o = full / 8 * 6;
     if !pairs.remainder().is_empty() {
         let n = group(pairs.remainder());
         if n & BAD != 0 {
             return Err(());
         }
-        dst[o..o + 4].copy_from_slice(&(n << 8).to_be_bytes());
+        dst[o..o + 3].copy_from_slice(&n.to_be_bytes()[1..]);
         o += 3;
     }
     let mut n: u32 = 0;

@@ -131,6 +131,13 @@ impl<'a> Reader<'a, '_> {
     }
 
     fn uvarint(&mut self) -> Result<u64, Error> {
+        // Almost every field is shorter than 128 bytes: one length byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
         let mut n: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;

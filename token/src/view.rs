@@ -160,9 +160,11 @@ impl DecodedBundle {
         if text.len() <= limits.max_text_bytes() {
             // The common case, a token without discharges, costs no scan for
             // commas: a comma is not base64, so a bundle fails here first.
-            match Self::decode_one(text, limits) {
+            let mut out = Self::with_capacity(text.len());
+            match out.push_part(text, limits) {
+                Ok(()) => return Ok(out),
                 Err(Error::Base64) if text.as_bytes().contains(&b',') => {}
-                single => return single,
+                Err(e) => return Err(e),
             }
         }
         // Count before decoding anything (stopping early), so a flood of parts costs nothing.

@@ -45,7 +45,12 @@ pub async fn open_writer(path: &Path, create: bool) -> Result<SqliteConnection> 
 
 /// The readers' pool.
 pub async fn open_readers(path: &Path) -> Result<SqlitePool> {
-    Ok(SqlitePoolOptions::new().max_connections(READERS).connect_with(options(path, false)?.read_only(true)).await?)
+    Ok(SqlitePoolOptions::new()
+        .max_connections(READERS)
+        // A local file cannot drop a connection: no ping round trip before each use.
+        .test_before_acquire(false)
+        .connect_with(options(path, false)?.read_only(true))
+        .await?)
 }
 
 /// Everything loaded at startup.

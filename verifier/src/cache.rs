@@ -21,6 +21,11 @@ use tally_token::{FamilyId, KeyId, PrefixKey, Signature};
 
 /// Random entries looked at to choose one to evict.
 const EVICTION_SAMPLE: usize = 8;
+/// Most entries one family may hold: a holder minting endless attenuations
+/// cannot fill the cache with one family (nor make its index, searched on
+/// every eviction of its entries, long). Its descendants still hit through
+/// the entries it has, by continuing the chain.
+pub const MAX_PER_FAMILY: usize = 1024;
 
 /// Hashes a key by its first 8 bytes: prefix keys are SHA-256 outputs and
 /// family ids random nonces, so their bytes are already uniformly spread.
@@ -120,11 +125,16 @@ impl Cache {
         })
     }
 
-    /// Inserts (or refreshes) an entry, evicting one when full.
+    /// Inserts (or refreshes) an entry, evicting one when full. A new entry
+    /// of a family that holds [`MAX_PER_FAMILY`] already is not added.
     pub fn insert(&self, key: PrefixKey, value: Cached) {
         let now = self.now_secs();
         let mut inner = self.inner.write().expect("cache lock");
-        if !inner.map.contains_key(&key) && inner.map.len() >= self.capacity {
+        let new = !inner.map.contains_key(&key);
+        if new && inner.by_family.get(&value.family).is_some_and(|keys| keys.len() >= MAX_PER_FAMILY) {
+            return;
+        }
+        if new && inner.map.len() >= self.capacity {
             inner.evict_one(now);
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
@@ -266,6 +276,22 @@ mod tests {
         let total: usize = (0..7).map(|f| c.remove_family(&FamilyId([f; 16]))).sum();
         assert_eq!(total, 100);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn one_family_holds_a_bounded_share() {
+        let c = Cache::new(10_000);
+        for i in 0..2000 {
+            c.insert(key(i), cached(1, 1, i64::MAX));
+        }
+        assert_eq!(c.len(), MAX_PER_FAMILY);
+        c.insert(key(5000), cached(2, 1, i64::MAX));
+        assert_eq!(c.len(), MAX_PER_FAMILY + 1, "other families still get in");
+        // Refreshing an entry it holds is not an addition.
+        let mut refreshed = cached(1, 1, 77);
+        refreshed.sig = Signature::from_bytes([9; 32]);
+        c.insert(key(0), refreshed);
+        assert_eq!(c.get(&key(0), 0).map(|e| e.expires_at_ms), Some(77));
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Plan {
             propagation_revocations: 1000,
             catchup_revocations: 100_000,
             memory_entries: 1_000_000,
-            memory_families: 1000,
+            memory_families: 2000,
             authority_callers: [1, 64],
         };
         if !quick {
@@ -74,7 +74,7 @@ impl Plan {
             propagation_revocations: 100,
             catchup_revocations: 10_000,
             memory_entries: 50_000,
-            memory_families: 50,
+            memory_families: 100,
             ..full
         }
     }

@@ -39,6 +39,10 @@ pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: Can
         async move {
             let mut serving = false;
             loop {
+                // Register for the next change before reading the state, so none is missed.
+                let changed = verifier.sync.changed();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
                 let ready = verifier.sync.synced() && !verifier.sync.fail_closed();
                 if ready != serving {
                     serving = ready;
@@ -50,6 +54,7 @@ pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: Can
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
+                    _ = changed => {}
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }

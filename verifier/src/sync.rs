@@ -18,6 +18,8 @@ pub struct SyncState {
     born: Instant,
     /// Milliseconds since `born` of the last contact, plus one (0: never).
     last_contact: AtomicU64,
+    /// Woken whenever `synced` or `fail_closed` changes (readiness follows at once).
+    changed: tokio::sync::Notify,
 }
 
 /// Position in the stream.
@@ -38,6 +40,7 @@ impl Default for SyncState {
             resets: AtomicU64::new(0),
             born: Instant::now(),
             last_contact: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
         }
     }
 }
@@ -61,12 +64,24 @@ impl SyncState {
     }
 
     pub fn set_synced(&self, synced: bool) {
-        self.synced.store(synced, Ordering::Release);
+        if self.synced.swap(synced, Ordering::AcqRel) != synced {
+            self.changed.notify_waiters();
+        }
     }
 
     /// Enters (true) or leaves fail-closed; returns the previous value.
     pub fn set_fail_closed(&self, on: bool) -> bool {
-        self.fail_closed.swap(on, Ordering::AcqRel)
+        let was = self.fail_closed.swap(on, Ordering::AcqRel);
+        if was != on {
+            self.changed.notify_waiters();
+        }
+        was
+    }
+
+    /// Resolves at the next change of `synced` or `fail_closed` (call
+    /// `enable()` on it before reading the state, so no change is missed).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     pub fn position(&self) -> Position {

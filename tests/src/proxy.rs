@@ -240,7 +240,9 @@ async fn forward(
     control: &mut watch::Receiver<Control>,
     stats: Arc<Stats>,
 ) -> bool {
-    let mode = watch_mode(control);
+    // The pumps read the mode from the proxy's own control channel: a change
+    // is seen by the very next chunk, with no task in between to lag behind.
+    let mode = control.clone();
     let up = pump(client.clone(), server.clone(), mode.clone(), stats.clone());
     let down = pump(server.clone(), client.clone(), mode, stats);
     tokio::pin!(up, down);
@@ -265,21 +267,6 @@ async fn forward(
             }
         }
     }
-}
-
-/// The mode alone, for the pumps.
-fn watch_mode(control: &watch::Receiver<Control>) -> watch::Receiver<Mode> {
-    let mut control = control.clone();
-    let (tx, rx) = watch::channel(control.borrow_and_update().mode);
-    tokio::spawn(async move {
-        while control.changed().await.is_ok() {
-            let mode = control.borrow_and_update().mode;
-            if tx.send(mode).is_err() {
-                return; // the pumps are gone
-            }
-        }
-    });
-    rx
 }
 
 /// Before a socket is dropped: make its close a reset if the end was one.
@@ -355,7 +342,12 @@ async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
 /// Forwards `from` → `to` in the current mode until either side ends.
 /// Returns how it ended (`None`: the writer failed). Black-hole, cut and
 /// reset are the connection task's business: this pump is dropped then.
-async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mode: watch::Receiver<Mode>, stats: Arc<Stats>) -> Option<End> {
+async fn pump(
+    from: Arc<TcpStream>,
+    to: Arc<TcpStream>,
+    mode: watch::Receiver<Control>,
+    stats: Arc<Stats>,
+) -> Option<End> {
     // Chunks read with the time they are due: the writer below sends each at
     // its due time, so a delay is latency and reading never waits for it.
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
@@ -367,7 +359,7 @@ async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mode: watch::Receiver<Mo
                 match read(&from, &mut buf).await {
                     Ok(0) => return End::Close,
                     Ok(n) => {
-                        let due = match *mode.borrow() {
+                        let due = match mode.borrow().mode {
                             Mode::Delay(d) => Instant::now() + d,
                             _ => Instant::now(),
                         };
@@ -385,10 +377,10 @@ async fn pump(from: Arc<TcpStream>, to: Arc<TcpStream>, mode: watch::Receiver<Mo
         let mut mode = mode;
         while let Some((due, bytes)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            if mode.wait_for(|m| *m != Mode::Stall).await.is_err() {
+            if mode.wait_for(|c| c.mode != Mode::Stall).await.is_err() {
                 return;
             }
-            let throttle = match *mode.borrow() {
+            let throttle = match mode.borrow().mode {
                 Mode::Throttle(bps) => Some(bps.max(1)),
                 _ => None,
             };

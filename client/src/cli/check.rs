@@ -1,8 +1,6 @@
 //! `tally check` and `tally status`: a verifier's answer for a request, and
 //! its view of the revocation stream.
 
-use std::net::IpAddr;
-
 use clap::Args;
 use serde_json::json;
 use tally_client::Check;
@@ -15,31 +13,18 @@ use super::{CliError, Global, input};
 pub(crate) struct CheckArgs {
     /// The token or bundle, or - for stdin.
     bundle: String,
-    /// Requested action.
-    #[arg(long)]
-    action: Option<String>,
-    /// Requested resource.
-    #[arg(long)]
-    resource: Option<String>,
-    /// The checking service.
-    #[arg(long)]
-    service: Option<String>,
-    /// The subject the request acts for.
-    #[arg(long)]
-    subject: Option<String>,
-    /// The client's IP address.
-    #[arg(long)]
-    client_ip: Option<IpAddr>,
+    #[command(flatten)]
+    request: input::RequestArgs,
 }
 
 pub(crate) async fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
     let check = Check {
         bundle: input::token_text(&a.bundle)?.trim().to_owned(),
-        action: a.action,
-        resource: a.resource,
-        service: a.service,
-        subject: a.subject,
-        client_ip: a.client_ip,
+        action: a.request.action,
+        resource: a.request.resource,
+        service: a.request.service,
+        subject: a.request.subject,
+        client_ip: a.request.client_ip,
     };
     let d = conn::verifier(g)?.check(&check).await.map_err(|e| conn::failed(g, Server::Verifier, e))?;
     if g.json {

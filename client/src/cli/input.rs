@@ -68,3 +68,24 @@ pub(super) fn random<const N: usize>() -> Result<[u8; N], CliError> {
     getrandom::getrandom(&mut buf).map_err(|e| CliError::invalid(format!("no randomness available: {e}")))?;
     Ok(buf)
 }
+
+/// The request a token is checked for: the flags `tally check` and
+/// `tally token verify` share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RequestArgs {
+    /// Requested action.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Requested resource.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// The checking service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The subject the request acts for.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The client's IP address.
+    #[arg(long)]
+    pub client_ip: Option<std::net::IpAddr>,
+}

@@ -1,7 +1,6 @@
 //! `tally token …`: offline commands for developers and tests. They work on
 //! token text and key files only; nothing here talks to an authority.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -81,21 +80,8 @@ pub(crate) enum TokenCommand {
         /// File holding the root key (64 hex characters).
         #[arg(long)]
         root_key_file: PathBuf,
-        /// Requested action.
-        #[arg(long)]
-        action: Option<String>,
-        /// Requested resource.
-        #[arg(long)]
-        resource: Option<String>,
-        /// The checking service.
-        #[arg(long)]
-        service: Option<String>,
-        /// The subject the request acts for.
-        #[arg(long)]
-        subject: Option<String>,
-        /// The client's IP address.
-        #[arg(long)]
-        client_ip: Option<IpAddr>,
+        #[command(flatten)]
+        request: input::RequestArgs,
         /// Evaluate at this instant (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
@@ -143,7 +129,7 @@ pub(crate) fn run(cmd: TokenCommand) -> Result<(), CliError> {
             }
             println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialise"));
         }
-        TokenCommand::Verify { bundle, root_key_file, action, resource, service, subject, client_ip, at } => {
+        TokenCommand::Verify { bundle, root_key_file, request, at } => {
             let bundle = input::bundle(&bundle)?;
             let key = input::root_key_file(&root_key_file)?;
             let now = match at {
@@ -153,11 +139,11 @@ pub(crate) fn run(cmd: TokenCommand) -> Result<(), CliError> {
             let verified = verify_with_key(&bundle, &key.derive(), &Limits::default())
                 .map_err(|e| CliError::invalid(format!("invalid: {e}")))?;
             let mut ctx = Context::at(now);
-            ctx.action = action.as_deref();
-            ctx.resource = resource.as_deref();
-            ctx.service = service.as_deref();
-            ctx.subject = subject.as_deref();
-            ctx.client_ip = client_ip;
+            ctx.action = request.action.as_deref();
+            ctx.resource = request.resource.as_deref();
+            ctx.service = request.service.as_deref();
+            ctx.subject = request.subject.as_deref();
+            ctx.client_ip = request.client_ip;
             let claims = evaluate(verified.first_party.iter().copied(), &ctx)
                 .map_err(|d| CliError::invalid(format!("invalid: {d}")))?;
             let out = json!({

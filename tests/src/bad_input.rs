@@ -74,3 +74,12 @@ fn last_with_trailing_bits(text: &str) -> char {
         _ => '*',
     }
 }
+
+/// What a row of a bad-input matrix must get back.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    /// This error code.
+    Err(tonic::Code),
+    /// OK, with a reply whose summary contains this text.
+    Ok(&'static str),
+}

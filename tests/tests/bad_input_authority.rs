@@ -10,7 +10,7 @@ use sqlx::{ConnectOptions, Connection};
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
 use tally_proto::v1::subscribe_event::Event;
-use tally_tests::bad_input::{attenuate, bad_bundles, family_of, forge, key_id_of, stranger};
+use tally_tests::bad_input::{Expect, attenuate, bad_bundles, family_of, forge, key_id_of, stranger};
 use tally_tests::raw::{self, RawReply};
 use tally_tests::{Authority, DEADLINE, bearer};
 use tally_token::{KeyId, TallyId};
@@ -52,15 +52,6 @@ enum Call {
         body: String,
         authorization: Option<Vec<u8>>,
     },
-}
-
-/// What a row must get back.
-#[derive(Debug, Clone, Copy)]
-enum Expect {
-    /// This error code.
-    Err(Code),
-    /// OK, with a reply whose summary contains this text.
-    Ok(&'static str),
 }
 
 #[derive(Debug)]

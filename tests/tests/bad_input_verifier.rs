@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
-use tally_tests::bad_input::{attenuate, bad_bundles, forge, key_id_of, stranger};
+use tally_tests::bad_input::{Expect, attenuate, bad_bundles, forge, key_id_of, stranger};
 use tally_tests::raw::{self, RawReply};
 use tally_tests::{Authority, DEADLINE, Verifier, VerifierOptions, bearer};
 use tally_token::{KeyId, TallyId};
@@ -32,13 +32,6 @@ enum Call {
         body: String,
         authorization: Option<Vec<u8>>,
     },
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Expect {
-    Err(Code),
-    /// OK, with a reply whose summary contains this text.
-    Ok(&'static str),
 }
 
 async fn run(v: &Verifier, call: Call) -> Result<String, Status> {

@@ -717,7 +717,7 @@ fn validate_org_name(org: &str) -> Result<()> {
 
 /// A well-formed org name (checked before an org is looked up, so no request
 /// carries an arbitrary string into lookups, logs or error messages).
-fn check_org_syntax(org: &str) -> Result<()> {
+pub(crate) fn check_org_syntax(org: &str) -> Result<()> {
     let ok = !org.is_empty()
         && org.len() <= 64
         && org.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));

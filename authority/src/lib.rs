@@ -2,6 +2,7 @@
 //! revocation. `Authority` is the domain; `grpc` adapts it to `tally.v1`;
 //! `server::serve` runs it on a bound listener.
 
+mod audit;
 mod auth;
 mod authority;
 mod clock;
@@ -17,6 +18,7 @@ mod state;
 mod stream;
 mod writer;
 
+pub use audit::{AuditEntry, AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use auth::{Caller, Role};
 pub use authority::{
     Authority, KeyInfo, MintSpec, Minted, OrgInfo, Reason, RevokeTarget, SYSTEM_ORG, Settings, Verdict,

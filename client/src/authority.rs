@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use crate::channel::{bearer_value, deadline, lazy_channel};
 use crate::convert;
 use crate::error::Error;
-use crate::types::{Event, Introspection, Key, MintSpec, Minted, Org, Position, RevokeTarget};
+use crate::types::{AuditEntry, AuditQuery, Event, Introspection, Key, MintSpec, Minted, Org, Position, RevokeTarget};
 
 /// Default deadline of a unary call (a mint or revoke waits for an fsync).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +98,17 @@ impl AuthorityClient {
         let req = self.request(pb::ListKeysRequest { org: org.to_owned() });
         let resp = deadline(self.timeout, self.grpc.clone().list_keys(req)).await?;
         Ok(resp.keys.into_iter().map(convert::key).collect())
+    }
+
+    /// Reads the audit log, oldest entry first.
+    pub async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, Error> {
+        let req = self.request(pb::ListAuditRequest {
+            org: query.org.clone().unwrap_or_default(),
+            after_id: query.after_id,
+            limit: query.limit,
+        });
+        let resp = deadline(self.timeout, self.grpc.clone().list_audit(req)).await?;
+        Ok(resp.entries.into_iter().map(convert::audit_entry).collect())
     }
 
     /// Mints a token.

@@ -2,7 +2,9 @@
 
 use tally_proto::v1 as pb;
 
-use crate::types::{Decision, Event, Introspection, Key, Minted, Org, Reason, Revoked, Source, VerifierStatus};
+use crate::types::{
+    AuditEntry, Decision, Event, Introspection, Key, Minted, Org, Reason, Revoked, Source, VerifierStatus,
+};
 
 fn some(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())
@@ -84,6 +86,20 @@ pub(crate) fn key(k: pb::KeyInfo) -> Key {
         created_at_unix_ms: k.created_at_unix_ms,
         retired_at_unix_ms: instant(k.retired_at_unix_ms),
         current: k.current,
+    }
+}
+
+pub(crate) fn audit_entry(e: pb::AuditEntry) -> AuditEntry {
+    let text = |s: String| Some(s).filter(|s| !s.is_empty());
+    AuditEntry {
+        id: e.id,
+        at_unix_ms: e.at_unix_ms,
+        actor: e.actor,
+        action: e.action,
+        org: text(e.org),
+        target: text(e.target),
+        outcome: e.outcome,
+        detail: e.detail,
     }
 }
 

@@ -172,6 +172,35 @@ pub struct Key {
     pub current: bool,
 }
 
+/// Which audit entries to read (see [`AuthorityClient::list_audit`](crate::AuthorityClient::list_audit)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this org's entries (None: every org; unscoped operators only).
+    pub org: Option<String>,
+    /// Entries after this id, oldest first; None: the newest `limit`.
+    pub after_id: Option<u64>,
+    /// Most entries (0: the authority's default, 100; at most 1000).
+    pub limit: u32,
+}
+
+/// One audit log entry: who did what. Never a token or key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Increasing; pass the last one seen as `after_id` to follow the log.
+    pub id: u64,
+    pub at_unix_ms: i64,
+    /// `operator:<family>`, `holder:<family>`, `authority`, or a refused bearer's family (or `anonymous`).
+    pub actor: String,
+    /// `org.create`, `mint`, `revoke`, `key.rotate`, …
+    pub action: String,
+    pub org: Option<String>,
+    /// Family id, key id, … of the object acted on.
+    pub target: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: String,
+    pub detail: String,
+}
+
 /// What to mint.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MintSpec {

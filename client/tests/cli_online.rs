@@ -285,3 +285,80 @@ async fn watch_follows_the_revocation_stream() {
     let err = follower.stderr().snapshot().join("\n");
     assert!(err.contains("tally watch --after"), "{err}");
 }
+
+#[tokio::test]
+async fn audit_tail_shows_who_did_what_and_follows() {
+    let authority = Authority::start().await;
+    let url = authority.url();
+    let dir = tempfile::tempdir().unwrap();
+    let op_file = token_file(dir.path(), "operator.token", authority.bootstrap());
+    let opf = path(&op_file);
+    tally(&op(&url, opf, &["org", "create", "acme"])).await.expect(0);
+    tally(&op(&url, opf, &["org", "create", "beta"])).await.expect(0);
+    let minted = tally(&op(&url, opf, &["mint", "--json", "--org", "acme"])).await.expect(0).json();
+    let (token, family) = (minted["token"].as_str().unwrap(), minted["family"].as_str().unwrap());
+    tally(&op(&url, opf, &["revoke", "family", family, "--reason", "lost laptop"])).await.expect(0);
+    tally(&op(&url, opf, &["mint", "--org", "beta"])).await.expect(0);
+
+    // The newest three, oldest first, as JSON Lines.
+    let out = tally(&op(&url, opf, &["audit", "tail", "-n", "3", "--json"])).await.expect(0);
+    let entries: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["mint", "revoke", "mint"], "{out:?}");
+    let ids: Vec<u64> = entries.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(entries[1]["target"].as_str(), Some(family));
+    assert_eq!(entries[1]["detail"].as_str(), Some("lost laptop"));
+    assert_eq!(entries[1]["org"].as_str(), Some("acme"));
+    assert!(entries.iter().all(|e| e["outcome"] == "ok" && e["actor"].as_str().unwrap().starts_with("operator:")));
+    assert!(entries[2]["at"].as_str().unwrap().ends_with('Z'), "{out:?}");
+
+    // One org's entries: its creation, the mint and the revocation.
+    let out = tally(&op(&url, opf, &["audit", "tail", "--org", "acme", "--json"])).await.expect(0);
+    let acme: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let actions: Vec<&str> = acme.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["org.create", "mint", "revoke"], "{out:?}");
+    // Text: one line per entry; never the token.
+    let text = tally(&op(&url, opf, &["audit", "tail", "--org", "acme"])).await.expect(0).stdout;
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().nth(2).unwrap().contains("ok  revoke  operator:"), "{text}");
+    assert!(!text.contains(token) && !out.stdout.contains(token) && !text.contains("tly_"), "{text}");
+
+    // `--after` prints everything after an entry.
+    let after = acme[0]["id"].as_u64().unwrap();
+    let out = tally(&op(&url, opf, &["audit", "tail", "--after", &after.to_string(), "--json"])).await.expect(0);
+    let ids: Vec<u64> =
+        out.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.first(), Some(&(after + 1)), "{out:?}");
+    assert!(ids.contains(&entries[2]["id"].as_u64().unwrap()), "{out:?}");
+
+    // An org-scoped operator reads its own org only; the refusal is audited.
+    let scoped = token_file(dir.path(), "acme-op.token", &authority.system_token("operator", &["org = acme"]).await);
+    let sf = path(&scoped);
+    let mine = tally(&op(&url, sf, &["audit", "tail", "--org", "acme", "--json"])).await.expect(0);
+    assert_eq!(mine.stdout.lines().count(), 3, "{mine:?}");
+    let out = tally(&op(&url, sf, &["audit", "tail", "--org", "beta"])).await.expect(1);
+    assert!(out.stderr.contains("permission denied"), "{out:?}");
+    tally(&op(&url, sf, &["audit", "tail"])).await.expect(1);
+    let denied = tally_tests::try_eventually(DEADLINE, || async {
+        let out = tally(&op(&url, opf, &["audit", "tail", "--org", "beta", "-n", "1", "--json"])).await.expect(0);
+        let v: Value = serde_json::from_str(out.stdout.trim()).map_err(|e| e.to_string())?;
+        if v["outcome"] == "denied" { Ok(v) } else { Err(format!("newest beta entry is {v}")) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(denied["action"], "audit.read");
+    // Bad arguments are usage errors (2).
+    tally(&op(&url, opf, &["audit", "tail", "-n", "0"])).await.expect(2);
+    tally(&op(&url, opf, &["audit", "tail", "--org", "Not An Org"])).await.expect(2);
+
+    // `--follow` prints new entries as they are written.
+    let tally_bin = Path::new(env!("CARGO_BIN_EXE_tally"));
+    let args = op(&url, opf, &["audit", "tail", "-f", "-n", "1", "--json", "--poll-interval", "100ms"]);
+    let follower = Child::spawn(tally_bin, args, &[]).unwrap();
+    follower.wait_for_stdout(DEADLINE, |l| l.contains(r#""action""#)).await.unwrap();
+    tally(&op(&url, opf, &["key", "rotate", "beta"])).await.expect(0);
+    let line = follower.wait_for_stdout(DEADLINE, |l| l.contains(r#""action":"key.rotate""#)).await.unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["org"], "beta");
+}

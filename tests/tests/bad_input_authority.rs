@@ -45,6 +45,7 @@ enum Call {
     Revoke(pb::RevokeRequest),
     Introspect(String),
     Subscribe(pb::SubscribeRequest),
+    ListAudit(pb::ListAuditRequest),
     /// A hand-framed request to `/tally.v1.Authority/METHOD` (see `raw`):
     /// protobuf bytes and header bytes the generated client cannot send.
     Raw {
@@ -121,6 +122,7 @@ async fn run(a: &Authority, auth: &Auth, call: Call) -> Result<String, Status> {
                 None => "first=end".into(),
             })
         }
+        Call::ListAudit(q) => summary(c.list_audit(request(q, auth)).await, |r| format!("entries={}", r.entries.len())),
         Call::Raw { method, body, authorization } => {
             let channel = raw::channel(a.addr()).await.map_err(|e| Status::unknown(e.to_string()))?;
             let headers: Vec<(&str, &[u8])> =
@@ -560,6 +562,32 @@ async fn every_authority_rpc_refuses_bad_input_exactly_and_writes_nothing() {
         authorization: Some(format!("Bearer {verifier}").into_bytes()),
     };
     rows.push(row("Subscribe: from_seq as bytes", &anon, call, e(Code::Internal)));
+
+    // ListAudit.
+    let audit =
+        |org: &str, after_id: Option<u64>, limit: u32| pb::ListAuditRequest { org: org.into(), after_id, limit };
+    for (name, q, code) in [
+        ("uppercase org", audit("ACME", None, 10), Code::InvalidArgument),
+        ("100 KB org", audit(&"a".repeat(100_000), None, 10), Code::InvalidArgument),
+        ("limit 1001", audit("", None, 1001), Code::InvalidArgument),
+        ("limit u32::MAX", audit("acme", None, u32::MAX), Code::InvalidArgument),
+        ("after i64::MAX + 1", audit("", Some(1 << 63), 10), Code::InvalidArgument),
+    ] {
+        rows.push(row(format!("ListAudit: {name}"), &op, Call::ListAudit(q), e(code)));
+    }
+    for (name, q, reply) in [
+        ("after i64::MAX", audit("", Some(i64::MAX as u64), 10), "entries=0"),
+        ("unknown org", audit("nope", None, 0), "entries=0"),
+        ("limit 1", audit("", None, 1), "entries=1"),
+    ] {
+        rows.push(row(format!("ListAudit: {name}"), &op, Call::ListAudit(q), Expect::Ok(reply)));
+    }
+    for (name, auth, code) in &not_operators {
+        rows.push(row(format!("ListAudit: {name}"), auth, Call::ListAudit(audit("beta", None, 10)), e(*code)));
+    }
+    let call =
+        Call::Raw { method: "ListAudit", body: raw::frame("\x10\x01\x10").unwrap(), authorization: op_header.clone() };
+    rows.push(row("ListAudit: truncated after_id", &anon, call, e(Code::Internal)));
 
     // Run the table.
     let mut db = SqliteConnectOptions::new().filename(a.db_path()).read_only(true).connect().await.unwrap();

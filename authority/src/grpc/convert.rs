@@ -3,6 +3,7 @@
 use tally_proto::v1 as pb;
 use tally_token::KeyId;
 
+use crate::audit::AuditEntry;
 use crate::authority::{KeyInfo, OrgInfo, Reason, Verdict};
 use crate::log::{LogEvent, Target};
 use crate::stream::StreamEvent;
@@ -56,6 +57,19 @@ pub(crate) fn introspect_response(v: Verdict, now_ms: i64) -> pb::IntrospectResp
 
 pub(crate) fn org_info(o: OrgInfo) -> pb::OrgInfo {
     pb::OrgInfo { org: o.org, created_at_unix_ms: o.created_at_ms, current_key_id: o.current_key.0 }
+}
+
+pub(crate) fn audit_entry(e: AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        id: e.id,
+        at_unix_ms: e.at_ms,
+        actor: e.actor,
+        action: e.action,
+        org: e.org.unwrap_or_default(),
+        target: e.target.unwrap_or_default(),
+        outcome: e.outcome,
+        detail: e.detail,
+    }
 }
 
 pub(crate) fn key_info(k: KeyInfo) -> pb::KeyInfo {

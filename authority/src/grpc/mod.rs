@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::audit::AuditQuery;
 use crate::authority::{Authority, MintSpec, RevokeTarget};
 use crate::stream::Position;
 
@@ -151,5 +152,14 @@ impl AuthorityApi for AuthorityService {
         let rx = self.authority.subscribe(position, self.shutdown.clone());
         let stream = ReceiverStream::new(rx).map(|e| Ok(convert::stream_event(e)));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(name = "tally.v1.Authority/ListAudit", skip_all, err(level = "info"))]
+    async fn list_audit(&self, req: Request<pb::ListAuditRequest>) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let bearer = bearer(&req)?;
+        let r = req.into_inner();
+        let query = AuditQuery { org: Some(r.org).filter(|o| !o.is_empty()), after_id: r.after_id, limit: r.limit };
+        let entries = self.authority.list_audit(bearer.as_deref(), query).await?;
+        Ok(Response::new(pb::ListAuditResponse { entries: entries.into_iter().map(convert::audit_entry).collect() }))
     }
 }

@@ -9,6 +9,7 @@
 //! | 3 | unavailable: the server cannot be reached, timed out, broke the stream, or failed internally |
 
 mod admin;
+mod audit;
 mod check;
 mod conn;
 mod input;
@@ -66,6 +67,9 @@ enum Command {
     Revoke(admin::RevokeCommand),
     /// Ask the authority about a token. Exits 0 when active, 1 when not.
     Introspect(admin::IntrospectArgs),
+    /// Read the authority's audit log: who did what (never tokens or keys).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Follow the revocation stream (replays the retained log first).
     Watch(watch::WatchArgs),
     /// Check a token for a request at a verifier. Exits 0 when allowed, 1 when denied.
@@ -112,6 +116,7 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         Command::Mint(a) => online(|| admin::mint(&g, a)),
         Command::Revoke(cmd) => online(|| admin::revoke(&g, cmd)),
         Command::Introspect(a) => online(|| admin::introspect(&g, a)),
+        Command::Audit(cmd) => online(|| audit::run(&g, cmd)),
         Command::Watch(a) => online(|| watch::run(&g, a)),
         Command::Check(a) => online(|| check::check(&g, a)),
         Command::Status => online(|| check::status(&g)),

@@ -1,0 +1,91 @@
+//! Reading the audit log: who did what, newest last. Rows are written by the
+//! writer together with the change they describe (see `writer.rs`); they hold
+//! family ids, key ids and org names, never a token or key material.
+
+use crate::auth::Role;
+use crate::authority::{Authority, check_org_syntax};
+use crate::error::{Error, Result};
+
+/// Entries returned when the request names no limit.
+pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
+/// Most entries one call returns.
+pub const MAX_AUDIT_LIMIT: u32 = 1000;
+
+/// Which entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this org's entries (None: every org, for unscoped operators).
+    pub org: Option<String>,
+    /// Entries after this id, oldest first; None: the newest `limit`.
+    pub after_id: Option<u64>,
+    /// Most entries (0: [`DEFAULT_AUDIT_LIMIT`]).
+    pub limit: u32,
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: u64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub org: Option<String>,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub detail: String,
+}
+
+type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String);
+
+impl Authority {
+    /// Reads audit entries, oldest first. Operators only; an org-scoped
+    /// operator must name its org.
+    pub async fn list_audit(&self, bearer: Option<&str>, query: AuditQuery) -> Result<Vec<AuditEntry>> {
+        if let Some(org) = &query.org {
+            check_org_syntax(org)?;
+        }
+        let limit = match query.limit {
+            0 => DEFAULT_AUDIT_LIMIT,
+            n if n > MAX_AUDIT_LIMIT => {
+                return Err(Error::InvalidArgument(format!("limit must be at most {MAX_AUDIT_LIMIT}")));
+            }
+            n => n,
+        };
+        let after = match query.after_id {
+            Some(id) => Some(i64::try_from(id).map_err(|_| Error::InvalidArgument("after_id out of range".into()))?),
+            None => None,
+        };
+        self.authorize(bearer, "audit.read", query.org.as_deref(), &[Role::Operator])?;
+        // `?1 IS NULL OR org = ?1`: one statement for one org or all of them.
+        let rows: Vec<Row> = match after {
+            Some(after) => {
+                sqlx::query_as(concat!(
+                    "SELECT id, at, actor, action, org, target, outcome, detail FROM audit",
+                    " WHERE id > ?2 AND (?1 IS NULL OR org = ?1) ORDER BY id LIMIT ?3"
+                ))
+                .bind(query.org.as_deref())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.readers)
+                .await?
+            }
+            None => {
+                let mut newest: Vec<Row> = sqlx::query_as(concat!(
+                    "SELECT id, at, actor, action, org, target, outcome, detail FROM audit",
+                    " WHERE (?1 IS NULL OR org = ?1) ORDER BY id DESC LIMIT ?2"
+                ))
+                .bind(query.org.as_deref())
+                .bind(limit)
+                .fetch_all(&self.readers)
+                .await?;
+                newest.reverse();
+                newest
+            }
+        };
+        Ok(rows.into_iter().map(entry).collect())
+    }
+}
+
+fn entry((id, at_ms, actor, action, org, target, outcome, detail): Row) -> AuditEntry {
+    AuditEntry { id: id.unsigned_abs(), at_ms, actor, action, org, target, outcome, detail }
+}

@@ -2,19 +2,35 @@
 //! Plain atomics: no global registry, so several authorities in one test
 //! process count separately.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_proto::metrics_http::sample;
+use tally_proto::telemetry::RpcMetrics;
 
 use crate::authority::Authority;
 
 /// Counters bumped by the request paths.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counters {
     pub verify: AtomicU64,
     pub mint: AtomicU64,
     pub revoke: AtomicU64,
     pub refused: AtomicU64,
+    /// Latency per RPC, recorded by the server's `RpcLayer`.
+    pub rpc: Arc<RpcMetrics>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            verify: AtomicU64::new(0),
+            mint: AtomicU64::new(0),
+            revoke: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            rpc: Arc::new(RpcMetrics::for_services(&[tally_proto::FILE_DESCRIPTOR_SET], &["tally.v1.Authority"])),
+        }
+    }
 }
 
 impl Counters {
@@ -24,6 +40,11 @@ impl Counters {
 }
 
 impl Authority {
+    /// Latency histograms per RPC (what the server layer records into).
+    pub fn rpc_metrics(&self) -> Arc<RpcMetrics> {
+        self.counters.rpc.clone()
+    }
+
     /// Verify calls served (any verdict).
     pub fn verify_count(&self) -> u64 {
         self.counters.verify.load(Ordering::Relaxed)
@@ -77,6 +98,11 @@ impl Authority {
             "counter",
             "Subscribers that caught up from the database.",
             self.catch_ups(),
+        );
+        self.counters.rpc.render(
+            &mut out,
+            "tally_authority_rpc_duration_seconds",
+            "Time to answer an RPC, by method (Subscribe: to open the stream).",
         );
         out
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tally_proto::telemetry::RpcLayer;
 use tally_proto::v1::authority_server::AuthorityServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,7 @@ pub async fn serve(
         health.set_not_serving::<AuthorityServer<AuthorityService>>().await;
     };
     Server::builder()
+        .layer(RpcLayer::new(authority.rpc_metrics()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)

@@ -35,11 +35,13 @@ pub struct AuthorityOptions {
     pub heartbeat: Duration,
     /// Extra `serve` arguments.
     pub serve_args: Vec<String>,
+    /// Extra environment variables of `serve` (e.g. `OTEL_*`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for AuthorityOptions {
     fn default() -> Self {
-        Self { rust_log: "info".into(), heartbeat: Duration::from_millis(200), serve_args: Vec::new() }
+        Self { rust_log: "info".into(), heartbeat: Duration::from_millis(200), serve_args: Vec::new(), env: Vec::new() }
     }
 }
 
@@ -254,7 +256,9 @@ async fn serve(
         heartbeat.into(),
     ];
     args.extend(options.serve_args.iter().map(Into::into));
-    let child = Child::spawn(bin, args, &[("RUST_LOG", &options.rust_log)])?;
+    let mut env = vec![("RUST_LOG", options.rust_log.as_str())];
+    env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let child = Child::spawn(bin, args, &env)?;
     let line = child.wait_for_stdout(DEADLINE, |l| l.starts_with(LISTENING)).await?;
     let addr: SocketAddr = line[LISTENING.len()..].trim().parse().with_context(|| format!("parsing {line:?}"))?;
     ensure!(addr.ip() == listen.ip(), "asked for {listen}, listening on {addr}");

@@ -29,6 +29,8 @@ pub struct VerifierOptions {
     pub rust_log: String,
     /// Extra `serve` arguments.
     pub args: Vec<String>,
+    /// Extra environment variables (e.g. `OTEL_*`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for VerifierOptions {
@@ -38,6 +40,7 @@ impl Default for VerifierOptions {
             fail_closed_after: Duration::from_secs(2),
             rust_log: "info".into(),
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -78,7 +81,9 @@ impl Verifier {
         ];
         args.extend(options.args.iter().map(Into::into));
         let bin = binary_in(VERIFIER.package, VERIFIER.name);
-        let child = Child::spawn(&bin, args, &[("RUST_LOG", &options.rust_log)])?;
+        let mut env = vec![("RUST_LOG", options.rust_log.as_str())];
+        env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let child = Child::spawn(&bin, args, &env)?;
         let line = child.wait_for_stdout(DEADLINE, |l| l.starts_with(LISTENING)).await?;
         let addr: SocketAddr = line[LISTENING.len()..].trim().parse().with_context(|| format!("parsing {line:?}"))?;
         let client = VerifierClient::connect(format!("http://{addr}")).await?;

@@ -1,15 +1,21 @@
 //! The verifier's counters and their Prometheus text rendering.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_proto::metrics_http::sample;
+use tally_proto::telemetry::{Histogram, RpcMetrics, header};
 use tally_proto::v1::Source;
 
 use crate::verifier::{Outcome, Verifier};
 
 /// Counters bumped by the check and stream paths.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counters {
+    /// Latency per served RPC (Check, Status, ext_authz), recorded by the server's `RpcLayer`.
+    pub rpc: Arc<RpcMetrics>,
+    /// Latency of the Verify calls made to the authority.
+    pub verify_latency: Histogram,
     pub allowed: AtomicU64,
     pub denied: AtomicU64,
     pub cache_hits: AtomicU64,
@@ -19,6 +25,27 @@ pub struct Counters {
     pub authority_answers: AtomicU64,
     pub authority_verifies: AtomicU64,
     pub revocations_applied: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            rpc: Arc::new(RpcMetrics::for_services(
+                &[tally_proto::FILE_DESCRIPTOR_SET, tally_proto::ENVOY_FILE_DESCRIPTOR_SET],
+                &["tally.v1.Verifier", "envoy.service.auth.v3.Authorization"],
+            )),
+            verify_latency: Histogram::default(),
+            allowed: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            descendant_hits: AtomicU64::new(0),
+            negative_hits: AtomicU64::new(0),
+            local: AtomicU64::new(0),
+            authority_answers: AtomicU64::new(0),
+            authority_verifies: AtomicU64::new(0),
+            revocations_applied: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Counters {
@@ -42,6 +69,11 @@ impl Verifier {
     /// Verify calls made to the authority.
     pub fn authority_verifies(&self) -> u64 {
         self.counters.authority_verifies.load(Ordering::Relaxed)
+    }
+
+    /// Latency histograms per served RPC (what the server layer records into).
+    pub fn rpc_metrics(&self) -> Arc<RpcMetrics> {
+        self.counters.rpc.clone()
     }
 
     /// Prometheus text exposition.
@@ -124,6 +156,10 @@ impl Verifier {
             "Cache flushes on reset, epoch change or gap.",
             self.sync.resets(),
         );
+        let verify = "tally_verifier_authority_verify_duration_seconds";
+        header(&mut out, verify, "Round trip of the Verify calls made to the authority (answered or failed).");
+        c.verify_latency.render(&mut out, verify, "");
+        c.rpc.render(&mut out, "tally_verifier_rpc_duration_seconds", "Time to answer an RPC, by method.");
         out
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+use tally_proto::telemetry::RpcLayer;
 use tally_proto::v1::verifier_server::VerifierServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,7 @@ pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: Can
     let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
     tracing::info!(%addr, region = %verifier.settings().region, "verifier serving");
     Server::builder()
+        .layer(RpcLayer::new(verifier.rpc_metrics()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tally_proto::telemetry;
 use tally_proto::v1 as pb;
 use tally_proto::v1::authority_client::AuthorityClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status, Streaming};
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::sync::Position;
@@ -73,18 +75,22 @@ impl Upstream {
         }
     }
 
+    /// A request with the verifier's token and the current span's trace context.
     fn request<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         req.metadata_mut().insert("authorization", self.bearer.read().expect("bearer lock").clone());
+        telemetry::inject(req.metadata_mut());
         req
     }
 
     /// Asks the authority to verify a bundle (request-independent).
     pub async fn verify(&self, bundle: &str) -> Result<pb::VerifyResponse, Status> {
-        let mut req = self.request(pb::VerifyRequest { bundle: bundle.to_owned() });
+        let span = telemetry::client_span("tally.v1.Authority/Verify");
+        let mut req = span.in_scope(|| self.request(pb::VerifyRequest { bundle: bundle.to_owned() }));
         req.set_timeout(self.timeout);
         let mut client = self.client.clone();
-        match tokio::time::timeout(self.timeout, client.verify(req)).await {
+        let call = tokio::time::timeout(self.timeout, client.verify(req)).instrument(span);
+        match call.await {
             Ok(r) => r.map(tonic::Response::into_inner),
             Err(_) => Err(Status::deadline_exceeded("authority did not answer in time")),
         }

@@ -257,7 +257,10 @@ impl Verifier {
 
     async fn ask_authority(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Outcome {
         Counters::bump(&self.counters.authority_verifies);
-        let resp = match self.upstream.verify(req.bundle).await {
+        let asked = std::time::Instant::now();
+        let answer = self.upstream.verify(req.bundle).await;
+        self.counters.verify_latency.record(asked.elapsed());
+        let resp = match answer {
             Ok(resp) => resp,
             Err(status) => {
                 tracing::warn!(code = ?status.code(), "authority unavailable for Verify");

@@ -116,6 +116,14 @@ impl Authority {
                     biased;
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tx.closed() => return Ok(()),
+                    // Before events: ready once per interval, it cannot starve
+                    // them, and a steady stream of events cannot starve it.
+                    _ = beat.tick() => {
+                        let hb = StreamEvent::Heartbeat { head_seq: self.head().seq, epoch: self.epoch().to_owned() };
+                        if tx.send(hb).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                     ev = live.recv() => match ev {
                         Ok(e) if e.seq < next => continue,
                         Ok(e) if e.seq == next => {
@@ -130,12 +138,6 @@ impl Authority {
                         }
                         Err(RecvError::Closed) => return Ok(()),
                     },
-                    _ = beat.tick() => {
-                        let hb = StreamEvent::Heartbeat { head_seq: self.head().seq, epoch: self.epoch().to_owned() };
-                        if tx.send(hb).await.is_err() {
-                            return Ok(());
-                        }
-                    }
                 }
             }
         }

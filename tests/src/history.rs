@@ -81,11 +81,19 @@ struct Log {
 pub struct History {
     origin: Instant,
     log: Mutex<Log>,
+    /// Longest a Check may take before it is recorded as failed.
+    check_timeout: Duration,
 }
 
 impl History {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { origin: Instant::now(), log: Mutex::default() })
+        Self::with_check_timeout(CHECK_TIMEOUT)
+    }
+
+    /// A history whose checks wait up to `check_timeout` (for verifiers given
+    /// a longer `--authority-timeout` than the default).
+    pub fn with_check_timeout(check_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self { origin: Instant::now(), log: Mutex::default(), check_timeout })
     }
 
     /// Time since the history began.
@@ -101,10 +109,10 @@ impl History {
     pub async fn check(&self, mut verifier: VerifierClient<Channel>, region: &str, t: &Tracked) -> CheckRecord {
         let started = self.now();
         let req = pb::CheckRequest { bundle: t.token.clone(), action: "read".into(), ..Default::default() };
-        let answer = match tokio::time::timeout(CHECK_TIMEOUT, verifier.check(req)).await {
+        let answer = match tokio::time::timeout(self.check_timeout, verifier.check(req)).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-            Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            Err(_) => Err(format!("no answer within {:?}", self.check_timeout)),
         };
         let record =
             CheckRecord { region: region.into(), family: t.family.clone(), started, ended: self.now(), answer };

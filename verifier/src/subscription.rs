@@ -5,7 +5,7 @@
 //! heartbeats, not by a TCP error).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tally_proto::v1 as pb;
 use tally_proto::v1::revocation_target::Target;
@@ -14,7 +14,7 @@ use tally_token::{FamilyId, KeyId};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Counters;
-use crate::verifier::Verifier;
+use crate::verifier::{Verifier, unix_ms};
 
 /// First reconnect delay (before jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -78,7 +78,7 @@ impl Verifier {
     }
 
     fn apply_event(&self, ev: pb::SubscribeEvent) -> Flow {
-        self.sync.touch();
+        self.sync.touch_sent(ev.sent_at_unix_ms, unix_ms(SystemTime::now()), self.settings.skew);
         match ev.event {
             Some(Event::Revocation(r)) => self.apply_revocation(r),
             Some(Event::Heartbeat(hb)) => {
@@ -98,7 +98,9 @@ impl Verifier {
                         tracing::info!(seq = pos.applied_seq, "caught up with the revocation stream");
                     }
                     self.sync.set_synced(true);
-                    if self.sync.set_fail_closed(false) {
+                    // Not while the link delivers too late to count as contact.
+                    let fresh = self.sync.silence().is_some_and(|s| s <= self.settings.fail_closed_after);
+                    if fresh && self.sync.set_fail_closed(false) {
                         tracing::info!("authority contact restored: cache in use again");
                     }
                 }

@@ -92,9 +92,20 @@ impl SyncState {
         f(&mut self.pos.lock().expect("sync lock"));
     }
 
-    /// Records contact with the authority (any event or heartbeat).
+    /// Records contact with the authority now.
     pub fn touch(&self) {
-        self.last_contact.store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Release);
+        self.last_contact.fetch_max(self.born.elapsed().as_millis() as u64 + 1, Ordering::AcqRel);
+    }
+
+    /// Records an event the authority sent at `sent_at_ms` (its clock; 0 or
+    /// less: unknown) that arrived at `now_ms` (ours). Whatever it took beyond
+    /// `skew` to arrive is taken off the contact time: the event tells what
+    /// the authority knew when it sent it, so a link that delivers late is as
+    /// stale as one that is silent. Contact never moves backwards.
+    pub fn touch_sent(&self, sent_at_ms: i64, now_ms: i64, skew: Duration) {
+        let late = if sent_at_ms > 0 { now_ms.saturating_sub(sent_at_ms) - skew.as_millis() as i64 } else { 0 };
+        let at = self.born.elapsed().saturating_sub(Duration::from_millis(late.max(0) as u64));
+        self.last_contact.fetch_max(at.as_millis() as u64 + 1, Ordering::AcqRel);
     }
 
     /// Time since the last contact; `None` before the first.

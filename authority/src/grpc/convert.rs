@@ -104,9 +104,11 @@ fn revocation(e: LogEvent) -> pb::Revocation {
     }
 }
 
-pub(crate) fn stream_event(e: StreamEvent) -> pb::SubscribeEvent {
+/// An event for the wire, stamped with the time it is sent (`sent_at_ms`).
+pub(crate) fn stream_event(e: StreamEvent, sent_at_ms: i64) -> pb::SubscribeEvent {
     use pb::subscribe_event::Event;
     pb::SubscribeEvent {
+        sent_at_unix_ms: sent_at_ms,
         event: Some(match e {
             StreamEvent::Revocation(r) => Event::Revocation(revocation(r)),
             StreamEvent::Heartbeat { head_seq, epoch } => Event::Heartbeat(pb::Heartbeat { head_seq, epoch }),

@@ -124,3 +124,45 @@ impl SyncState {
         self.resets.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SKEW: Duration = Duration::from_millis(500);
+
+    /// A state that has existed for a minute, so contact can be backdated.
+    fn aged() -> SyncState {
+        SyncState { born: Instant::now().checked_sub(Duration::from_secs(60)).unwrap(), ..SyncState::default() }
+    }
+
+    #[test]
+    fn a_late_message_counts_as_contact_when_it_was_sent() {
+        let s = aged();
+        assert_eq!(s.silence(), None);
+        s.set_synced(true);
+        // Sent 3 s ago (by the authority's clock), 0.5 s of which is allowed skew.
+        s.touch_sent(1_000_000 - 3_000, 1_000_000, SKEW);
+        let silence = s.silence().unwrap();
+        assert!(silence >= Duration::from_millis(2_500) && silence < Duration::from_millis(2_600), "{silence:?}");
+        assert!(!s.usable(Duration::from_secs(1)));
+        assert!(s.usable(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn on_time_unknown_and_future_sends_count_as_contact_now() {
+        for sent_at in [1_000_000 - 400, 0, 1_000_000 + 60_000] {
+            let s = aged();
+            s.touch_sent(sent_at, 1_000_000, SKEW);
+            assert!(s.silence().unwrap() < Duration::from_millis(100), "sent at {sent_at}");
+        }
+    }
+
+    #[test]
+    fn contact_never_moves_backwards() {
+        let s = aged();
+        s.touch();
+        s.touch_sent(1_000_000 - 60_000, 1_000_000, SKEW); // a very late straggler
+        assert!(s.silence().unwrap() < Duration::from_millis(100));
+    }
+}

@@ -201,6 +201,16 @@ impl<'a> Reader<'a, '_> {
 
     /// `[location] identifier [vid] EOS` of one caveat.
     fn caveat(&mut self) -> Result<CaveatRef<'a>, Error> {
+        // Fast path for the common first-party caveat: `identifier EOS` with a
+        // one-byte length (what every library writes for a short caveat).
+        // Anything else, including every error, takes the general path below.
+        if let Some([IDENTIFIER, len, rest @ ..]) = self.buf.get(self.pos..) {
+            let len = usize::from(*len);
+            if len < 0x80 && len <= self.limits.max_field_bytes && rest.get(len) == Some(&EOS) {
+                self.pos += len + 3;
+                return Ok(CaveatRef { location: None, id: &rest[..len], vid: None });
+            }
+        }
         let at = self.pos;
         let (location, id, start) = self.located_identifier()?;
         if start != at {
@@ -236,6 +246,24 @@ mod tests {
         m.add_first_party("action in read");
         m.add_third_party(Some("https://auth.example".into()), &RootKey::from_bytes([2; 32]), b"tp".to_vec(), [3; 24]);
         m
+    }
+
+    #[test]
+    fn short_caveats_and_every_other_shape_decode_alike() {
+        let key = RootKey::from_bytes([1; 32]);
+        let mut m = Macaroon::mint(&key, b"id".to_vec(), None);
+        m.add_first_party("a = b"); // the fast path: one-byte length, no vid
+        m.add_first_party(format!("resource = {}", "x".repeat(200))); // two-byte length
+        m.add_first_party("y".repeat(127)); // the longest one-byte length
+        m.add_third_party(Some("https://auth.example".into()), &RootKey::from_bytes([2; 32]), b"tp".to_vec(), [3; 24]);
+        let bytes = m.encode_v2();
+        let back = Macaroon::decode_v2(&bytes, &Limits::default()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.encode_v2(), bytes);
+        // A short caveat over the field limit is refused as by the general path.
+        let tight = Limits { max_field_bytes: 4, ..Limits::default() };
+        let err = MacaroonRef::decode_v2(&bytes, &tight).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
     }
 
     #[test]

@@ -151,6 +151,7 @@ impl std::fmt::Debug for DecodedBundle {
 impl DecodedBundle {
     /// Decodes `TOKEN[,DISCHARGE…]` (each `tly_…` or bare base64 of either
     /// alphabet, padded or not). Limits on count and size come first.
+    #[inline]
     pub fn decode(text: &str, limits: &Limits) -> Result<Self, Error> {
         let text = text.trim();
         if text.is_empty() {
@@ -182,6 +183,7 @@ impl DecodedBundle {
         Ok(out)
     }
 
+    #[inline]
     fn with_capacity(text_len: usize) -> Self {
         let needed = base64url::decoded_len_bound(text_len);
         // Inline and already zeroed when it fits: no allocation, no fill loop.

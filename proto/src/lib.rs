@@ -45,3 +45,4 @@ pub mod google {
 pub const ENVOY_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("envoy_descriptor");
 
 pub mod metrics_http;
+pub mod tls;

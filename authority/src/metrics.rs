@@ -2,6 +2,7 @@
 //! Plain atomics: no global registry, so several authorities in one test
 //! process count separately.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_proto::metrics_http::sample;
@@ -15,6 +16,14 @@ pub struct Counters {
     pub mint: AtomicU64,
     pub revoke: AtomicU64,
     pub refused: AtomicU64,
+    /// Requests shed with UNAVAILABLE because the in-flight limit was reached.
+    pub shed: AtomicU64,
+    /// Requests that ran past the per-RPC timeout.
+    pub rpc_timeouts: AtomicU64,
+    /// Subscribe calls refused at the subscriber cap.
+    pub subscribe_refused: AtomicU64,
+    /// Connections whose TLS handshake failed or timed out (shared with the accept loop).
+    pub tls_refused: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -55,6 +64,34 @@ impl Authority {
             "counter",
             "Requests refused by authorization.",
             load(&self.counters.refused),
+        );
+        sample(
+            &mut out,
+            "tally_authority_shed_total",
+            "counter",
+            "Requests refused with UNAVAILABLE because too many were in flight.",
+            load(&self.counters.shed),
+        );
+        sample(
+            &mut out,
+            "tally_authority_rpc_timeouts_total",
+            "counter",
+            "Requests that ran past the per-RPC timeout (DEADLINE_EXCEEDED).",
+            load(&self.counters.rpc_timeouts),
+        );
+        sample(
+            &mut out,
+            "tally_authority_subscribe_refused_total",
+            "counter",
+            "Subscribe calls refused at the subscriber cap (RESOURCE_EXHAUSTED).",
+            load(&self.counters.subscribe_refused),
+        );
+        sample(
+            &mut out,
+            "tally_authority_tls_handshakes_refused_total",
+            "counter",
+            "Connections whose TLS handshake failed or timed out.",
+            load(&self.counters.tls_refused),
         );
         sample(&mut out, "tally_authority_log_head_seq", "gauge", "Last revocation sequence number.", head.seq);
         sample(

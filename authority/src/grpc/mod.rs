@@ -148,7 +148,7 @@ impl AuthorityApi for AuthorityService {
         self.authority.authorize_subscribe(bearer.as_deref())?;
         let r = req.into_inner();
         let position = Position { from_seq: r.from_seq, epoch: r.epoch, digest: r.from_digest };
-        let rx = self.authority.subscribe(position, self.shutdown.clone());
+        let rx = self.authority.subscribe(position, self.shutdown.clone())?;
         let stream = ReceiverStream::new(rx).map(|e| Ok(convert::stream_event(e)));
         Ok(Response::new(Box::pin(stream)))
     }

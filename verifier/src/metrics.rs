@@ -1,5 +1,6 @@
 //! The verifier's counters and their Prometheus text rendering.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_proto::metrics_http::sample;
@@ -19,6 +20,8 @@ pub struct Counters {
     pub authority_answers: AtomicU64,
     pub authority_verifies: AtomicU64,
     pub revocations_applied: AtomicU64,
+    /// Check-port connections whose TLS handshake failed (shared with the accept loop).
+    pub tls_refused: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -123,6 +126,13 @@ impl Verifier {
             "counter",
             "Cache flushes on reset, epoch change or gap.",
             self.sync.resets(),
+        );
+        sample(
+            &mut out,
+            "tally_verifier_tls_handshakes_refused_total",
+            "counter",
+            "Check-port connections whose TLS handshake failed or timed out.",
+            load(&c.tls_refused),
         );
         out
     }

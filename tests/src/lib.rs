@@ -15,7 +15,7 @@ pub use child::{Child, ECHO_ENV, Lines};
 pub use poll::{DEADLINE, POLL_INTERVAL, eventually, try_eventually};
 
 mod verifier;
-pub use verifier::{VERIFIER, Verifier, VerifierOptions, metric, scrape};
+pub use verifier::{UpstreamTls, VERIFIER, Verifier, VerifierOptions, metric, scrape};
 mod cluster;
 pub use cluster::Cluster;
 pub mod bad_input;

@@ -112,6 +112,7 @@ async fn no_secret_in_any_log_line_or_metric() {
         fail_closed_after: FAIL_CLOSED_AFTER,
         rust_log: RUST_LOG.into(),
         args: metrics_args.clone(),
+        ..VerifierOptions::default()
     };
     let mut eu = Verifier::start(&a.url(), &verifier_token, options("eu")).await;
     let mut us = Verifier::start(&a.url(), &verifier_token, options("us")).await;

@@ -71,7 +71,7 @@ async fn demo() -> anyhow::Result<()> {
         region: region.into(),
         fail_closed_after: FAIL_CLOSED_AFTER,
         rust_log: "warn".into(),
-        args: Vec::new(),
+        ..VerifierOptions::default()
     };
     let mut eu = Verifier::start(&authority.url(), &verifier_token, opts("eu")).await;
     let mut us = Verifier::start(&authority.url(), &verifier_token, opts("us")).await;

@@ -55,6 +55,7 @@ impl Lab {
             rust_log: RUST_LOG.into(),
             heartbeat: HEARTBEAT,
             serve_args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+            ..AuthorityOptions::default()
         };
         let mut authority = Authority::start_with(options).await;
         let line = authority.process().wait_for_stdout(DEADLINE, |l| l.starts_with("metrics on ")).await?;
@@ -83,7 +84,7 @@ impl Lab {
             region: region.into(),
             fail_closed_after: FAIL_CLOSED_AFTER,
             rust_log: RUST_LOG.into(),
-            args: Vec::new(),
+            ..VerifierOptions::default()
         };
         let mut v = Verifier::start(&self.authority.url(), &self.verifier_token, options).await;
         self.placement.pin_server(v.process().pid())?;

@@ -11,10 +11,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -109,6 +110,7 @@ where
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
         let (timeout, authority) = (self.limits.timeout, self.limits.authority.clone());
+        let slot = Slot::taken(slot, authority.clone());
         Box::pin(async move {
             let _slot = slot;
             match tokio::time::timeout(timeout, inner.call(req)).await {
@@ -120,5 +122,24 @@ where
                 }
             }
         })
+    }
+}
+
+/// A held slot, counted in the in-flight gauge until dropped.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    authority: Arc<Authority>,
+}
+
+impl Slot {
+    fn taken(permit: OwnedSemaphorePermit, authority: Arc<Authority>) -> Self {
+        authority.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self { _permit: permit, authority }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.authority.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

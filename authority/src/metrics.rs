@@ -16,6 +16,8 @@ pub struct Counters {
     pub mint: AtomicU64,
     pub revoke: AtomicU64,
     pub refused: AtomicU64,
+    /// Requests holding an in-flight slot now.
+    pub in_flight: AtomicU64,
     /// Requests shed with UNAVAILABLE because the in-flight limit was reached.
     pub shed: AtomicU64,
     /// Requests that ran past the per-RPC timeout.
@@ -64,6 +66,13 @@ impl Authority {
             "counter",
             "Requests refused by authorization.",
             load(&self.counters.refused),
+        );
+        sample(
+            &mut out,
+            "tally_authority_in_flight",
+            "gauge",
+            "Requests in flight (health checks not counted).",
+            load(&self.counters.in_flight),
         );
         sample(
             &mut out,

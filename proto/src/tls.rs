@@ -73,10 +73,36 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
+/// Why PEM text does not parse, in words that never quote the file's
+/// contents (the parser's own messages can echo a line of it).
+fn pem_reason(e: &rustls::pki_types::pem::Error, block: &str) -> String {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { .. } => "a PEM section has no END line".into(),
+        E::IllegalSectionStart { .. } => "a malformed BEGIN line".into(),
+        E::Base64Decode(_) => "the base64 inside a PEM section does not decode".into(),
+        E::NoItemsFound => format!("no {block} block"),
+        E::SectionTooLarge => "a PEM section is too large".into(),
+        _ => "unreadable PEM".into(),
+    }
+}
+
+/// Why rustls refused a certificate and key.
+fn pair_reason(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            "the private key does not belong to the certificate".into()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Certificates in a PEM file, at least one.
 fn certificates(what: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bad = |reason: String| TlsError::Pem { what, path: path.to_owned(), reason };
-    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(pem_reason(&e, "CERTIFICATE")))?;
     if certs.is_empty() {
         return Err(bad("no CERTIFICATE block".into()));
     }
@@ -85,8 +111,11 @@ fn certificates(what: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<Certi
 
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
 fn private_key(what: &'static str, path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
-    // The pem crate's errors describe the framing, never the key bytes.
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem { what, path: path.to_owned(), reason: e.to_string() })
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem {
+        what,
+        path: path.to_owned(),
+        reason: pem_reason(&e, "PRIVATE KEY (PKCS#8, RSA or EC)"),
+    })
 }
 
 /// A trust store of the CA certificates in `path`.
@@ -139,7 +168,7 @@ impl ServerTls {
         };
         let mut config = builder.with_single_cert(chain, key_der).map_err(|e| TlsError::Rejected {
             what: format!("certificate {} with key {}", cert.display(), key.display()),
-            reason: e.to_string(),
+            reason: pair_reason(&e),
         })?;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Self { acceptor: TlsAcceptor::from(Arc::new(config)), client_auth: client_ca.is_some() })
@@ -229,7 +258,7 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Clie
         let key_der = private_key("client key", key, &key_pem)?;
         builder.with_client_auth_cert(chain, key_der).map_err(|e| TlsError::Rejected {
             what: format!("client certificate {} with key {}", cert.display(), key.display()),
-            reason: e.to_string(),
+            reason: pair_reason(&e),
         })?;
         config = config.identity(Identity::from_pem(cert_pem, key_pem));
     }

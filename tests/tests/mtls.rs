@@ -33,11 +33,16 @@ struct Deployment {
 
 /// An authority serving mTLS (and metrics) with a fresh PKI, and an org.
 async fn deployment() -> Deployment {
+    deployment_logging("info").await
+}
+
+async fn deployment_logging(rust_log: &str) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
     let certs = certs::generate(dir.path(), &[]).unwrap();
     let options = AuthorityOptions {
         tls: Some(certs.clone()),
         serve_args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+        rust_log: rust_log.into(),
         ..AuthorityOptions::default()
     };
     let authority = Authority::start_with(options).await;
@@ -72,9 +77,15 @@ async fn channel(url: &str, ca: &std::path::Path, client: Option<(&std::path::Pa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_with_a_genuine_client_certificate_syncs_checks_and_hears_revocations() {
-    let d = deployment().await;
+    // At debug level, to show that no private key reaches any log.
+    let d = deployment_logging("debug").await;
     assert!(d.authority.url().starts_with("https://"), "{}", d.authority.url());
-    let v = d.verifier(UpstreamTls::genuine(&d.certs)).await;
+    let options = VerifierOptions {
+        authority_tls: Some(UpstreamTls::genuine(&d.certs)),
+        rust_log: "debug".into(),
+        ..VerifierOptions::default()
+    };
+    let v = Verifier::start(&d.authority.url(), &d.verifier_token, options).await;
     v.wait_synced().await;
 
     let token = d.authority.mint("acme", &[]).await;
@@ -91,6 +102,15 @@ async fn a_verifier_with_a_genuine_client_certificate_syncs_checks_and_hears_rev
     assert!(!after.allowed, "{after:?}");
     assert_eq!(after.reason(), Reason::Revoked);
     assert_eq!(d.refusals(), 0, "no handshake was refused: {:?}", d.authority.stderr_lines());
+
+    let mut output = d.authority.log_lines();
+    output.extend(v.stderr_lines());
+    for key in [&d.certs.authority_key, &d.certs.verifier_key, &d.certs.operator_key] {
+        let pem = std::fs::read_to_string(key).unwrap();
+        for piece in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!output.iter().any(|l| l.contains(piece)), "a line of {} is in the logs", key.display());
+        }
+    }
 }
 
 /// A verifier the authority refuses at the handshake: never ready, and a

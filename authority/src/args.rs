@@ -2,7 +2,9 @@
 //! `TALLY_AUTHORITY_*` environment variable.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use tally_authority::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SUBSCRIBERS};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +40,40 @@ pub(crate) struct ServeArgs {
     /// How often expired revocations are pruned from the log.
     #[arg(long, env = "TALLY_AUTHORITY_PRUNE_INTERVAL", default_value = "10m")]
     pub(crate) prune_interval: humantime::Duration,
+    /// PEM certificate (chain) to serve TLS with; plain HTTP/2 when unset.
+    #[arg(long, env = "TALLY_AUTHORITY_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "TALLY_AUTHORITY_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): every client must present a certificate signed by one (mTLS).
+    #[arg(long, env = "TALLY_AUTHORITY_TLS_CLIENT_CA", requires = "tls_cert", value_name = "FILE")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+    /// Requests in flight at once, over all connections; more are answered UNAVAILABLE at once.
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = at_least_one)]
+    pub(crate) max_in_flight: usize,
+    /// Deadline of each call (Subscribe: until its stream starts); DEADLINE_EXCEEDED past it.
+    #[arg(long, env = "TALLY_AUTHORITY_RPC_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub(crate) rpc_timeout: Duration,
+    /// Revocation streams served at once; a Subscribe beyond is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_SUBSCRIBERS", default_value_t = DEFAULT_MAX_SUBSCRIBERS, value_parser = at_least_one)]
+    pub(crate) max_subscribers: usize,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

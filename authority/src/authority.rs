@@ -29,6 +29,8 @@ use crate::writer::{AuditRow, Change, TokenRow, Writer};
 pub const SYSTEM_ORG: &str = "system";
 /// Live events buffered per subscriber before it must catch up from the database.
 const FANOUT_BUFFER: usize = 4096;
+/// Revocation streams served at once; more are refused (RESOURCE_EXHAUSTED).
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 /// Longest free-text revocation reason.
 const MAX_REASON: usize = 256;
 /// Most caveats a Mint request may add.
@@ -50,6 +52,9 @@ pub struct Settings {
     /// Live events buffered for subscribers; one that falls further behind
     /// catches up from the database.
     pub fanout_buffer: usize,
+    /// Revocation streams served at once; a Subscribe beyond is refused
+    /// with RESOURCE_EXHAUSTED (each stream holds a task and a bounded buffer).
+    pub max_subscribers: usize,
 }
 
 impl Default for Settings {
@@ -61,6 +66,7 @@ impl Default for Settings {
             limits: Limits::default(),
             skew: tally_token::DEFAULT_SKEW,
             fanout_buffer: FANOUT_BUFFER,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct Authority {
     pub(crate) counters: crate::metrics::Counters,
     /// Recently minted or looked-up registry rows.
     pub(crate) registry: RegistryCache,
+    /// One permit per revocation stream being served.
+    pub(crate) subscriber_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Registry rows remembered per generation (at most twice this many, ~70 bytes each).
@@ -224,6 +232,8 @@ impl Authority {
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;
+        let subscriber_slots =
+            Arc::new(tokio::sync::Semaphore::new(settings.max_subscribers.min(tokio::sync::Semaphore::MAX_PERMITS)));
         Ok(Arc::new(Self {
             shared,
             writer,
@@ -233,6 +243,7 @@ impl Authority {
             settings,
             counters: Default::default(),
             registry: RegistryCache::new(REGISTRY_GENERATION),
+            subscriber_slots,
         }))
     }
 

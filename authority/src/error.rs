@@ -25,6 +25,9 @@ pub enum Error {
     /// The authority cannot serve now (shutting down, overloaded).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A bounded resource is full (the revocation stream subscriber cap).
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     /// The database failed. The detail goes to the log, not to the caller.
     #[error("storage error: {0}")]
     Storage(#[from] sqlx::Error),

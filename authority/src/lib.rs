@@ -10,6 +10,7 @@ mod db;
 mod error;
 mod grpc;
 mod kek;
+mod limits;
 mod log;
 mod metrics;
 mod registry;
@@ -21,13 +22,15 @@ mod writer;
 pub use audit::{AuditEntry, AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use auth::{Caller, Role};
 pub use authority::{
-    Authority, KeyInfo, MintSpec, Minted, OrgInfo, Reason, RevokeTarget, SYSTEM_ORG, Settings, Verdict,
+    Authority, DEFAULT_MAX_SUBSCRIBERS, KeyInfo, MintSpec, Minted, OrgInfo, Reason, RevokeTarget, SYSTEM_ORG, Settings,
+    Verdict,
 };
 pub use clock::{Clock, SystemClock, unix_ms};
 pub use error::{Error, Result};
 pub use grpc::AuthorityService;
 pub use kek::Kek;
+pub use limits::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RPC_TIMEOUT, Limits};
 pub use log::{LogEvent, Target};
-pub use server::serve;
+pub use server::{ServeOptions, serve, serve_with};
 pub use state::LogHead;
 pub use stream::{Position, StreamEvent};

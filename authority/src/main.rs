@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tally_authority::{Authority, Kek, Settings, SystemClock};
+use tally_authority::{Authority, Kek, Limits, ServeOptions, Settings, SystemClock};
+use tally_proto::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
 mod args;
@@ -57,9 +58,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(a) => {
             let kek = Kek::from_file(&a.kek_file)?;
+            // Checked before anything is opened: a bad file is a startup error naming it.
+            let tls = match (&a.tls_cert, &a.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let tls = ServerTls::load(cert, key, a.tls_client_ca.as_deref())
+                        .context("TLS (--tls-cert, --tls-key, --tls-client-ca)")?;
+                    if !tls.requires_client_cert() {
+                        tracing::warn!(
+                            "TLS without --tls-client-ca: any client may connect; its bearer token is all it needs"
+                        );
+                    }
+                    Some(tls)
+                }
+                _ => None,
+            };
             let settings = Settings {
                 heartbeat: a.heartbeat_interval.into(),
                 default_ttl: a.default_ttl.into(),
+                max_subscribers: a.max_subscribers,
                 ..Settings::default()
             };
             let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;
@@ -79,7 +95,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     async move { stop.cancelled().await },
                 ));
             }
-            tally_authority::serve(listener, authority.clone(), Some(a.prune_interval.into()), shutdown).await?;
+            let options =
+                ServeOptions { tls, limits: Limits { max_in_flight: a.max_in_flight, rpc_timeout: a.rpc_timeout } };
+            tally_authority::serve_with(listener, authority.clone(), Some(a.prune_interval.into()), options, shutdown)
+                .await?;
             authority.close().await?;
             Ok(())
         }

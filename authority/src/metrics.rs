@@ -19,6 +19,16 @@ pub struct Counters {
     pub refused: AtomicU64,
     /// Latency per RPC, recorded by the server's `RpcLayer`.
     pub rpc: Arc<RpcMetrics>,
+    /// Requests holding an in-flight slot now.
+    pub in_flight: AtomicU64,
+    /// Requests shed with UNAVAILABLE because the in-flight limit was reached.
+    pub shed: AtomicU64,
+    /// Requests that ran past the per-RPC timeout.
+    pub rpc_timeouts: AtomicU64,
+    /// Subscribe calls refused at the subscriber cap.
+    pub subscribe_refused: AtomicU64,
+    /// Connections whose TLS handshake failed or timed out (shared with the accept loop).
+    pub tls_refused: Arc<AtomicU64>,
 }
 
 impl Default for Counters {
@@ -29,6 +39,11 @@ impl Default for Counters {
             revoke: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             rpc: Arc::new(RpcMetrics::for_services(&[tally_proto::FILE_DESCRIPTOR_SET], &["tally.v1.Authority"])),
+            in_flight: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            rpc_timeouts: AtomicU64::new(0),
+            subscribe_refused: AtomicU64::new(0),
+            tls_refused: Arc::default(),
         }
     }
 }
@@ -76,6 +91,41 @@ impl Authority {
             "counter",
             "Requests refused by authorization.",
             load(&self.counters.refused),
+        );
+        sample(
+            &mut out,
+            "tally_authority_in_flight",
+            "gauge",
+            "Requests in flight (health checks not counted).",
+            load(&self.counters.in_flight),
+        );
+        sample(
+            &mut out,
+            "tally_authority_shed_total",
+            "counter",
+            "Requests refused with UNAVAILABLE because too many were in flight.",
+            load(&self.counters.shed),
+        );
+        sample(
+            &mut out,
+            "tally_authority_rpc_timeouts_total",
+            "counter",
+            "Requests that ran past the per-RPC timeout (DEADLINE_EXCEEDED).",
+            load(&self.counters.rpc_timeouts),
+        );
+        sample(
+            &mut out,
+            "tally_authority_subscribe_refused_total",
+            "counter",
+            "Subscribe calls refused at the subscriber cap (RESOURCE_EXHAUSTED).",
+            load(&self.counters.subscribe_refused),
+        );
+        sample(
+            &mut out,
+            "tally_authority_tls_handshakes_refused_total",
+            "counter",
+            "Connections whose TLS handshake failed or timed out.",
+            load(&self.counters.tls_refused),
         );
         sample(&mut out, "tally_authority_log_head_seq", "gauge", "Last revocation sequence number.", head.seq);
         sample(

@@ -1,11 +1,13 @@
 //! Serving: the gRPC server (authority, health, reflection) on an
-//! already-bound listener, so tests can bind port 0; background pruning;
-//! graceful shutdown (streams end, in-flight calls finish).
+//! already-bound listener, so tests can bind port 0, in plain HTTP/2 or
+//! TLS (mTLS when a client CA is given); request limits (`limits.rs`);
+//! background pruning; graceful shutdown (streams end, in-flight calls finish).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tally_proto::telemetry::RpcLayer;
+use tally_proto::tls::ServerTls;
 use tally_proto::v1::authority_server::AuthorityServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,15 +18,36 @@ use tonic::transport::server::TcpIncoming;
 use crate::authority::Authority;
 use crate::error::{Error, Result};
 use crate::grpc::AuthorityService;
+use crate::limits::{LimitLayer, Limits};
 
 /// Largest request message accepted.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
-/// Serves until `shutdown` fires, then drains.
+/// How to serve, beyond the listener.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// TLS (and client certificates, when it has a client CA); plain HTTP/2 when `None`.
+    pub tls: Option<ServerTls>,
+    /// In-flight cap and per-RPC deadline.
+    pub limits: Limits,
+}
+
+/// Serves in plain HTTP/2 with the default limits until `shutdown` fires, then drains.
 pub async fn serve(
     listener: TcpListener,
     authority: Arc<Authority>,
     prune_every: Option<Duration>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    serve_with(listener, authority, prune_every, ServeOptions::default(), shutdown).await
+}
+
+/// Serves with `options` until `shutdown` fires, then drains.
+pub async fn serve_with(
+    listener: TcpListener,
+    authority: Arc<Authority>,
+    prune_every: Option<Duration>,
+    options: ServeOptions,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -57,21 +80,35 @@ pub async fn serve(
     }
 
     let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
-    tracing::info!(%addr, epoch = authority.epoch(), "authority serving");
+    let tls = match &options.tls {
+        None => "off",
+        Some(t) if t.requires_client_cert() => "mutual (client certificates required)",
+        Some(_) => "server only (no client certificates)",
+    };
+    tracing::info!(%addr, epoch = authority.epoch(), tls, "authority serving");
     let stopping = shutdown.clone();
     let drained = async move {
         stopping.cancelled().await;
         tracing::info!("shutting down: ending streams, finishing calls");
         health.set_not_serving::<AuthorityServer<AuthorityService>>().await;
     };
-    Server::builder()
+    // Outermost first: every request is timed and traced, shed ones too.
+    let router = Server::builder()
         .layer(RpcLayer::new(authority.rpc_metrics()))
+        .layer(LimitLayer::new(options.limits, authority.clone()))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), drained)
-        .await
-        .map_err(|e| Error::Config(format!("server: {e}")))?;
+        .add_service(service);
+    match options.tls {
+        None => {
+            router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), drained).await
+        }
+        Some(tls) => {
+            let refused = authority.counters.tls_refused.clone();
+            router.serve_with_incoming_shutdown(tls.incoming(listener, refused), drained).await
+        }
+    }
+    .map_err(|e| Error::Config(format!("server: {e}")))?;
     tracing::info!("authority stopped");
     Ok(())
 }

@@ -13,8 +13,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::authority::Authority;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::log::{LogEvent, Target};
+use crate::metrics::Counters;
 
 /// Rows read from the database per catch-up query.
 const CATCH_UP_PAGE: i64 = 1024;
@@ -45,11 +46,25 @@ pub enum StreamEvent {
 
 impl Authority {
     /// Starts a subscription; the stream ends when `shutdown` fires or the
-    /// receiver is dropped.
-    pub fn subscribe(self: &Arc<Self>, position: Position, shutdown: CancellationToken) -> mpsc::Receiver<StreamEvent> {
+    /// receiver is dropped. Refused with `ResourceExhausted` while
+    /// `Settings::max_subscribers` streams are being served: memory is
+    /// bounded by the cap times [`SUBSCRIBER_BUFFER`] events.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        position: Position,
+        shutdown: CancellationToken,
+    ) -> Result<mpsc::Receiver<StreamEvent>> {
+        let Ok(slot) = self.subscriber_slots.clone().try_acquire_owned() else {
+            Counters::bump(&self.counters.subscribe_refused);
+            return Err(Error::ResourceExhausted(format!(
+                "the authority serves at most {} revocation streams; retry later",
+                self.settings.max_subscribers
+            )));
+        };
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         let this = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             this.shared.subscribers.fetch_add(1, Ordering::Relaxed);
             match this.run_subscription(position, &tx, &shutdown).await {
                 Ok(()) => tracing::debug!("subscription ended"),
@@ -57,7 +72,7 @@ impl Authority {
             }
             this.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
         });
-        rx
+        Ok(rx)
     }
 
     async fn run_subscription(
@@ -190,7 +205,7 @@ impl Authority {
                 let target: Vec<u8> = row.get(2);
                 let digest: Vec<u8> = row.get(3);
                 let (Some(target), Ok(digest)) = (Target::from_columns(&kind, &target), digest.try_into()) else {
-                    return Err(crate::error::Error::Config(format!("corrupt revocation row {seq}")));
+                    return Err(Error::Config(format!("corrupt revocation row {seq}")));
                 };
                 let event = LogEvent { seq, target, digest, expires_at: row.get(4) };
                 if tx.send(StreamEvent::Revocation(event)).await.is_err() {

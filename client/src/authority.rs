@@ -9,9 +9,9 @@ use tally_proto::v1 as pb;
 use tally_proto::v1::authority_client::AuthorityClient as Grpc;
 use tonic::Request;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
-use crate::channel::{bearer_value, deadline, lazy_channel};
+use crate::channel::{bearer_value, deadline, lazy_channel, lazy_channel_with};
 use crate::convert;
 use crate::error::Error;
 use crate::types::{AuditEntry, AuditQuery, Event, Introspection, Key, MintSpec, Minted, Org, Position, RevokeTarget};
@@ -41,6 +41,13 @@ impl AuthorityClient {
     /// a token one holds). Connects on first use.
     pub fn new(url: &str) -> Result<Self, Error> {
         Ok(Self::from_channel(lazy_channel(url)?))
+    }
+
+    /// A client of the authority at an `https://` `url`, over TLS (with a
+    /// client certificate when `tls` has an identity: mTLS).
+    /// `tally_proto::tls::client_config` builds `tls` from PEM files.
+    pub fn with_tls(url: &str, tls: ClientTlsConfig) -> Result<Self, Error> {
+        Ok(Self::from_channel(lazy_channel_with(url, Some(tls))?))
     }
 
     /// A client on a channel the caller built.

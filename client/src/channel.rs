@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::Error;
 
@@ -15,11 +15,23 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// and a broken connection is redialled on the next one, so a client can be
 /// made before its server is up and survives the server's restarts.
 pub(crate) fn lazy_channel(url: &str) -> Result<Channel, Error> {
+    lazy_channel_with(url, None)
+}
+
+/// [`lazy_channel`], over TLS when `tls` is given (the URL must then be `https://`).
+pub(crate) fn lazy_channel_with(url: &str, tls: Option<ClientTlsConfig>) -> Result<Channel, Error> {
+    let invalid = |reason: String| Error::InvalidUrl { url: url.to_owned(), reason };
     let full = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-    let endpoint = Endpoint::from_shared(full)
-        .map_err(|e| Error::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?
+    let mut endpoint = Endpoint::from_shared(full)
+        .map_err(|e| invalid(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        if endpoint.uri().scheme_str() != Some("https") {
+            return Err(invalid("TLS needs an https:// URL".into()));
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| invalid(format!("TLS: {e}")))?;
+    }
     Ok(endpoint.connect_lazy())
 }
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tally_proto::v1 as pb;
 use tally_proto::v1::verifier_client::VerifierClient as Grpc;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
-use crate::channel::{deadline, lazy_channel};
+use crate::channel::{deadline, lazy_channel, lazy_channel_with};
 use crate::convert;
 use crate::error::Error;
 use crate::types::{Check, Decision, VerifierStatus};
@@ -30,7 +30,13 @@ impl VerifierClient {
         Ok(Self::from_channel(lazy_channel(url)?))
     }
 
-    /// A client on a channel the caller built (TLS, custom timeouts…).
+    /// A client of the verifier at an `https://` `url`, over TLS.
+    /// `tally_proto::tls::client_config` builds `tls` from PEM files.
+    pub fn with_tls(url: &str, tls: ClientTlsConfig) -> Result<Self, Error> {
+        Ok(Self::from_channel(lazy_channel_with(url, Some(tls))?))
+    }
+
+    /// A client on a channel the caller built (custom timeouts…).
     pub fn from_channel(channel: Channel) -> Self {
         Self { grpc: Grpc::new(channel), timeout: DEFAULT_CHECK_TIMEOUT }
     }

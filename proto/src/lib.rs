@@ -1,8 +1,8 @@
 //! Tally's gRPC API, generated at build time from `proto/tally/v1/*.proto`.
-
-#![allow(unreachable_pub, missing_debug_implementations, clippy::all)]
+//! Lints are relaxed on the generated modules only.
 
 /// `tally.v1`: the authority (and verifier) services and their messages.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("tally.v1");
 }
@@ -12,6 +12,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tall
 
 /// The subset of Envoy's API behind `envoy.service.auth.v3.Authorization/Check`
 /// (ext_authz, transport API V3): Envoy's packages and field numbers.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
 pub mod envoy {
     pub mod config {
         pub mod core {
@@ -35,6 +36,7 @@ pub mod envoy {
 }
 
 /// `google.rpc.Status`, as ext_authz's `CheckResponse` carries it.
+#[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
 pub mod google {
     pub mod rpc {
         tonic::include_proto!("google.rpc");
@@ -44,7 +46,11 @@ pub mod google {
 /// Encoded `FileDescriptorSet` of the Envoy ext_authz subset, for gRPC reflection.
 pub const ENVOY_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("envoy_descriptor");
 
+mod error;
 pub mod metrics_http;
+
+pub use error::Error;
 
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod tls;

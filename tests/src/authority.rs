@@ -1,6 +1,7 @@
 //! The real `tally-authority` as a process: a temp dir with a KEK file and a
 //! database made by `init`, then `serve` on 127.0.0.1 (port 0 the first time,
-//! the same port on restart) with a connected gRPC client.
+//! the same port on restart) with a connected gRPC client; over mTLS when
+//! the options carry a certificate set.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 use crate::binary::{AUTHORITY, binary_in};
+use crate::certs::CertFiles;
 use crate::child::Child;
 use crate::poll::DEADLINE;
 
@@ -37,11 +39,21 @@ pub struct AuthorityOptions {
     pub serve_args: Vec<String>,
     /// Extra environment variables of `serve` (e.g. `OTEL_*`).
     pub env: Vec<(String, String)>,
+    /// Serve mTLS with this set: its authority certificate, client
+    /// certificates required from its CA. The harness's own client presents
+    /// the operator certificate.
+    pub tls: Option<CertFiles>,
 }
 
 impl Default for AuthorityOptions {
     fn default() -> Self {
-        Self { rust_log: "info".into(), heartbeat: Duration::from_millis(200), serve_args: Vec::new(), env: Vec::new() }
+        Self {
+            rust_log: "info".into(),
+            heartbeat: Duration::from_millis(200),
+            serve_args: Vec::new(),
+            env: Vec::new(),
+            tls: None,
+        }
     }
 }
 
@@ -99,7 +111,7 @@ impl Authority {
 
         let loopback_any = SocketAddr::from(([127, 0, 0, 1], 0));
         let (child, addr) = serve(&bin, &db, &kek_file, loopback_any, &options).await?;
-        let client = connect(addr).await?;
+        let client = connect(addr, options.tls.as_ref()).await?;
         Ok(Self { options, bootstrap, addr, client, child, past: Vec::new(), init_log, kek_file, db, dir })
     }
 
@@ -118,9 +130,10 @@ impl Authority {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.options.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The database file.
@@ -172,7 +185,7 @@ impl Authority {
         let (child, addr) = serve(&bin, &self.db, &self.kek_file, self.addr, &self.options).await?;
         ensure!(addr == self.addr, "restarted on {addr}, not {}", self.addr);
         self.past.push(std::mem::replace(&mut self.child, child));
-        self.client = connect(addr).await?;
+        self.client = connect(addr, self.options.tls.as_ref()).await?;
         Ok(())
     }
 
@@ -255,6 +268,16 @@ async fn serve(
         "--heartbeat-interval".into(),
         heartbeat.into(),
     ];
+    if let Some(tls) = &options.tls {
+        args.extend([
+            "--tls-cert".into(),
+            tls.authority_cert.clone().into(),
+            "--tls-key".into(),
+            tls.authority_key.clone().into(),
+            "--tls-client-ca".into(),
+            tls.ca.clone().into(),
+        ]);
+    }
     args.extend(options.serve_args.iter().map(Into::into));
     let mut env = vec![("RUST_LOG", options.rust_log.as_str())];
     env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -265,8 +288,15 @@ async fn serve(
     Ok((child, addr))
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<AuthorityClient<Channel>> {
-    AuthorityClient::connect(format!("http://{addr}")).await.with_context(|| format!("connecting to {addr}"))
+async fn connect(addr: SocketAddr, tls: Option<&CertFiles>) -> anyhow::Result<AuthorityClient<Channel>> {
+    let channel = match tls {
+        None => Channel::from_shared(format!("http://{addr}"))?.connect().await,
+        Some(c) => {
+            let config = tally_proto::tls::client_config(&c.ca, Some((&c.operator_cert, &c.operator_key)))?;
+            Channel::from_shared(format!("https://{addr}"))?.tls_config(config)?.connect().await
+        }
+    };
+    Ok(AuthorityClient::new(channel.with_context(|| format!("connecting to {addr}"))?))
 }
 
 /// Wraps a message with `authorization: Bearer TOKEN`.

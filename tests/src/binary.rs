@@ -73,6 +73,18 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_owned()
 }
 
+/// Variables cargo sets for the crate being run, not for cargo itself.
+const INHERITED_FROM_CARGO: [&str; 7] = [
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "OUT_DIR",
+];
+const INHERITED_PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"];
+
 fn build(package: &str, name: &str) -> Result<PathBuf, String> {
     let dir = profile_dir();
     // The directory name is the profile's, except for `dev` which builds into `debug`.
@@ -83,6 +95,17 @@ fn build(package: &str, name: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace_root()).args(["build", "--profile", &profile, "-p", package, "--bin", name]);
+    // Cargo sets these for the test (or xtask) process itself. Passed on,
+    // they would differ from a plain build's environment, and a build script
+    // that reruns when one changes (ring's watches CARGO_PKG_NAME and
+    // CARGO_MANIFEST_DIR) would rebuild it and everything above it, in every
+    // test process.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if INHERITED_FROM_CARGO.contains(&key) || INHERITED_PREFIXES.iter().any(|p| key.starts_with(p)) {
+            cmd.env_remove(key);
+        }
+    }
     // Build into the directory the test runs from, wherever cargo would otherwise put it.
     if let Some(target) = dir.parent() {
         cmd.arg("--target-dir").arg(target);

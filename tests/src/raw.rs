@@ -3,9 +3,10 @@
 //! decode, metadata that is not ASCII), and the standard health check
 //! (`grpc.health.v1.Health/Check`) without a dependency on tonic-health.
 //!
-//! The request body travels as a `String` (the one `http_body::Body` reachable
-//! without more dependencies), so raw messages are limited to bytes below
-//! 0x80 and to lengths whose four big-endian bytes are each below 0x80.
+//! The request body travels as a `String`, so raw messages are limited to
+//! bytes below 0x80 and to lengths whose four big-endian bytes are each below
+//! 0x80. [`call_stalled`] sends a body that never ends: the server's handler
+//! waits for it, so the call holds its place until the server gives up.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -55,6 +56,41 @@ pub async fn call(channel: &Channel, path: &str, headers: &[(&str, &[u8])], body
         req = req.header(*name, http::HeaderValue::from_bytes(value).context("header value")?);
     }
     let req = req.body(tonic::body::Body::new(body)).context("building the request")?;
+    send(channel, req).await
+}
+
+/// A request body that never yields a byte nor ends.
+struct Stall;
+
+impl tonic::codegen::Body for Stall {
+    type Data = tonic::codegen::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// Sends the headers of a call to `path` and then a body that never ends,
+/// and reads the reply: the server answers only when it gives up on the
+/// call (its deadline) or refuses it outright (overload). Dropping the
+/// future resets the stream.
+pub async fn call_stalled(channel: &Channel, path: &str, headers: &[(&str, &[u8])]) -> anyhow::Result<RawReply> {
+    let mut req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!("http://tally{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        req = req.header(*name, http::HeaderValue::from_bytes(value).context("header value")?);
+    }
+    send(channel, req.body(tonic::body::Body::new(Stall)).context("building the request")?).await
+}
+
+async fn send(channel: &Channel, req: http::Request<tonic::body::Body>) -> anyhow::Result<RawReply> {
     let mut channel = channel.clone();
     poll_fn(|cx| channel.poll_ready(cx)).await.context("channel not ready")?;
     let resp = channel.call(req).await.context("sending the request")?;

@@ -1,6 +1,7 @@
 //! The real `tally-verifier` as a process: its token in a file of its own temp
-//! dir, `serve` on 127.0.0.1:0, a connected Check/Status client, and waits
-//! that poll `Status` instead of sleeping.
+//! dir, `serve` on 127.0.0.1:0 (TLS to the authority and on the Check port
+//! when asked), a connected Check/Status client, and waits that poll
+//! `Status` instead of sleeping.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use tempfile::TempDir;
 use tonic::transport::Channel;
 
 use crate::binary::binary_in;
+use crate::certs::CertFiles;
 use crate::child::Child;
 use crate::poll::{DEADLINE, eventually};
 
@@ -31,6 +33,11 @@ pub struct VerifierOptions {
     pub args: Vec<String>,
     /// Extra environment variables (e.g. `OTEL_*`).
     pub env: Vec<(String, String)>,
+    /// TLS to the authority (`--authority-ca`, and the client certificate when given).
+    pub authority_tls: Option<UpstreamTls>,
+    /// Serve the Check port over TLS with this set's verifier server
+    /// certificate; the harness's client trusts the set's CA.
+    pub check_tls: Option<CertFiles>,
 }
 
 impl Default for VerifierOptions {
@@ -41,7 +48,43 @@ impl Default for VerifierOptions {
             rust_log: "info".into(),
             args: Vec::new(),
             env: Vec::new(),
+            authority_tls: None,
+            check_tls: None,
         }
+    }
+}
+
+/// How a verifier speaks TLS to the authority.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// `--authority-ca`.
+    pub ca: PathBuf,
+    /// `--tls-client-cert` and `--tls-client-key`; none presented when `None`.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl UpstreamTls {
+    /// The set's CA and its genuine verifier client certificate.
+    pub fn genuine(c: &CertFiles) -> Self {
+        Self { ca: c.ca.clone(), client: Some((c.verifier_cert.clone(), c.verifier_key.clone())) }
+    }
+
+    /// The set's CA, and no client certificate.
+    pub fn without_client_cert(c: &CertFiles) -> Self {
+        Self { ca: c.ca.clone(), client: None }
+    }
+
+    /// The set's CA, and the client certificate of the rogue CA.
+    pub fn rogue_client_cert(c: &CertFiles) -> Self {
+        Self { ca: c.ca.clone(), client: Some((c.rogue_cert.clone(), c.rogue_key.clone())) }
+    }
+
+    fn args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = vec!["--authority-ca".into(), self.ca.clone().into()];
+        if let Some((cert, key)) = &self.client {
+            args.extend(["--tls-client-cert".into(), cert.into(), "--tls-client-key".into(), key.into()]);
+        }
+        args
     }
 }
 
@@ -79,6 +122,17 @@ impl Verifier {
             "--fail-closed-after".into(),
             fail_closed.into(),
         ];
+        if let Some(tls) = &options.authority_tls {
+            args.extend(tls.args());
+        }
+        if let Some(c) = &options.check_tls {
+            args.extend([
+                "--tls-cert".into(),
+                c.check_cert.clone().into(),
+                "--tls-key".into(),
+                c.check_key.clone().into(),
+            ]);
+        }
         args.extend(options.args.iter().map(Into::into));
         let bin = binary_in(VERIFIER.package, VERIFIER.name);
         let mut env = vec![("RUST_LOG", options.rust_log.as_str())];
@@ -86,7 +140,14 @@ impl Verifier {
         let child = Child::spawn(&bin, args, &env)?;
         let line = child.wait_for_stdout(DEADLINE, |l| l.starts_with(LISTENING)).await?;
         let addr: SocketAddr = line[LISTENING.len()..].trim().parse().with_context(|| format!("parsing {line:?}"))?;
-        let client = VerifierClient::connect(format!("http://{addr}")).await?;
+        let channel = match &options.check_tls {
+            None => Channel::from_shared(format!("http://{addr}"))?.connect().await?,
+            Some(c) => {
+                let config = tally_proto::tls::client_config(&c.ca, None)?;
+                Channel::from_shared(format!("https://{addr}"))?.tls_config(config)?.connect().await?
+            }
+        };
+        let client = VerifierClient::new(channel);
         Ok(Self { child, addr, client, token_file, _dir: dir })
     }
 

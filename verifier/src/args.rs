@@ -35,4 +35,19 @@ pub(crate) struct ServeArgs {
     /// Deadline for a Verify call to the authority.
     #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_TIMEOUT", default_value = "2s")]
     pub(crate) authority_timeout: humantime::Duration,
+    /// PEM CA certificate(s) the authority's certificate must chain to; needs an https:// `--authority`.
+    #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_CA", value_name = "FILE")]
+    pub(crate) authority_ca: Option<PathBuf>,
+    /// PEM client certificate presented to the authority (mTLS).
+    #[arg(long, env = "TALLY_VERIFIER_TLS_CLIENT_CERT", requires_all = ["tls_client_key", "authority_ca"], value_name = "FILE")]
+    pub(crate) tls_client_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-client-cert`.
+    #[arg(long, env = "TALLY_VERIFIER_TLS_CLIENT_KEY", requires = "tls_client_cert", value_name = "FILE")]
+    pub(crate) tls_client_key: Option<PathBuf>,
+    /// PEM certificate (chain) to serve the Check port over TLS; plain HTTP/2 when unset.
+    #[arg(long, env = "TALLY_VERIFIER_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "TALLY_VERIFIER_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
 }

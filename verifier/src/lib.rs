@@ -19,7 +19,7 @@ pub use cache::{Cache, Cached};
 pub use error::Error;
 pub use ext_authz::ExtAuthzService;
 pub use grpc::VerifierService;
-pub use server::serve;
+pub use server::{serve, serve_with};
 pub use upstream::Upstream;
 pub use verifier::{CheckRequest, Outcome, Settings, Verifier};
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tally_proto::tls::{self, ServerTls};
 use tally_verifier::{Settings, Upstream, Verifier};
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +48,27 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve(a) = cli.command;
-    let upstream = Upstream::with_token_file(&a.authority, &a.token_file, a.authority_timeout.into())?;
+    let mut upstream = Upstream::with_token_file(&a.authority, &a.token_file, a.authority_timeout.into())?;
+    // TLS files are checked here, before serving: a bad one is a startup error naming it.
+    let https = a.authority.starts_with("https://");
+    match &a.authority_ca {
+        Some(ca) => {
+            anyhow::ensure!(https, "--authority-ca needs an https:// --authority URL, not {}", a.authority);
+            let identity = a.tls_client_cert.as_deref().zip(a.tls_client_key.as_deref());
+            let config = tls::client_config(ca, identity)
+                .context("authority TLS (--authority-ca, --tls-client-cert, --tls-client-key)")?;
+            upstream = upstream.with_tls(config)?;
+        }
+        None => {
+            anyhow::ensure!(!https, "an https:// --authority needs --authority-ca (the CA its certificate chains to)")
+        }
+    }
+    let check_tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(ServerTls::load(cert, key, None).context("Check-port TLS (--tls-cert, --tls-key)")?)
+        }
+        _ => None,
+    };
     let settings = Settings {
         region: a.region,
         fail_closed_after: a.fail_closed_after.into(),
@@ -70,7 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stop.cancelled().await
         }));
     }
-    tally_verifier::serve(listener, verifier, shutdown).await?;
+    tally_verifier::serve_with(listener, verifier, check_tls, shutdown).await?;
     Ok(())
 }
 

@@ -25,6 +25,8 @@ pub struct Counters {
     pub authority_answers: AtomicU64,
     pub authority_verifies: AtomicU64,
     pub revocations_applied: AtomicU64,
+    /// Check-port connections whose TLS handshake failed (shared with the accept loop).
+    pub tls_refused: Arc<AtomicU64>,
 }
 
 impl Default for Counters {
@@ -44,6 +46,7 @@ impl Default for Counters {
             authority_answers: AtomicU64::new(0),
             authority_verifies: AtomicU64::new(0),
             revocations_applied: AtomicU64::new(0),
+            tls_refused: Arc::default(),
         }
     }
 }
@@ -155,6 +158,13 @@ impl Verifier {
             "counter",
             "Cache flushes on reset, epoch change or gap.",
             self.sync.resets(),
+        );
+        sample(
+            &mut out,
+            "tally_verifier_tls_handshakes_refused_total",
+            "counter",
+            "Check-port connections whose TLS handshake failed or timed out.",
+            load(&c.tls_refused),
         );
         let verify = "tally_verifier_authority_verify_duration_seconds";
         header(&mut out, verify, "Round trip of the Verify calls made to the authority (answered or failed).");

@@ -1,7 +1,10 @@
 //! A short-lived cache of negative answers (forged, revoked, unknown key…),
 //! keyed by a hash of the whole bundle text, signature included: a forgery
 //! must never shadow the genuine token with the same caveats. Bounded: when
-//! full, expired answers go first, then everything.
+//! full, expired answers go first, then everything; and each remembered
+//! detail is cut to [`MAX_DETAIL`] bytes (the authority's text may quote a
+//! caveat of the token, up to a 2 KiB field), so the whole cache stays
+//! within capacity × a few hundred bytes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tally_proto::v1::Reason;
+
+/// Longest denial detail remembered, in bytes.
+const MAX_DETAIL: usize = 256;
 
 /// A remembered denial.
 #[derive(Debug, Clone)]
@@ -44,9 +50,14 @@ impl NegativeCache {
     }
 
     /// Remembers a denial for the TTL.
-    pub fn insert(&self, bundle: &str, denied: Denied) {
+    pub fn insert(&self, bundle: &str, mut denied: Denied) {
         if self.ttl.is_zero() {
             return;
+        }
+        if denied.detail.len() > MAX_DETAIL {
+            let cut = (0..=MAX_DETAIL).rev().find(|&i| denied.detail.is_char_boundary(i)).unwrap_or(0);
+            denied.detail.truncate(cut);
+            denied.detail.push('…');
         }
         let now = Instant::now();
         let mut map = self.map.lock().expect("negative cache lock");
@@ -78,6 +89,10 @@ mod tests {
         c.insert("c", d.clone());
         assert!(c.get("c").is_some());
         assert!(c.map.lock().unwrap().len() <= 2);
+        let long = Denied { reason: Reason::Forged, detail: "é".repeat(1000) };
+        c.insert("long", long);
+        let kept = c.get("long").unwrap().detail;
+        assert!(kept.len() <= MAX_DETAIL + '…'.len_utf8() && kept.ends_with('…'), "{} bytes", kept.len());
         let off = NegativeCache::new(Duration::ZERO, 2);
         off.insert("a", d);
         assert!(off.get("a").is_none());

@@ -1,12 +1,14 @@
 //! Serving: Check and Status, Envoy's ext_authz Check, health (serving only
-//! once synced with the stream) and reflection, on an already-bound listener;
-//! plus the stream follower and the fail-closed watchdog. Everything stops on `shutdown`.
+//! once synced with the stream) and reflection, on an already-bound listener,
+//! in plain HTTP/2 or TLS; plus the stream follower and the fail-closed
+//! watchdog. Everything stops on `shutdown`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tally_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use tally_proto::telemetry::RpcLayer;
+use tally_proto::tls::ServerTls;
 use tally_proto::v1::verifier_server::VerifierServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +24,18 @@ use crate::verifier::Verifier;
 /// Largest request message accepted.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
-/// Serves until `shutdown` fires.
+/// Serves plain HTTP/2 until `shutdown` fires.
 pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: CancellationToken) -> Result<(), Error> {
+    serve_with(listener, verifier, None, shutdown).await
+}
+
+/// Serves until `shutdown` fires, over TLS when `tls` is given.
+pub async fn serve_with(
+    listener: TcpListener,
+    verifier: Arc<Verifier>,
+    tls: Option<ServerTls>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<VerifierServer<VerifierService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -68,16 +80,28 @@ pub async fn serve(listener: TcpListener, verifier: Arc<Verifier>, shutdown: Can
     let ext_authz =
         AuthorizationServer::new(ExtAuthzService::new(verifier.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
-    tracing::info!(%addr, region = %verifier.settings().region, "verifier serving");
-    Server::builder()
+    tracing::info!(%addr, region = %verifier.settings().region, tls = tls.is_some(), "verifier serving");
+    let router = Server::builder()
         .layer(RpcLayer::new(verifier.rpc_metrics()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
-        .add_service(ext_authz)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled())
-        .await
-        .map_err(|e| Error::Config(format!("server: {e}")))?;
+        .add_service(ext_authz);
+    match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown.cancelled(),
+                )
+                .await
+        }
+        Some(tls) => {
+            let refused = verifier.counters.tls_refused.clone();
+            router.serve_with_incoming_shutdown(tls.incoming(listener, refused), shutdown.cancelled()).await
+        }
+    }
+    .map_err(|e| Error::Config(format!("server: {e}")))?;
     tracing::info!("verifier stopped");
     Ok(())
 }

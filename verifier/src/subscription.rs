@@ -62,7 +62,7 @@ impl Verifier {
                     }
                 },
                 Err(status) => {
-                    tracing::warn!(code = ?status.code(), "cannot subscribe to the authority");
+                    tracing::warn!(code = ?status.code(), error = %why(&status), "cannot subscribe to the authority");
                     if status.code() == tonic::Code::Unauthenticated {
                         self.upstream.reload_token();
                     }
@@ -199,6 +199,16 @@ impl Verifier {
                 tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
             }
         }
+    }
+}
+
+/// A status's message with its causes: a TLS failure (an untrusted
+/// certificate, a refused client certificate) says only "transport error"
+/// without them. Statuses never carry tokens, so this is safe to log.
+fn why(status: &tonic::Status) -> String {
+    match std::error::Error::source(status) {
+        Some(cause) => format!("{}: {}", status.message(), crate::upstream::error_chain(cause)),
+        None => status.message().to_owned(),
     }
 }
 

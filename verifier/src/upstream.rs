@@ -10,7 +10,7 @@ use tally_proto::telemetry;
 use tally_proto::v1 as pb;
 use tally_proto::v1::authority_client::AuthorityClient;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status, Streaming};
 use tracing::Instrument;
 
@@ -56,6 +56,18 @@ impl Upstream {
         let bearer = Arc::new(RwLock::new(bearer_value(token)?));
         let client = AuthorityClient::new(endpoint.connect_lazy());
         Ok(Self { endpoint, client, bearer, token_file: None, timeout })
+    }
+
+    /// Speaks TLS to the authority: verifies its certificate and, when `tls`
+    /// has an identity, presents a client certificate, on Verify's connection
+    /// and on every connection the stream dials. The URL must be `https://`.
+    pub fn with_tls(mut self, tls: ClientTlsConfig) -> Result<Self, Error> {
+        if self.endpoint.uri().scheme_str() != Some("https") {
+            return Err(Error::Config(format!("TLS needs an https:// authority URL, not {}", self.endpoint.uri())));
+        }
+        self.endpoint = self.endpoint.tls_config(tls).map_err(|e| Error::Config(format!("authority TLS: {e}")))?;
+        self.client = AuthorityClient::new(self.endpoint.connect_lazy());
+        Ok(self)
     }
 
     /// Like [`Upstream::new`], with the token read from `path` (and re-read on refusal).
@@ -106,8 +118,11 @@ impl Upstream {
             from_digest: pos.digest.clone(),
         });
         let open = async {
-            let channel =
-                self.endpoint.connect().await.map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
+            let channel = self
+                .endpoint
+                .connect()
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot connect: {}", error_chain(&e))))?;
             AuthorityClient::new(channel).subscribe(req).await
         };
         match tokio::time::timeout(self.timeout, open).await {
@@ -115,6 +130,21 @@ impl Upstream {
             Err(_) => Err(Status::deadline_exceeded("authority did not answer in time")),
         }
     }
+}
+
+/// An error with its causes: tonic's transport error says only "transport
+/// error"; the TLS or TCP reason is in its sources.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn read_token(path: &Path) -> Result<String, Error> {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one home of Tally's automation (see `.cargo/config.toml`).
 
 mod bench;
+mod certs;
 mod demo;
 mod golden;
 mod test;
@@ -31,6 +32,8 @@ enum Command {
     /// The bench's echo server.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
+    /// Write a throwaway CA and certificates for running with mTLS (README "mTLS").
+    Certs(certs::CertsArgs),
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
@@ -47,6 +50,7 @@ fn workspace_root() -> std::path::PathBuf {
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Test(args) => test::run(args),
+        Command::Certs(args) => certs::run(args),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(args),

@@ -149,7 +149,7 @@ impl AuthorityApi for AuthorityService {
         self.authority.authorize_subscribe(bearer.as_deref())?;
         let r = req.into_inner();
         let position = Position { from_seq: r.from_seq, epoch: r.epoch, digest: r.from_digest };
-        let rx = self.authority.subscribe(position, self.shutdown.clone());
+        let rx = self.authority.subscribe(position, self.shutdown.clone())?;
         // Stamped as tonic takes it for the wire, after any queueing here.
         let authority = self.authority.clone();
         let stream = ReceiverStream::new(rx).map(move |e| Ok(convert::stream_event(e, authority.now_ms())));

@@ -15,6 +15,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(m) => Status::already_exists(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::Unavailable(m) => Status::unavailable(m),
+            Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Status::new(Code::Internal, "internal error")

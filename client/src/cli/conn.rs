@@ -1,9 +1,13 @@
-//! Connecting to the authority and verifiers named by the global options,
-//! and turning SDK errors into messages that say what to do next.
+//! Connecting to the authority and verifiers named by the global options
+//! (over TLS for `https://` URLs), and turning SDK errors into messages that
+//! say what to do next.
 
 use std::io::Read;
+use std::path::Path;
 
 use tally_client::{AuthorityClient, Error, VerifierClient};
+use tally_proto::tls;
+use tonic::transport::ClientTlsConfig;
 
 use super::{CliError, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_USAGE, Global};
 
@@ -37,11 +41,55 @@ pub(super) fn authority(g: &Global) -> Result<AuthorityClient, CliError> {
 
 /// An authority client without a token (revoking a token one holds).
 pub(super) fn anonymous_authority(g: &Global) -> Result<AuthorityClient, CliError> {
-    AuthorityClient::new(&g.authority).map_err(|e| CliError::usage(format!("--authority: {e}")))
+    let identity = match (&g.tls_client_cert, &g.tls_client_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        _ => {
+            return Err(CliError::usage(
+                "--tls-client-cert and --tls-client-key (TALLY_TLS_CLIENT_CERT, TALLY_TLS_CLIENT_KEY) go together",
+            ));
+        }
+    };
+    let ca = Ca { url: &g.authority, flag: "--authority", ca_flag: "--authority-ca", env: "TALLY_AUTHORITY_CA" };
+    let client = match ca.config(g.authority_ca.as_deref(), identity)? {
+        None => AuthorityClient::new(&g.authority),
+        Some(tls) => AuthorityClient::with_tls(&g.authority, tls),
+    };
+    client.map_err(|e| CliError::usage(format!("--authority: {e}")))
 }
 
 pub(super) fn verifier(g: &Global) -> Result<VerifierClient, CliError> {
-    VerifierClient::new(&g.verifier).map_err(|e| CliError::usage(format!("--verifier: {e}")))
+    let ca = Ca { url: &g.verifier, flag: "--verifier", ca_flag: "--verifier-ca", env: "TALLY_VERIFIER_CA" };
+    let client = match ca.config(g.verifier_ca.as_deref(), None)? {
+        None => VerifierClient::new(&g.verifier),
+        Some(tls) => VerifierClient::with_tls(&g.verifier, tls),
+    };
+    client.map_err(|e| CliError::usage(format!("--verifier: {e}")))
+}
+
+/// A server URL and the flags that name it and its CA, for messages.
+struct Ca<'a> {
+    url: &'a str,
+    flag: &'static str,
+    ca_flag: &'static str,
+    env: &'static str,
+}
+
+impl Ca<'_> {
+    /// TLS for the URL: `https://` needs a CA file, a CA file needs `https://`.
+    fn config(&self, ca: Option<&Path>, identity: Option<(&Path, &Path)>) -> Result<Option<ClientTlsConfig>, CliError> {
+        let https = self.url.starts_with("https://");
+        let Ca { flag, ca_flag, env, .. } = self;
+        match ca {
+            None if https => Err(CliError::usage(format!("an https:// {flag} needs {ca_flag} FILE (or {env})"))),
+            None if identity.is_some() => {
+                Err(CliError::usage(format!("a client certificate needs an https:// {flag} and {ca_flag}")))
+            }
+            None => Ok(None),
+            Some(_) if !https => Err(CliError::usage(format!("{ca_flag} needs an https:// {flag}, not {}", self.url))),
+            Some(ca) => tls::client_config(ca, identity).map(Some).map_err(|e| CliError::usage(e.to_string())),
+        }
+    }
 }
 
 /// The message and exit code for an SDK error from `server`.
@@ -49,6 +97,13 @@ pub(super) fn failed(g: &Global, server: Server, e: Error) -> CliError {
     let (name, url, flag, env) = match server {
         Server::Authority => ("authority", &g.authority, "--authority", "TALLY_AUTHORITY_URL"),
         Server::Verifier => ("verifier", &g.verifier, "--verifier", "TALLY_VERIFIER_URL"),
+    };
+    // A refused TLS handshake often shows only as a closed connection; over
+    // https, say which flags matter.
+    let tls_hint = match server {
+        _ if !url.starts_with("https://") => "",
+        Server::Authority => "; over TLS check --authority-ca, --tls-client-cert and --tls-client-key",
+        Server::Verifier => "; over TLS check --verifier-ca",
     };
     let token_hint = match &g.token_file {
         Some(p) => format!("the token in {}", p.display()),
@@ -72,12 +127,12 @@ pub(super) fn failed(g: &Global, server: Server, e: Error) -> CliError {
         | Error::InvalidToken(_) => CliError { code: EXIT_USAGE, message: e.to_string() },
         Error::Unavailable(m) => CliError {
             code: EXIT_UNAVAILABLE,
-            message: format!("cannot reach the {name} at {url}: {m} (is it running? set {flag} or {env})"),
+            message: format!("cannot reach the {name} at {url}: {m}{tls_hint} (is it running? set {flag} or {env})"),
         },
         Error::Timeout(d) => CliError {
             code: EXIT_UNAVAILABLE,
             message: format!("the {name} at {url} did not answer within {d:?}; try again"),
         },
-        other => CliError { code: EXIT_UNAVAILABLE, message: format!("the {name} at {url} failed: {other}") },
+        other => CliError { code: EXIT_UNAVAILABLE, message: format!("the {name} at {url} failed: {other}{tls_hint}") },
     }
 }

@@ -47,6 +47,18 @@ pub(crate) struct Global {
     /// The verifier's gRPC URL (for `check` and `status`).
     #[arg(long, global = true, env = "TALLY_VERIFIER_URL", default_value = "http://127.0.0.1:7800")]
     verifier: String,
+    /// PEM CA certificate the authority's certificate must chain to (for an https:// `--authority`).
+    #[arg(long, global = true, env = "TALLY_AUTHORITY_CA", value_name = "FILE")]
+    authority_ca: Option<PathBuf>,
+    /// PEM client certificate presented to the authority (mTLS); needs `--tls-client-key`.
+    #[arg(long, global = true, env = "TALLY_TLS_CLIENT_CERT", value_name = "FILE")]
+    tls_client_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-client-cert`.
+    #[arg(long, global = true, env = "TALLY_TLS_CLIENT_KEY", value_name = "FILE")]
+    tls_client_key: Option<PathBuf>,
+    /// PEM CA certificate the verifier's certificate must chain to (for an https:// `--verifier`).
+    #[arg(long, global = true, env = "TALLY_VERIFIER_CA", value_name = "FILE")]
+    verifier_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,15 @@ use tokio::io::AsyncWriteExt;
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Environment the CLI reads; cleared so a developer's shell cannot leak in.
-const CLI_ENV: [&str; 3] = ["TALLY_AUTHORITY_URL", "TALLY_TOKEN_FILE", "TALLY_VERIFIER_URL"];
+const CLI_ENV: [&str; 7] = [
+    "TALLY_AUTHORITY_URL",
+    "TALLY_TOKEN_FILE",
+    "TALLY_VERIFIER_URL",
+    "TALLY_AUTHORITY_CA",
+    "TALLY_TLS_CLIENT_CERT",
+    "TALLY_TLS_CLIENT_KEY",
+    "TALLY_VERIFIER_CA",
+];
 
 /// A finished `tally` run.
 #[derive(Debug)]

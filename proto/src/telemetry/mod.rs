@@ -11,11 +11,3 @@ mod rpc;
 pub use histogram::{BUCKETS, Histogram, header};
 pub use otel::{Telemetry, client_span, enabled, init, inject};
 pub use rpc::{RpcLayer, RpcMetrics, RpcService};
-
-/// What can fail setting telemetry up.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The exporter or the subscriber could not be installed.
-    #[error("telemetry: {0}")]
-    Telemetry(String),
-}

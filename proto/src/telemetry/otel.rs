@@ -18,7 +18,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use super::Error;
+use crate::Error;
 
 /// True once [`init`] turned export on: spans and propagation cost nothing otherwise.
 static EXPORTING: AtomicBool = AtomicBool::new(false);

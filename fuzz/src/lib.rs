@@ -1,0 +1,4 @@
+//! Helpers shared by the fuzz targets: second, deliberately plain
+//! implementations of what `tally-token` does fast, to compare against.
+
+pub mod reference;

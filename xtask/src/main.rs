@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod golden;
 mod test;
 
@@ -31,6 +32,8 @@ enum Command {
     /// The bench's echo server.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
+    /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
+    Fuzz(fuzz::FuzzArgs),
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(args),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchRun(args) => bench::measure(args),
         Command::BenchLoad(args) => bench::load(args),

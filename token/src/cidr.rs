@@ -13,7 +13,9 @@ pub struct Cidr {
 impl FromStr for Cidr {
     type Err = &'static str;
 
-    /// `ADDR/LEN` or a bare address (a single host).
+    /// `ADDR/LEN` or a bare address (a single host). A range inside the
+    /// IPv4-mapped block (`::ffff:a.b.c.d/96` or longer) is the IPv4 range it
+    /// carries, as a mapped client address is the IPv4 address it carries.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -31,7 +33,13 @@ impl FromStr for Cidr {
         if prefix > max {
             return Err("prefix length too long");
         }
-        Ok(Self { addr, prefix })
+        match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Ok(Self { addr: IpAddr::V4(v4), prefix: prefix - 96 }),
+                None => Ok(Self { addr, prefix }),
+            },
+            _ => Ok(Self { addr, prefix }),
+        }
     }
 }
 
@@ -82,6 +90,21 @@ mod tests {
         let host: Cidr = "192.168.1.7".parse().unwrap();
         assert!(host.contains(ip("192.168.1.7")));
         assert!(!host.contains(ip("192.168.1.8")));
+    }
+
+    #[test]
+    fn ipv4_mapped_ranges_are_ipv4_ranges() {
+        // Found by fuzzing: a mapped range never contained its own address,
+        // because the client side is compared as IPv4 and the range was not.
+        let host: Cidr = "::ffff:10.1.2.3".parse().unwrap();
+        assert!(host.contains(ip("::ffff:10.1.2.3")));
+        assert!(host.contains(ip("10.1.2.3")));
+        assert!(!host.contains(ip("10.1.2.4")));
+        assert_eq!("::ffff:10.0.0.0/104".parse::<Cidr>(), "10.0.0.0/8".parse::<Cidr>());
+        assert!("::ffff:0:0/96".parse::<Cidr>().unwrap().contains(ip("192.0.2.1")));
+        // Wider than the mapped block: still an IPv6 range, which IPv4 clients are never in.
+        assert!(!"::/0".parse::<Cidr>().unwrap().contains(ip("10.1.2.3")));
+        assert!(!"::ffff:0:0/95".parse::<Cidr>().unwrap().contains(ip("::ffff:10.1.2.3")));
     }
 
     #[test]

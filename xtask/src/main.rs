@@ -3,6 +3,7 @@
 mod bench;
 mod certs;
 mod demo;
+mod fuzz;
 mod golden;
 mod test;
 
@@ -34,6 +35,8 @@ enum Command {
     BenchEcho(bench::EchoArgs),
     /// Write a throwaway CA and certificates for running with mTLS (README "mTLS").
     Certs(certs::CertsArgs),
+    /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
+    Fuzz(fuzz::FuzzArgs),
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Command::Certs(args) => certs::run(args),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchRun(args) => bench::measure(args),
         Command::BenchLoad(args) => bench::load(args),

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod golden;
+mod release;
 mod test;
 
 use clap::{Parser, Subcommand};

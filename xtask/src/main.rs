@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod golden;
 mod release;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,11 @@ enum Command {
     /// The bench's echo server.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
+    /// Mixed load with faults for N minutes; memory and file descriptors sampled, growth judged.
+    Soak(soak::SoakArgs),
+    /// The running side of `soak` (run from the release build by `soak`).
+    #[command(hide = true)]
+    SoakRun(soak::SoakArgs),
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
@@ -54,5 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchRun(args) => bench::measure(args),
         Command::BenchLoad(args) => bench::load(args),
         Command::BenchEcho(args) => bench::echo(args),
+        Command::Soak(args) => soak::run(args),
+        Command::SoakRun(args) => soak::soak_run(args),
     }
 }

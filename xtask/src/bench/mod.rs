@@ -15,13 +15,13 @@ mod echo;
 mod lab;
 mod load;
 mod perf;
-mod pin;
+pub(crate) mod pin;
 mod plan;
 mod progress;
 mod report;
 mod runner;
 mod scenarios;
-mod zipf;
+pub(crate) mod zipf;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -177,7 +177,9 @@ impl Authority {
         self.try_restart().await.expect("restarting tally-authority")
     }
 
-    async fn try_restart(&mut self) -> anyhow::Result<()> {
+    /// [`Authority::restart`] that returns the failure instead of panicking
+    /// (for callers that must clean up or report first, as `cargo xtask soak`).
+    pub async fn try_restart(&mut self) -> anyhow::Result<()> {
         if self.child.try_status().is_none() {
             bail!("the authority is still running: kill_9() or stop() it first");
         }

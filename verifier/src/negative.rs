@@ -1,10 +1,12 @@
 //! A short-lived cache of negative answers (forged, revoked, unknown key…),
 //! keyed by a hash of the whole bundle text, signature included: a forgery
-//! must never shadow the genuine token with the same caveats. Bounded: when
-//! full, expired answers go first, then everything; and each remembered
-//! detail is cut to [`MAX_DETAIL`] bytes (the authority's text may quote a
-//! caveat of the token, up to a 2 KiB field), so the whole cache stays
-//! within capacity × a few hundred bytes.
+//! must never shadow the genuine token with the same caveats. Expired answers
+//! are dropped once per TTL, so the map holds about what the last TTL or two
+//! added (distinct forgeries arriving steadily would otherwise pile up until
+//! the capacity). Bounded: when full, expired answers go first, then
+//! everything; and each remembered detail is cut to [`MAX_DETAIL`] bytes (the
+//! authority's text may quote a caveat of the token, up to a 2 KiB field), so
+//! the whole cache stays within capacity × a few hundred bytes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,12 +30,20 @@ pub struct Denied {
 pub struct NegativeCache {
     ttl: Duration,
     capacity: usize,
-    map: Mutex<HashMap<[u8; 32], (Instant, Denied)>>,
+    map: Mutex<Map>,
+}
+
+#[derive(Debug)]
+struct Map {
+    entries: HashMap<[u8; 32], (Instant, Denied)>,
+    /// When expired answers are dropped next.
+    next_sweep: Instant,
 }
 
 impl NegativeCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { ttl, capacity: capacity.max(1), map: Mutex::new(HashMap::new()) }
+        let map = Map { entries: HashMap::new(), next_sweep: Instant::now() + ttl };
+        Self { ttl, capacity: capacity.max(1), map: Mutex::new(map) }
     }
 
     fn key(bundle: &str) -> [u8; 32] {
@@ -46,7 +56,7 @@ impl NegativeCache {
             return None;
         }
         let map = self.map.lock().expect("negative cache lock");
-        map.get(&Self::key(bundle)).filter(|(until, _)| Instant::now() < *until).map(|(_, d)| d.clone())
+        map.entries.get(&Self::key(bundle)).filter(|(until, _)| Instant::now() < *until).map(|(_, d)| d.clone())
     }
 
     /// Remembers a denial for the TTL.
@@ -61,18 +71,20 @@ impl NegativeCache {
         }
         let now = Instant::now();
         let mut map = self.map.lock().expect("negative cache lock");
-        if map.len() >= self.capacity {
-            map.retain(|_, (until, _)| now < *until);
-            if map.len() >= self.capacity {
-                map.clear();
+        if now >= map.next_sweep || map.entries.len() >= self.capacity {
+            // O(entries) once per TTL: about what one TTL added, when the sweep keeps up.
+            map.entries.retain(|_, (until, _)| now < *until);
+            map.next_sweep = now + self.ttl;
+            if map.entries.len() >= self.capacity {
+                map.entries.clear();
             }
         }
-        map.insert(Self::key(bundle), (now + self.ttl, denied));
+        map.entries.insert(Self::key(bundle), (now + self.ttl, denied));
     }
 
     /// Forgets everything.
     pub fn clear(&self) {
-        self.map.lock().expect("negative cache lock").clear();
+        self.map.lock().expect("negative cache lock").entries.clear();
     }
 }
 
@@ -88,7 +100,7 @@ mod tests {
         c.insert("b", d.clone());
         c.insert("c", d.clone());
         assert!(c.get("c").is_some());
-        assert!(c.map.lock().unwrap().len() <= 2);
+        assert!(c.map.lock().unwrap().entries.len() <= 2);
         let long = Denied { reason: Reason::Forged, detail: "é".repeat(1000) };
         c.insert("long", long);
         let kept = c.get("long").unwrap().detail;
@@ -96,5 +108,23 @@ mod tests {
         let off = NegativeCache::new(Duration::ZERO, 2);
         off.insert("a", d);
         assert!(off.get("a").is_none());
+    }
+
+    /// Regression (found by `cargo xtask soak`): expired answers were dropped
+    /// only once the map was full (100 000 by default), so a verifier seeing
+    /// distinct forgeries steadily grew for hours.
+    #[test]
+    fn expired_answers_are_dropped_before_the_cache_is_full() {
+        let ttl = Duration::from_millis(20);
+        let c = NegativeCache::new(ttl, 1000);
+        let d = Denied { reason: Reason::Forged, detail: String::new() };
+        for i in 0..100 {
+            c.insert(&format!("forgery {i}"), d.clone());
+        }
+        // Every answer expired, and a sweep is due.
+        std::thread::sleep(2 * ttl);
+        c.insert("another", d);
+        assert_eq!(c.map.lock().unwrap().entries.len(), 1);
+        assert!(c.get("another").is_some());
     }
 }

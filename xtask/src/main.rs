@@ -5,6 +5,8 @@ mod certs;
 mod demo;
 mod fuzz;
 mod golden;
+mod release;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +39,11 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
     Fuzz(fuzz::FuzzArgs),
+    /// Mixed load with faults for N minutes; memory and file descriptors sampled, growth judged.
+    Soak(soak::SoakArgs),
+    /// The running side of `soak` (run from the release build by `soak`).
+    #[command(hide = true)]
+    SoakRun(soak::SoakArgs),
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
@@ -61,5 +68,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchRun(args) => bench::measure(args),
         Command::BenchLoad(args) => bench::load(args),
         Command::BenchEcho(args) => bench::echo(args),
+        Command::Soak(args) => soak::run(args),
+        Command::SoakRun(args) => soak::soak_run(args),
     }
 }

@@ -15,18 +15,18 @@ mod echo;
 mod lab;
 mod load;
 mod perf;
-mod pin;
+pub(crate) mod pin;
 mod plan;
 mod progress;
 mod report;
 mod runner;
 mod scenarios;
-mod zipf;
+pub(crate) mod zipf;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 
 pub(crate) use echo::{EchoArgs, run as echo};
 pub(crate) use load::{LoadArgs, run as load};
@@ -55,18 +55,7 @@ pub(crate) struct BenchArgs {
 /// Builds, then runs the measuring side pinned and under the CPU lock.
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let root = crate::workspace_root();
-    eprintln!("bench: building release binaries…");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args(["build", "--release", "--quiet"])
-        .args(["-p", "tally-authority", "-p", "tally-verifier", "-p", "xtask"])
-        .args(["--bin", "tally-authority", "--bin", "tally-verifier", "--bin", "xtask"])
-        .status()
-        .context("running cargo build")?;
-    ensure!(status.success(), "cargo build --release failed: {status}");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let release = root.join(target).join("release");
+    let release = crate::release::build("bench")?;
 
     let cpus = pin::allowed_cpus();
     let placement = match cpus.as_slice() {

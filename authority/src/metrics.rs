@@ -38,7 +38,7 @@ impl Default for Counters {
             mint: AtomicU64::new(0),
             revoke: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            rpc: Arc::new(RpcMetrics::for_services(&[tally_proto::FILE_DESCRIPTOR_SET], &["tally.v1.Authority"])),
+            rpc: Arc::new(RpcMetrics::for_services(&["tally.v1.Authority"])),
             in_flight: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             rpc_timeouts: AtomicU64::new(0),

@@ -32,10 +32,7 @@ pub struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Self {
-            rpc: Arc::new(RpcMetrics::for_services(
-                &[tally_proto::FILE_DESCRIPTOR_SET, tally_proto::ENVOY_FILE_DESCRIPTOR_SET],
-                &["tally.v1.Verifier", "envoy.service.auth.v3.Authorization"],
-            )),
+            rpc: Arc::new(RpcMetrics::for_services(&["tally.v1.Verifier", "envoy.service.auth.v3.Authorization"])),
             verify_latency: Histogram::default(),
             allowed: AtomicU64::new(0),
             denied: AtomicU64::new(0),

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,6 +18,23 @@ use tracing::{Instrument, Span};
 use super::histogram::{Histogram, header};
 use super::otel;
 
+/// `(service, /service/method)` of every method in this crate's descriptor
+/// sets, decoded once per process (a verifier or authority built per test or
+/// fuzz input must not decode them again).
+static METHODS: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+    let mut methods = Vec::new();
+    for set in [crate::FILE_DESCRIPTOR_SET, crate::ENVOY_FILE_DESCRIPTOR_SET] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { continue };
+        for file in &set.file {
+            for service in &file.service {
+                let full = format!("{}.{}", file.package(), service.name());
+                methods.extend(service.method.iter().map(|m| (full.clone(), format!("/{full}/{}", m.name()))));
+            }
+        }
+    }
+    methods
+});
+
 /// One latency histogram per method of the served services.
 #[derive(Debug)]
 pub struct RpcMetrics {
@@ -28,22 +45,13 @@ pub struct RpcMetrics {
 
 impl RpcMetrics {
     /// Histograms for every method of `services` (full names such as
-    /// `tally.v1.Authority`) found in the encoded descriptor sets.
-    pub fn for_services(descriptor_sets: &[&[u8]], services: &[&str]) -> Self {
-        let mut methods = Vec::new();
-        for set in descriptor_sets {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else { continue };
-            for file in &set.file {
-                for service in &file.service {
-                    let full = format!("{}.{}", file.package(), service.name());
-                    if services.contains(&full.as_str()) {
-                        methods.extend(
-                            service.method.iter().map(|m| (format!("/{full}/{}", m.name()), Histogram::default())),
-                        );
-                    }
-                }
-            }
-        }
+    /// `tally.v1.Authority`, from this crate's descriptor sets).
+    pub fn for_services(services: &[&str]) -> Self {
+        let mut methods: Vec<(String, Histogram)> = METHODS
+            .iter()
+            .filter(|(service, _)| services.contains(&service.as_str()))
+            .map(|(_, path)| (path.clone(), Histogram::default()))
+            .collect();
         methods.sort_by(|a, b| a.0.cmp(&b.0));
         Self { methods, other: Histogram::default() }
     }

@@ -120,6 +120,19 @@ impl History {
         record
     }
 
+    /// Checks `t` (each check recorded) until the verifier allows it from its
+    /// cache; panics after 5 s. Warms a cache, or shows it answers again.
+    pub async fn until_cached(&self, verifier: &VerifierClient<Channel>, region: &str, t: &Tracked) {
+        crate::eventually(Duration::from_secs(5), || async {
+            let r = self.check(verifier.clone(), region, t).await;
+            match &r.answer {
+                Ok(a) if a.allowed && a.source() == pb::Source::Cache => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+
     /// Revokes `family` with `operator`; records and returns the seq if acknowledged.
     pub async fn revoke(&self, mut authority: AuthorityClient<Channel>, operator: &str, family: &str) -> Option<u64> {
         let sent = self.now();

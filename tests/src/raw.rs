@@ -47,6 +47,15 @@ pub fn frame(message: &str) -> anyhow::Result<String> {
 /// Sends `body` (a whole framed request, see [`frame`]) to `path` with extra
 /// `headers` (raw bytes: not necessarily ASCII) and reads the whole reply.
 pub async fn call(channel: &Channel, path: &str, headers: &[(&str, &[u8])], body: String) -> anyhow::Result<RawReply> {
+    send(channel, request(path, headers, tonic::body::Body::new(body))?).await
+}
+
+/// A gRPC POST to `path` with extra `headers` (raw bytes) and `body`.
+fn request(
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: tonic::body::Body,
+) -> anyhow::Result<http::Request<tonic::body::Body>> {
     let mut req = http::Request::builder()
         .method(http::Method::POST)
         .uri(format!("http://tally{path}"))
@@ -55,8 +64,7 @@ pub async fn call(channel: &Channel, path: &str, headers: &[(&str, &[u8])], body
     for (name, value) in headers {
         req = req.header(*name, http::HeaderValue::from_bytes(value).context("header value")?);
     }
-    let req = req.body(tonic::body::Body::new(body)).context("building the request")?;
-    send(channel, req).await
+    req.body(body).context("building the request")
 }
 
 /// A request body that never yields a byte nor ends.
@@ -79,15 +87,7 @@ impl tonic::codegen::Body for Stall {
 /// call (its deadline) or refuses it outright (overload). Dropping the
 /// future resets the stream.
 pub async fn call_stalled(channel: &Channel, path: &str, headers: &[(&str, &[u8])]) -> anyhow::Result<RawReply> {
-    let mut req = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(format!("http://tally{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers");
-    for (name, value) in headers {
-        req = req.header(*name, http::HeaderValue::from_bytes(value).context("header value")?);
-    }
-    send(channel, req.body(tonic::body::Body::new(Stall)).context("building the request")?).await
+    send(channel, request(path, headers, tonic::body::Body::new(Stall))?).await
 }
 
 async fn send(channel: &Channel, req: http::Request<tonic::body::Body>) -> anyhow::Result<RawReply> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
-use tally_proto::v1::{self as pb, Reason, Source};
+use tally_proto::v1::{self as pb, Reason};
 use tally_tests::{
     Authority, AuthorityOptions, CheckLoad, History, Tracked, Verifier, VerifierOptions, bearer, eventually,
 };
@@ -178,14 +178,7 @@ async fn authority_kill_9_and_restart_under_load() {
     }
     for t in &keep {
         for (v, region) in [(&eu, "eu"), (&us, "us")] {
-            eventually(Duration::from_secs(5), || async {
-                let c = history.check(v.client(), region, t).await;
-                match &c.answer {
-                    Ok(a) if a.allowed && a.source() == Source::Cache => Ok(()),
-                    other => Err(format!("{other:?}")),
-                }
-            })
-            .await;
+            history.until_cached(&v.client(), region, t).await;
         }
     }
     let mut checks = 0;

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tally_proto::v1::{Reason, Source};
+use tally_proto::v1::Reason;
 use tally_tests::{
     Authority, AuthorityOptions, CheckLoad, History, Mode, Proxy, Tracked, Verifier, VerifierOptions, eventually,
 };
@@ -75,14 +75,7 @@ async fn silent_link(fault: Mode, heal: Heal) {
     let history = History::new();
     // Warm the cache: every token a cache hit before the fault.
     for t in keep.iter().chain([&doomed]) {
-        eventually(Duration::from_secs(5), || async {
-            let r = history.check(eu.client(), "eu", t).await;
-            match &r.answer {
-                Ok(a) if a.allowed && a.source() == Source::Cache => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        history.until_cached(&eu.client(), "eu", t).await;
     }
     let tokens = Arc::new(Mutex::new(keep.iter().cloned().chain([doomed.clone()]).collect::<Vec<_>>()));
     let loads = [
@@ -163,14 +156,7 @@ async fn silent_link(fault: Mode, heal: Heal) {
     let recovered = healed.elapsed();
     assert_eq!(s.resets, 0, "resumed from its position, no reset: {s:?}");
     for t in &keep {
-        eventually(Duration::from_secs(5), || async {
-            let r = history.check(eu.client(), "eu", t).await;
-            match &r.answer {
-                Ok(a) if a.allowed && a.source() == Source::Cache => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        history.until_cached(&eu.client(), "eu", t).await;
     }
     let r = history.check(eu.client(), "eu", &doomed).await;
     let a = r.answer.as_ref().expect("Check");

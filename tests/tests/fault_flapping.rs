@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tally_proto::v1::{Reason, Source};
+use tally_proto::v1::Reason;
 use tally_tests::{
     Authority, AuthorityOptions, CheckLoad, History, Mode, Proxy, Tracked, Verifier, VerifierOptions, eventually,
     metric, scrape,
@@ -159,14 +159,7 @@ async fn flapping_link_during_revocation_burst() {
         assert!(!a.allowed && a.reason() == Reason::Revoked, "{r:?}");
     }
     for t in &keep {
-        eventually(Duration::from_secs(5), || async {
-            let r = history.check(eu.client(), "eu", t).await;
-            match &r.answer {
-                Ok(a) if a.allowed && a.source() == Source::Cache => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        history.until_cached(&eu.client(), "eu", t).await;
     }
 
     let mut checks = 0;

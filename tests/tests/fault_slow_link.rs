@@ -48,14 +48,7 @@ async fn a_link_slower_than_the_threshold_keeps_the_verifier_failing_closed() {
     let doomed = Tracked::from(authority.mint("acme", &[]).await);
     let history = History::with_check_timeout(AUTHORITY_TIMEOUT + Duration::from_secs(2));
     for t in [&keep, &doomed] {
-        eventually(Duration::from_secs(5), || async {
-            let r = history.check(eu.client(), "eu", t).await;
-            match &r.answer {
-                Ok(a) if a.allowed && a.source() == Source::Cache => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        history.until_cached(&eu.client(), "eu", t).await;
     }
     let tokens = Arc::new(Mutex::new(vec![keep.clone(), doomed.clone()]));
     // Several callers, so some check is always waiting on a slow Verify.
@@ -105,14 +98,7 @@ async fn a_link_slower_than_the_threshold_keeps_the_verifier_failing_closed() {
         if s.synced && !s.fail_closed && s.applied_seq >= seq { Ok(()) } else { Err(format!("not recovered: {s:?}")) }
     })
     .await;
-    eventually(Duration::from_secs(5), || async {
-        let r = history.check(eu.client(), "eu", &keep).await;
-        match &r.answer {
-            Ok(a) if a.allowed && a.source() == Source::Cache => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    history.until_cached(&eu.client(), "eu", &keep).await;
     let r = history.check(eu.client(), "eu", &doomed).await;
     let a = r.answer.as_ref().expect("Check");
     assert!(!a.allowed && a.reason() == Reason::Revoked, "{r:?}");

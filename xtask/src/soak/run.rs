@@ -88,6 +88,10 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<()> {
                 let fault = faults::nth(n, started.elapsed() < length / 2);
                 n += 1;
                 next_fault += every;
+                let Some(fault) = fault else {
+                    println!("{:>6.0}  no fault (a restart's slot; restarts are over)", started.elapsed().as_secs_f64());
+                    continue;
+                };
                 *faults_done.entry(fault.name()).or_default() += 1;
                 calm_from = Instant::now() + fault.length() + SETTLE;
                 println!("{:>6.0}  fault: {}", started.elapsed().as_secs_f64(), fault.describe());

@@ -136,12 +136,13 @@ impl Verifier {
             match r.target.and_then(|t| t.target) {
                 Some(Target::Family(f)) if f.len() == 16 => {
                     let f: [u8; 16] = f.as_slice().try_into().expect("length checked");
-                    self.revoked.add_family(FamilyId(f));
+                    self.revoked.add_family(FamilyId(f), r.expires_at_unix_ms);
                     self.cache.remove_family(&FamilyId(f));
                 }
                 Some(Target::Branch(b)) if b.family.len() == 16 && b.branch.len() == 16 => {
                     let f: [u8; 16] = b.family.as_slice().try_into().expect("length checked");
-                    self.revoked.add_branch(b.branch.as_slice().try_into().expect("length checked"));
+                    self.revoked
+                        .add_branch(b.branch.as_slice().try_into().expect("length checked"), r.expires_at_unix_ms);
                     // The entries of the family that lie on the branch are not
                     // known by signature; dropping the family is safe (its
                     // siblings re-verify once).
@@ -183,7 +184,8 @@ impl Verifier {
         self.revoked.clear();
     }
 
-    /// Drops the cache when the authority has been silent past the threshold.
+    /// Drops the cache when the authority has been silent past the threshold,
+    /// and forgets revoked ids past their expiry.
     pub async fn watchdog(self: Arc<Self>, shutdown: CancellationToken) {
         let threshold = self.settings.fail_closed_after;
         let period = (threshold / 20).clamp(Duration::from_millis(10), Duration::from_millis(500));
@@ -192,6 +194,9 @@ impl Verifier {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
+            // Revoked ids whose tokens have all expired (past the skew allowance) are forgotten.
+            let skew_ms = self.settings.skew.as_millis() as i64;
+            self.revoked.prune(unix_ms(SystemTime::now()).saturating_sub(skew_ms));
             if self.sync.silence().is_some_and(|s| s > threshold) && !self.sync.fail_closed() {
                 let _apply = self.apply.lock().expect("apply lock");
                 self.sync.set_fail_closed(true);

@@ -9,6 +9,11 @@ use tally_authority::{Authority, Kek, Limits, ServeOptions, Settings, SystemCloc
 use tally_proto::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc gives freed pages back to the OS shortly after a burst; glibc's
+/// malloc kept each burst's high-water mark (see README, Soak).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 
 #[derive(Debug, Parser)]

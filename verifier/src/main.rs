@@ -9,6 +9,11 @@ use tally_proto::tls::{self, ServerTls};
 use tally_verifier::{Settings, Upstream, Verifier};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc gives freed pages back to the OS shortly after a burst; glibc's
+/// malloc kept each burst's high-water mark (see README, Soak).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 
 #[derive(Debug, Parser)]

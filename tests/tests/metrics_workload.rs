@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use tally_proto::v1 as pb;
-use tally_proto::v1::Source;
+use tally_proto::v1::{Reason, Source};
 use tally_tests::{Authority, AuthorityOptions, DEADLINE, Verifier, VerifierOptions, bearer, metric, scrape};
 use tally_token::{Limits, Macaroon};
 
@@ -55,14 +55,16 @@ async fn counters_and_histograms_move_by_what_the_workload_did() {
     let (a0, v0) = (Scrape::of(authority_metrics).await, Scrape::of(verifier_metrics).await);
 
     // The script.
-    let a = authority.mint("acme", &["action in read,write"]).await.token;
+    let minted_a = authority.mint("acme", &["action in read,write"]).await;
+    let a = minted_a.token.clone();
     let b = authority.mint("acme", &[]).await;
     let d = authority.mint("acme", &[]).await.token;
     for _ in 0..4 {
-        let r = verifier.check(&a, "read").await; // 1 from the authority, then 3 from the cache
+        // 1 from the authority, then 3 from the cache: the prefix cache, then twice its memo
+        let r = verifier.check(&a, "read").await;
         assert!(r.allowed, "{r:?}");
     }
-    let r = verifier.check(&a, "delete").await; // the cache, denied by a caveat
+    let r = verifier.check(&a, "delete").await; // the cache (its memo), denied by a caveat
     assert!(!r.allowed && r.source() == Source::Cache, "{r:?}");
     let mut child = Macaroon::from_text(&a, &Limits::default()).unwrap();
     child.add_first_party("action in read");
@@ -83,6 +85,15 @@ async fn counters_and_histograms_move_by_what_the_workload_did() {
     verifier.wait_applied(seq).await;
     let r = verifier.check(&b.token, "read").await; // never cached, but on the deny list
     assert!(!r.allowed && r.source() == Source::Local, "{r:?}");
+    // `a`, memoized, revoked: the memo no longer answers for it.
+    let revoke = pb::RevokeRequest {
+        target: Some(pb::revoke_request::Target::Family(minted_a.family.clone())),
+        reason: "metrics test".into(),
+    };
+    let seq = authority.client().revoke(bearer(revoke, authority.bootstrap())).await.unwrap().into_inner().seq;
+    verifier.wait_applied(seq).await;
+    let r = verifier.check(&a, "read").await;
+    assert!(!r.allowed && r.reason() == Reason::Revoked && r.source() == Source::Local, "{r:?}");
 
     let (a1, v1) = (Scrape::of(authority_metrics).await, Scrape::of(verifier_metrics).await);
     expect(
@@ -97,6 +108,7 @@ async fn counters_and_histograms_move_by_what_the_workload_did() {
                 r#"tally_verifier_answers_total{source="descendant"}"#,
                 r#"tally_verifier_answers_total{source="negative_cache"}"#,
                 r#"tally_verifier_answers_total{source="local"}"#,
+                "tally_verifier_memo_hits_total",
                 "tally_verifier_authority_verifies_total",
                 "tally_verifier_authority_verify_duration_seconds_count",
                 r#"tally_verifier_authority_verify_duration_seconds_bucket{le="+Inf"}"#,
@@ -104,7 +116,7 @@ async fn counters_and_histograms_move_by_what_the_workload_did() {
                 r#"tally_verifier_rpc_duration_seconds_count{method="tally.v1.Verifier/Check"}"#,
             ],
         ),
-        &[5.0, 4.0, 2.0, 4.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0, 9.0],
+        &[5.0, 5.0, 2.0, 4.0, 1.0, 1.0, 2.0, 3.0, 2.0, 2.0, 2.0, 2.0, 10.0],
     );
     expect(
         deltas(
@@ -122,7 +134,7 @@ async fn counters_and_histograms_move_by_what_the_workload_did() {
                 r#"tally_authority_rpc_duration_seconds_count{method="other"}"#,
             ],
         ),
-        &[3.0, 2.0, 1.0, 1.0, 3.0, 2.0, 1.0, 0.0, 0.0],
+        &[3.0, 2.0, 2.0, 2.0, 3.0, 2.0, 2.0, 0.0, 0.0],
     );
     // Gauges: the stream is caught up; one subscriber.
     assert_eq!(v1.get("tally_verifier_stream_lag"), 0.0);

@@ -23,6 +23,9 @@ pub(crate) struct ServeArgs {
     /// Most cached token prefixes.
     #[arg(long, env = "TALLY_VERIFIER_CACHE_CAPACITY", default_value_t = 1_000_000)]
     pub(crate) cache_capacity: usize,
+    /// Slots of the token memo: tokens presented again are answered without decoding (0: off).
+    #[arg(long, env = "TALLY_VERIFIER_MEMO_CAPACITY", default_value_t = 1024)]
+    pub(crate) memo_capacity: usize,
     /// Address for Prometheus text metrics (`GET /metrics`); off when unset.
     #[arg(long, env = "TALLY_VERIFIER_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<String>,

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use indexmap::IndexMap;
 use tally_token::{FamilyId, KeyId, PrefixKey, Signature};
@@ -51,6 +50,11 @@ impl Hasher for KeyBytesHasher {
 
 type Fast = BuildHasherDefault<KeyBytesHasher>;
 
+/// Coarse time of use for eviction: unix seconds (wrapping in 2106).
+fn secs(now_ms: i64) -> u32 {
+    (now_ms / 1000) as u32
+}
+
 /// What a hit returns (copied out from under the lock).
 #[derive(Debug, Clone)]
 pub struct Cached {
@@ -86,8 +90,10 @@ struct Inner {
 pub struct Cache {
     inner: RwLock<Inner>,
     capacity: usize,
-    born: Instant,
     evictions: AtomicU64,
+    /// Bumped by every removal other than eviction (a revocation, a key
+    /// retirement, a flush): what a memo of cache answers is checked against.
+    generation: AtomicU64,
 }
 
 impl Cache {
@@ -99,13 +105,20 @@ impl Cache {
         Self {
             inner: RwLock::new(inner),
             capacity: capacity.max(1),
-            born: Instant::now(),
             evictions: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
-    fn now_secs(&self) -> u32 {
-        self.born.elapsed().as_secs() as u32
+    /// The generation: read it before the deny lists and the cache, and a
+    /// revocation applied since shows as a newer one.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Under the write lock, after a removal: newer answers only from now on.
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Looks up a prefix; expired entries (at `now_ms`) do not count.
@@ -115,7 +128,7 @@ impl Cache {
         if now_ms >= e.expires_at_ms {
             return None;
         }
-        e.last_used.store(self.now_secs(), Ordering::Relaxed);
+        e.last_used.store(secs(now_ms), Ordering::Relaxed);
         Some(Cached {
             sig: e.sig.clone(),
             family: e.family,
@@ -127,8 +140,8 @@ impl Cache {
 
     /// Inserts (or refreshes) an entry, evicting one when full. A new entry
     /// of a family that holds [`MAX_PER_FAMILY`] already is not added.
-    pub fn insert(&self, key: PrefixKey, value: Cached) {
-        let now = self.now_secs();
+    pub fn insert(&self, key: PrefixKey, value: Cached, now_ms: i64) {
+        let now = secs(now_ms);
         let mut inner = self.inner.write().expect("cache lock");
         let new = !inner.map.contains_key(&key);
         if new && inner.by_family.get(&value.family).is_some_and(|keys| keys.len() >= MAX_PER_FAMILY) {
@@ -154,10 +167,15 @@ impl Cache {
     /// Drops every entry of a family. Returns how many.
     pub fn remove_family(&self, family: &FamilyId) -> usize {
         let mut inner = self.inner.write().expect("cache lock");
-        let Some(keys) = inner.by_family.remove(family) else { return 0 };
+        let Some(keys) = inner.by_family.remove(family) else {
+            // Nothing cached, but a memo may hold what an evicted entry said.
+            self.bump();
+            return 0;
+        };
         for key in &keys {
             inner.map.swap_remove(key);
         }
+        self.bump();
         keys.len()
     }
 
@@ -170,6 +188,7 @@ impl Cache {
             inner.map.swap_remove(key);
             inner.unindex(family, key);
         }
+        self.bump();
         doomed.len()
     }
 
@@ -178,6 +197,7 @@ impl Cache {
         let mut inner = self.inner.write().expect("cache lock");
         inner.map.clear();
         inner.by_family.clear();
+        self.bump();
     }
 
     /// Entries held.
@@ -258,7 +278,7 @@ mod tests {
     #[test]
     fn get_insert_expire() {
         let c = Cache::new(10);
-        c.insert(key(1), cached(1, 1, 1000));
+        c.insert(key(1), cached(1, 1, 1000), 0);
         assert!(c.get(&key(1), 999).is_some());
         assert!(c.get(&key(1), 1000).is_none(), "never outlives the token's expiry");
         assert!(c.get(&key(2), 0).is_none());
@@ -268,7 +288,7 @@ mod tests {
     fn capacity_bounded() {
         let c = Cache::new(100);
         for i in 0..1000 {
-            c.insert(key(i), cached((i % 7) as u8, 1, i64::MAX));
+            c.insert(key(i), cached((i % 7) as u8, 1, i64::MAX), 0);
         }
         assert_eq!(c.len(), 100);
         assert_eq!(c.evictions(), 900);
@@ -282,30 +302,40 @@ mod tests {
     fn one_family_holds_a_bounded_share() {
         let c = Cache::new(10_000);
         for i in 0..2000 {
-            c.insert(key(i), cached(1, 1, i64::MAX));
+            c.insert(key(i), cached(1, 1, i64::MAX), 0);
         }
         assert_eq!(c.len(), MAX_PER_FAMILY);
-        c.insert(key(5000), cached(2, 1, i64::MAX));
+        c.insert(key(5000), cached(2, 1, i64::MAX), 0);
         assert_eq!(c.len(), MAX_PER_FAMILY + 1, "other families still get in");
         // Refreshing an entry it holds is not an addition.
         let mut refreshed = cached(1, 1, 77);
         refreshed.sig = Signature::from_bytes([9; 32]);
-        c.insert(key(0), refreshed);
+        c.insert(key(0), refreshed, 0);
         assert_eq!(c.get(&key(0), 0).map(|e| e.expires_at_ms), Some(77));
     }
 
     #[test]
     fn prune_by_family_and_key() {
         let c = Cache::new(100);
-        c.insert(key(1), cached(1, 10, i64::MAX));
-        c.insert(key(2), cached(1, 10, i64::MAX));
-        c.insert(key(3), cached(2, 10, i64::MAX));
-        c.insert(key(4), cached(3, 11, i64::MAX));
+        c.insert(key(1), cached(1, 10, i64::MAX), 0);
+        c.insert(key(2), cached(1, 10, i64::MAX), 0);
+        c.insert(key(3), cached(2, 10, i64::MAX), 0);
+        c.insert(key(4), cached(3, 11, i64::MAX), 0);
+        let g = c.generation();
         assert_eq!(c.remove_family(&FamilyId([1; 16])), 2);
+        assert!(c.generation() > g, "a revocation is a new generation");
+        let g = c.generation();
+        assert_eq!(c.remove_family(&FamilyId([9; 16])), 0);
+        assert!(c.generation() > g, "also when nothing of the family is cached (a memo may hold it)");
+        let g = c.generation();
+        c.insert(key(9), cached(9, 10, i64::MAX), 0);
+        assert_eq!(c.generation(), g, "inserting changes nothing already answered");
         assert!(c.get(&key(1), 0).is_none() && c.get(&key(3), 0).is_some());
-        assert_eq!(c.remove_key_id(KeyId(10)), 1);
+        assert_eq!(c.remove_key_id(KeyId(10)), 2);
         assert_eq!(c.len(), 1);
+        let g = c.generation();
         c.clear();
+        assert!(c.generation() > g);
         assert!(c.is_empty());
     }
 }

@@ -6,6 +6,9 @@ mod cache;
 mod error;
 mod ext_authz;
 mod grpc;
+mod memo;
+#[cfg(test)]
+mod memo_tests;
 mod metrics;
 mod negative;
 mod revoked;

@@ -78,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         region: a.region,
         fail_closed_after: a.fail_closed_after.into(),
         cache_capacity: a.cache_capacity,
+        memo_capacity: a.memo_capacity,
         negative_ttl: a.negative_ttl.into(),
         skew: a.clock_skew.into(),
         ..Settings::default()

@@ -19,6 +19,8 @@ pub struct Counters {
     pub allowed: AtomicU64,
     pub denied: AtomicU64,
     pub cache_hits: AtomicU64,
+    /// Cache hits answered by the token memo (a subset of `cache_hits`).
+    pub memo_hits: AtomicU64,
     pub descendant_hits: AtomicU64,
     pub negative_hits: AtomicU64,
     pub local: AtomicU64,
@@ -37,6 +39,7 @@ impl Default for Counters {
             allowed: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
+            memo_hits: AtomicU64::new(0),
             descendant_hits: AtomicU64::new(0),
             negative_hits: AtomicU64::new(0),
             local: AtomicU64::new(0),
@@ -97,6 +100,13 @@ impl Verifier {
         ] {
             out.push_str(&format!("tally_verifier_answers_total{{source=\"{source}\"}} {n}\n"));
         }
+        sample(
+            &mut out,
+            "tally_verifier_memo_hits_total",
+            "counter",
+            "Cache answers given by the token memo (tokens presented again), without decoding.",
+            load(&c.memo_hits),
+        );
         sample(
             &mut out,
             "tally_verifier_authority_verifies_total",

@@ -21,7 +21,7 @@ const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Longest reconnect delay (before jitter).
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     Reconnect,
 }
@@ -77,7 +77,7 @@ impl Verifier {
         }
     }
 
-    fn apply_event(&self, ev: pb::SubscribeEvent) -> Flow {
+    pub(crate) fn apply_event(&self, ev: pb::SubscribeEvent) -> Flow {
         self.sync.touch_sent(ev.sent_at_unix_ms, unix_ms(SystemTime::now()), self.settings.skew);
         match ev.event {
             Some(Event::Revocation(r)) => self.apply_revocation(r),
@@ -180,6 +180,7 @@ impl Verifier {
         self.sync.set_synced(false);
         self.sync.count_reset();
         self.cache.clear();
+        self.memo.clear();
         self.negative.clear();
         self.revoked.clear();
     }
@@ -201,6 +202,7 @@ impl Verifier {
                 let _apply = self.apply.lock().expect("apply lock");
                 self.sync.set_fail_closed(true);
                 self.cache.clear();
+                self.memo.clear();
                 tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
             }
         }

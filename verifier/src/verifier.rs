@@ -15,6 +15,7 @@ use tally_token::{
 
 use crate::cache::{Cache, Cached};
 use crate::error::Error;
+use crate::memo::{Memo, Vouched};
 use crate::metrics::Counters;
 use crate::negative::{Denied, NegativeCache};
 use crate::revoked::{Denied as RevokedDenial, Revoked};
@@ -30,6 +31,8 @@ pub struct Settings {
     pub fail_closed_after: Duration,
     /// Most cached prefixes.
     pub cache_capacity: usize,
+    /// Slots of the token memo (texts answered as exact cache hits; 0: off).
+    pub memo_capacity: usize,
     /// How long a negative answer is reused.
     pub negative_ttl: Duration,
     /// Most negative answers remembered.
@@ -49,6 +52,7 @@ impl Default for Settings {
             region: "default".into(),
             fail_closed_after: Duration::from_secs(10),
             cache_capacity: 1_000_000,
+            memo_capacity: 1024,
             negative_ttl: Duration::from_secs(5),
             negative_capacity: 100_000,
             skew: tally_token::DEFAULT_SKEW,
@@ -117,6 +121,7 @@ impl Outcome {
 #[derive(Debug)]
 pub struct Verifier {
     pub(crate) cache: Cache,
+    pub(crate) memo: Memo,
     pub(crate) negative: NegativeCache,
     pub(crate) revoked: Revoked,
     pub(crate) sync: SyncState,
@@ -129,6 +134,14 @@ pub struct Verifier {
     pub(crate) apply: Mutex<()>,
 }
 
+fn decode(text: &str, limits: &Limits) -> Result<DecodedBundle, Error> {
+    DecodedBundle::decode(text, limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))
+}
+
+fn view<'d>(decoded: &'d DecodedBundle, limits: &Limits) -> Result<BundleRef<'d>, Error> {
+    decoded.view(limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))
+}
+
 pub(crate) fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -138,6 +151,7 @@ impl Verifier {
     pub fn new(upstream: Upstream, settings: Settings) -> Self {
         Self {
             cache: Cache::new(settings.cache_capacity),
+            memo: Memo::new(settings.memo_capacity),
             negative: NegativeCache::new(settings.negative_ttl, settings.negative_capacity),
             revoked: Revoked::default(),
             sync: SyncState::default(),
@@ -155,24 +169,57 @@ impl Verifier {
 
     /// Checks a bundle for a request.
     pub async fn check(&self, req: &CheckRequest<'_>) -> Result<Outcome, Error> {
-        let limits = &self.settings.limits;
-        // Borrowed views of the decoded bytes: no copy of any field on the hot path.
-        let decoded = DecodedBundle::decode(req.bundle, limits)
-            .map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
-        let bundle = decoded.view(limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))?;
-        let outcome = match self.check_local(&bundle, req) {
+        let outcome = match self.check_cached(req)? {
             Some(outcome) => outcome,
-            None => match self.negative.get(req.bundle) {
-                Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
-                None => self.ask_authority(&bundle, req).await,
-            },
+            None => {
+                let decoded = decode(req.bundle, &self.settings.limits)?;
+                let bundle = view(&decoded, &self.settings.limits)?;
+                match self.negative.get(req.bundle) {
+                    Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
+                    None => self.ask_authority(&bundle, req).await,
+                }
+            }
         };
         self.counters.count(&outcome);
         Ok(outcome)
     }
 
-    /// Answers from local state alone, or `None` when the authority must be asked.
+    /// Answers from the token memo, or else from local state (deny lists,
+    /// cache) and memoizes an exact hit; `None` when the authority must be
+    /// asked. Malformed bundles are an error.
+    pub fn check_cached(&self, req: &CheckRequest<'_>) -> Result<Option<Outcome>, Error> {
+        // Read before anything it vouches for: a revocation applied after
+        // this read makes whatever is memoized under it stale (memo.rs).
+        let generation = self.cache.generation();
+        let now = SystemTime::now();
+        if self.sync.usable(self.settings.fail_closed_after) {
+            let answer = self.memo.with(req.bundle, generation, unix_ms(now), |m| {
+                self.evaluate_at(now, m.caveats(), req, m.org.clone(), Some(m.family), Source::Cache)
+            });
+            if answer.is_some() {
+                Counters::bump(&self.counters.memo_hits);
+                return Ok(answer);
+            }
+        }
+        let decoded = decode(req.bundle, &self.settings.limits)?;
+        let bundle = view(&decoded, &self.settings.limits)?;
+        Ok(self.answer_locally(&bundle, req, now, Some(generation)))
+    }
+
+    /// Answers from local state alone (deny lists, cache; never the memo),
+    /// or `None` when the authority must be asked.
     pub fn check_local(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Option<Outcome> {
+        self.answer_locally(bundle, req, SystemTime::now(), None)
+    }
+
+    /// [`Verifier::check_local`], memoizing an exact hit under `memo_generation` when given.
+    fn answer_locally(
+        &self,
+        bundle: &BundleRef<'_>,
+        req: &CheckRequest<'_>,
+        now_time: SystemTime,
+        memo_generation: Option<u64>,
+    ) -> Option<Outcome> {
         let root = &bundle.root;
         let Ok(id) = TallyId::decode(root.identifier) else {
             return Some(Outcome::deny(Reason::UnknownKey, "not a Tally token", Source::Local));
@@ -191,7 +238,6 @@ impl Verifier {
         {
             return None;
         }
-        let now_time = SystemTime::now();
         let now = unix_ms(now_time);
         // Prefix keys, longest first: most checks stop at the first (an exact hit).
         let n = caveats.len();
@@ -213,6 +259,11 @@ impl Verifier {
         }
         if sig != root.signature {
             return Some(Outcome::deny(Reason::Forged, "signature does not match the cached chain", source));
+        }
+        if let Some(generation) = memo_generation.filter(|_| k == n) {
+            let vouched =
+                Vouched { family: hit.family, org: hit.org.clone(), expires_at_ms: hit.expires_at_ms, generation };
+            self.memo.insert(req.bundle, caveats.iter().map(|c| c.id), vouched);
         }
         if k < caveats.len() && self.settings.remember_descendants {
             // Remember the descendant itself, so it is an exact hit next time.
@@ -252,7 +303,7 @@ impl Verifier {
         {
             return;
         }
-        self.cache.insert(key, entry);
+        self.cache.insert(key, entry, now_ms);
     }
 
     async fn ask_authority(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Outcome {

@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// How long a negative answer (forged, revoked…) is reused.
     #[arg(long, env = "TALLY_VERIFIER_NEGATIVE_TTL", default_value = "5s")]
     pub(crate) negative_ttl: humantime::Duration,
+    /// Verify calls to the authority in flight at most; past it a check is denied at once (authority unavailable).
+    #[arg(long, env = "TALLY_VERIFIER_MAX_AUTHORITY_CALLS", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_authority_calls: u64,
     /// Deadline for a Verify call to the authority.
     #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_TIMEOUT", default_value = "2s")]
     pub(crate) authority_timeout: humantime::Duration,

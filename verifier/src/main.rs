@@ -79,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         fail_closed_after: a.fail_closed_after.into(),
         cache_capacity: a.cache_capacity,
         memo_capacity: a.memo_capacity,
+        max_authority_calls: a.max_authority_calls as usize,
         negative_ttl: a.negative_ttl.into(),
         skew: a.clock_skew.into(),
         ..Settings::default()

@@ -26,6 +26,8 @@ pub struct Counters {
     pub local: AtomicU64,
     pub authority_answers: AtomicU64,
     pub authority_verifies: AtomicU64,
+    /// Checks denied because `max_authority_calls` Verify calls were in flight.
+    pub authority_shed: AtomicU64,
     pub revocations_applied: AtomicU64,
     /// Check-port connections whose TLS handshake failed (shared with the accept loop).
     pub tls_refused: Arc<AtomicU64>,
@@ -45,6 +47,7 @@ impl Default for Counters {
             local: AtomicU64::new(0),
             authority_answers: AtomicU64::new(0),
             authority_verifies: AtomicU64::new(0),
+            authority_shed: AtomicU64::new(0),
             revocations_applied: AtomicU64::new(0),
             tls_refused: Arc::default(),
         }
@@ -72,6 +75,11 @@ impl Verifier {
     /// Verify calls made to the authority.
     pub fn authority_verifies(&self) -> u64 {
         self.counters.authority_verifies.load(Ordering::Relaxed)
+    }
+
+    /// Checks denied at once because the most Verify calls were in flight.
+    pub fn authority_shed(&self) -> u64 {
+        self.counters.authority_shed.load(Ordering::Relaxed)
     }
 
     /// Latency histograms per served RPC (what the server layer records into).
@@ -113,6 +121,13 @@ impl Verifier {
             "counter",
             "Verify calls made to the authority.",
             load(&c.authority_verifies),
+        );
+        sample(
+            &mut out,
+            "tally_verifier_authority_shed_total",
+            "counter",
+            "Checks denied at once (authority unavailable) because the most Verify calls were in flight.",
+            load(&c.authority_shed),
         );
         sample(
             &mut out,

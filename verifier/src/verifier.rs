@@ -39,6 +39,9 @@ pub struct Settings {
     pub negative_capacity: usize,
     /// Clock skew allowed on `expires` / `not-before`.
     pub skew: Duration,
+    /// Verify calls to the authority in flight at most; a check that would
+    /// need one more is denied at once (`authority unavailable`).
+    pub max_authority_calls: usize,
     /// Token size limits.
     pub limits: Limits,
     /// Cache a descendant once its chain was continued, so it is an exact hit
@@ -56,6 +59,7 @@ impl Default for Settings {
             negative_ttl: Duration::from_secs(5),
             negative_capacity: 100_000,
             skew: tally_token::DEFAULT_SKEW,
+            max_authority_calls: 128,
             limits: Limits::default(),
             remember_descendants: true,
         }
@@ -132,6 +136,8 @@ pub struct Verifier {
     /// while applying a revocation (add to deny list, prune): so an entry
     /// verified before a revocation can never be inserted after its pruning.
     pub(crate) apply: Mutex<()>,
+    /// Permits for Verify calls in flight (`Settings::max_authority_calls`).
+    authority_calls: tokio::sync::Semaphore,
 }
 
 fn decode(text: &str, limits: &Limits) -> Result<DecodedBundle, Error> {
@@ -156,9 +162,10 @@ impl Verifier {
             revoked: Revoked::default(),
             sync: SyncState::default(),
             upstream,
-            settings,
             counters: Counters::default(),
             apply: Mutex::new(()),
+            authority_calls: tokio::sync::Semaphore::new(settings.max_authority_calls),
+            settings,
         }
     }
 
@@ -307,6 +314,17 @@ impl Verifier {
     }
 
     async fn ask_authority(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Outcome {
+        // Shed rather than queue: when the authority is slow or out of reach,
+        // calls pile up (each holding its buffers until the timeout) and it
+        // would only be sent a storm once it is back.
+        let Ok(_slot) = self.authority_calls.try_acquire() else {
+            Counters::bump(&self.counters.authority_shed);
+            return Outcome::deny(
+                Reason::AuthorityUnavailable,
+                format!("authority unavailable ({} Verify calls already in flight)", self.settings.max_authority_calls),
+                Source::Authority,
+            );
+        };
         Counters::bump(&self.counters.authority_verifies);
         let asked = std::time::Instant::now();
         let answer = self.upstream.verify(req.bundle).await;

@@ -4,7 +4,7 @@
 
 use smallvec::SmallVec;
 
-use crate::base64url::{self, TEXT_INLINE, TextBytes};
+use crate::base64url::{self, TextBytes};
 use crate::crypto::Signature;
 use crate::text::TEXT_PREFIX;
 use crate::{Bundle, Caveat, Error, Limits, Macaroon};
@@ -153,43 +153,63 @@ impl DecodedBundle {
     /// alphabet, padded or not). Limits on count and size come first.
     #[inline]
     pub fn decode(text: &str, limits: &Limits) -> Result<Self, Error> {
+        let mut out = Self::default();
+        out.decode_into(text, limits)?;
+        Ok(out)
+    }
+
+    /// [`DecodedBundle::decode`] into `self`, replacing what it held: the hot
+    /// path's form, since returning a `DecodedBundle` copies its inline
+    /// buffer on every move. On error `self` holds no part.
+    #[inline]
+    pub fn decode_into(&mut self, text: &str, limits: &Limits) -> Result<(), Error> {
         let text = text.trim();
         if text.is_empty() {
             return Err(Error::Empty);
         }
         Limits::check("bundle text size", text.len(), limits.max_bundle_bytes())?;
+        self.reset(text.len());
         if text.len() <= limits.max_text_bytes() {
             // The common case, a token without discharges, costs no scan for
             // commas: a comma is not base64, so a bundle fails here first.
-            let mut out = Self::with_capacity(text.len());
-            match out.push_part(text, limits) {
-                Ok(()) => return Ok(out),
-                Err(Error::Base64) if text.as_bytes().contains(&b',') => {}
-                Err(e) => return Err(e),
+            match self.push_part(text, limits) {
+                Ok(()) => return Ok(()),
+                Err(Error::Base64) if text.as_bytes().contains(&b',') => self.reset(text.len()),
+                Err(e) => return self.fail(e),
             }
         }
         // Count before decoding anything (stopping early), so a flood of parts costs nothing.
         let count = text.split(',').take(limits.max_discharges + 2).count();
-        Limits::check("discharge count", count - 1, limits.max_discharges)?;
-        let mut out = Self::with_capacity(text.len());
-        out.discharge_ends.reserve(count - 1);
+        if let Err(e) = Limits::check("discharge count", count - 1, limits.max_discharges) {
+            return self.fail(e);
+        }
+        self.discharge_ends.reserve(count - 1);
         for (i, part) in text.split(',').enumerate() {
             let part = part.trim();
             if part.is_empty() {
-                return Err(Error::EmptyBundlePart(i));
+                return self.fail(Error::EmptyBundlePart(i));
             }
-            out.push_part(part, limits)?;
+            if let Err(e) = self.push_part(part, limits) {
+                return self.fail(e);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
+    /// Empty, with room for the bytes of `text_len` characters of base64.
     #[inline]
-    fn with_capacity(text_len: usize) -> Self {
-        let needed = base64url::decoded_len_bound(text_len);
-        // Inline and already zeroed when it fits: no allocation, no fill loop.
-        let bytes =
-            if needed <= TEXT_INLINE { TextBytes::from_buf([0; TEXT_INLINE]) } else { smallvec::smallvec![0; needed] };
-        Self { bytes, end: 0, count: 0, root_end: 0, discharge_ends: Vec::new() }
+    fn reset(&mut self, text_len: usize) {
+        self.bytes.clear();
+        self.bytes.resize(base64url::decoded_len_bound(text_len), 0);
+        self.end = 0;
+        self.count = 0;
+        self.root_end = 0;
+        self.discharge_ends.clear();
+    }
+
+    fn fail(&mut self, e: Error) -> Result<(), Error> {
+        self.count = 0;
+        Err(e)
     }
 
     /// Decodes one token's text.
@@ -198,7 +218,8 @@ impl DecodedBundle {
         if text.is_empty() {
             return Err(Error::Empty);
         }
-        let mut out = Self::with_capacity(text.len());
+        let mut out = Self::default();
+        out.reset(text.len());
         out.push_part(text, limits)?;
         Ok(out)
     }

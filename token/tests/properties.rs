@@ -17,8 +17,8 @@ use proptest::sample::{Index, select, subsequence};
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use tally_token::{
-    Bundle, Caveat, Context, KeyId, Limits, Macaroon, PrefixKey, RootKey, Signature, TallyId, continue_chain, evaluate,
-    format_rfc3339, prefix_keys, verify_with_key,
+    Bundle, Caveat, Context, DecodedBundle, KeyId, Limits, Macaroon, PrefixKey, RootKey, Signature, TallyId,
+    continue_chain, evaluate, format_rfc3339, prefix_keys, verify_with_key,
 };
 
 const SECOND: i128 = 1_000_000_000;
@@ -257,7 +257,16 @@ proptest! {
             prop_assert_eq!(decoded.map(|d| d.encode_v2()), Ok(bytes));
             prop_assert_eq!(Macaroon::from_text(&m.to_text(), &limits), Ok(m.clone()));
         }
-        prop_assert_eq!(Bundle::parse(&bundle.to_text(), &limits), Ok(bundle));
+        // The borrowed path, into a buffer that held something else before
+        // (a failed decode, then a longer bundle), views the same bundle.
+        let text = bundle.to_text();
+        let mut reused = DecodedBundle::default();
+        prop_assert!(reused.decode_into("tly_!not base64!", &limits).is_err());
+        prop_assert!(reused.view(&limits).is_err(), "a failed decode leaves nothing to view");
+        let _ = reused.decode_into(&format!("{text},{text}"), &limits);
+        prop_assert_eq!(reused.decode_into(&text, &limits), Ok(()));
+        prop_assert_eq!(reused.view(&limits), Ok(bundle.view()));
+        prop_assert_eq!(Bundle::parse(&text, &limits), Ok(bundle));
     }
 }
 

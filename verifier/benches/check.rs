@@ -87,7 +87,8 @@ fn bench(c: &mut Criterion) {
     let r = req(exact.as_str());
     group.bench_function("exact hit, not memoized", |b| {
         b.iter(|| {
-            let decoded = DecodedBundle::decode(black_box(&exact), &limits).unwrap();
+            let mut decoded = DecodedBundle::default();
+            decoded.decode_into(black_box(&exact), &limits).unwrap();
             verifier.check_local(&decoded.view(&limits).unwrap(), &r).unwrap().allowed
         })
     });

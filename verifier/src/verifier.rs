@@ -140,12 +140,11 @@ pub struct Verifier {
     authority_calls: tokio::sync::Semaphore,
 }
 
-fn decode(text: &str, limits: &Limits) -> Result<DecodedBundle, Error> {
-    DecodedBundle::decode(text, limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))
-}
-
-fn view<'d>(decoded: &'d DecodedBundle, limits: &Limits) -> Result<BundleRef<'d>, Error> {
-    decoded.view(limits).map_err(|e| Error::InvalidArgument(format!("malformed bundle: {e}")))
+/// Decodes `text` into `decoded` (no copy of its buffer) and views it.
+fn decode<'d>(decoded: &'d mut DecodedBundle, text: &str, limits: &Limits) -> Result<BundleRef<'d>, Error> {
+    let malformed = |e| Error::InvalidArgument(format!("malformed bundle: {e}"));
+    decoded.decode_into(text, limits).map_err(malformed)?;
+    decoded.view(limits).map_err(malformed)
 }
 
 pub(crate) fn unix_ms(t: SystemTime) -> i64 {
@@ -179,8 +178,8 @@ impl Verifier {
         let outcome = match self.check_cached(req)? {
             Some(outcome) => outcome,
             None => {
-                let decoded = decode(req.bundle, &self.settings.limits)?;
-                let bundle = view(&decoded, &self.settings.limits)?;
+                let mut decoded = DecodedBundle::default();
+                let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
                 match self.negative.get(req.bundle) {
                     Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
                     None => self.ask_authority(&bundle, req).await,
@@ -208,8 +207,8 @@ impl Verifier {
                 return Ok(answer);
             }
         }
-        let decoded = decode(req.bundle, &self.settings.limits)?;
-        let bundle = view(&decoded, &self.settings.limits)?;
+        let mut decoded = DecodedBundle::default();
+        let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
         Ok(self.answer_locally(&bundle, req, now, Some(generation)))
     }
 

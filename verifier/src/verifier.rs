@@ -198,7 +198,8 @@ impl Verifier {
         // this read makes whatever is memoized under it stale (memo.rs).
         let generation = self.cache.generation();
         let now = SystemTime::now();
-        if self.sync.usable(self.settings.fail_closed_after) {
+        let usable = self.sync.usable(self.settings.fail_closed_after);
+        if usable {
             let answer = self.memo.with(req.bundle, generation, unix_ms(now), |m| {
                 self.evaluate_at(now, m.caveats(), req, m.org.clone(), Some(m.family), Source::Cache)
             });
@@ -209,21 +210,25 @@ impl Verifier {
         }
         let mut decoded = DecodedBundle::default();
         let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
-        Ok(self.answer_locally(&bundle, req, now, Some(generation)))
+        Ok(self.answer_locally(&bundle, req, now, usable, Some(generation)))
     }
 
     /// Answers from local state alone (deny lists, cache; never the memo),
     /// or `None` when the authority must be asked.
     pub fn check_local(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Option<Outcome> {
-        self.answer_locally(bundle, req, SystemTime::now(), None)
+        let usable = self.sync.usable(self.settings.fail_closed_after);
+        self.answer_locally(bundle, req, SystemTime::now(), usable, None)
     }
 
-    /// [`Verifier::check_local`], memoizing an exact hit under `memo_generation` when given.
+    /// [`Verifier::check_local`] at `now_time`, with the cache `usable` then
+    /// (one clock read for the whole check); memoizes an exact hit under
+    /// `memo_generation` when given.
     fn answer_locally(
         &self,
         bundle: &BundleRef<'_>,
         req: &CheckRequest<'_>,
         now_time: SystemTime,
+        usable: bool,
         memo_generation: Option<u64>,
     ) -> Option<Outcome> {
         let root = &bundle.root;
@@ -238,10 +243,7 @@ impl Verifier {
             None => {}
         }
         let caveats = &root.caveats;
-        if !self.sync.usable(self.settings.fail_closed_after)
-            || !bundle.discharges.is_empty()
-            || caveats.iter().any(|c| c.is_third_party())
-        {
+        if !usable || !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return None;
         }
         let now = unix_ms(now_time);
@@ -255,13 +257,17 @@ impl Verifier {
         };
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
-        let mut tail = Vec::with_capacity(caveats.len() - k);
+        // The continued chain, kept only to remember the descendant.
+        let remember = k < n && self.settings.remember_descendants;
+        let mut tail = Vec::with_capacity(if remember { n - k } else { 0 });
         for c in &caveats[k..] {
             sig = chain_step_ref(&sig, c);
             if self.revoked.on_revoked_branch(&sig) {
                 return Some(Outcome::deny(Reason::Revoked, "token revoked (branch)", source));
             }
-            tail.push(sig.clone());
+            if remember {
+                tail.push(sig.clone());
+            }
         }
         if sig != root.signature {
             return Some(Outcome::deny(Reason::Forged, "signature does not match the cached chain", source));
@@ -271,7 +277,7 @@ impl Verifier {
                 Vouched { family: hit.family, org: hit.org.clone(), expires_at_ms: hit.expires_at_ms, generation };
             self.memo.insert(req.bundle, caveats.iter().map(|c| c.id), vouched);
         }
-        if k < caveats.len() && self.settings.remember_descendants {
+        if remember {
             // Remember the descendant itself, so it is an exact hit next time.
             let expires = caveats[k..]
                 .iter()

@@ -5,9 +5,12 @@
 //! The rule, also printed with the table: the warm-up is the first 20 % of
 //! the run or its first 2 minutes, whichever is shorter (caches fill, pools
 //! and allocator arenas reach their working size); the baseline is the first
-//! calm sample after it (no fault under way or just ended); file descriptors
-//! are compared among calm samples only, since a fault under way opens and
-//! closes connections for a moment. A restart gives the authority a fresh process, whose RSS
+//! calm sample after it (no fault under way or just ended). RSS and file
+//! descriptors are compared among calm samples only: a fault under way holds
+//! memory and descriptors for a moment (calls in flight, connections being
+//! redialled, the cache refilling) and gives them back once it is over,
+//! while a leak stays, so calm samples show it. The highest RSS during
+//! faults is listed beside, not judged. A restart gives the authority a fresh process, whose RSS
 //! starts over, so only its last incarnation is judged, with the same
 //! warm-up counted from its own start; the soak restarts it only in the
 //! first half of the run so that incarnation lives long. Earlier
@@ -28,8 +31,17 @@ pub(crate) fn warm_up(length: Duration) -> Duration {
     length.mul_f64(WARM_UP_SHARE).min(WARM_UP_CAP)
 }
 
-/// A quantity of a process: its name, how to read it, whether only calm samples count.
-type Measure = (&'static str, fn(&Proc) -> u64, bool);
+/// Which later samples a quantity is compared over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    /// No fault under way nor just ended (judged).
+    Calm,
+    /// A fault under way or just ended (listed).
+    Faults,
+}
+
+/// A quantity of a process: its name, how to read it, over which samples.
+type Measure = (&'static str, fn(&Proc) -> u64, Over);
 
 /// One process and quantity, judged or listed.
 #[derive(Debug, Clone)]
@@ -63,10 +75,17 @@ pub(crate) fn rows(samples: &[Sample], length: Duration, started_at: &[Duration]
             samples.iter().filter(|s| s.t >= from).filter_map(|s| pick(s).map(|p| (s.t, s.calm, p))).collect();
         let Some(first) = series.iter().position(|(_, calm, _)| *calm) else { return };
         let (at, _, base) = series[first];
-        let metrics: [Measure; 2] = [("RSS", |p| p.rss_kib, false), ("fds", |p| p.fds, true)];
-        for (what, get, calm_only) in metrics {
-            let rest: Vec<u64> =
-                series[first + 1..].iter().filter(|(_, calm, _)| *calm || !calm_only).map(|(_, _, p)| get(p)).collect();
+        let metrics: [Measure; 3] = [
+            ("RSS", |p| p.rss_kib, Over::Calm),
+            ("fds", |p| p.fds, Over::Calm),
+            ("RSS in faults", |p| p.rss_kib, Over::Faults),
+        ];
+        for (what, get, over) in metrics {
+            let rest: Vec<u64> = series[first + 1..]
+                .iter()
+                .filter(|(_, calm, _)| *calm == (over == Over::Calm))
+                .map(|(_, _, p)| get(p))
+                .collect();
             let (Some(max), Some(last)) = (rest.iter().max(), rest.last()) else { continue };
             rows.push(Row {
                 process: process.to_owned(),
@@ -75,7 +94,7 @@ pub(crate) fn rows(samples: &[Sample], length: Duration, started_at: &[Duration]
                 baseline: get(&base),
                 max: *max,
                 last: *last,
-                judged,
+                judged: judged && over == Over::Calm,
             });
         }
     };
@@ -115,8 +134,9 @@ pub(crate) fn rule(length: Duration, tolerance: f64, started_at: &[Duration]) ->
     format!(
         "Rule: warm-up = min(20 % of the run, 2 min) = {:.0} s; baseline = a process's first calm sample \
          (no fault under way or ended less than {:.0} s before) after its warm-up; growth = (highest later \
-         sample − baseline) / baseline, for fds among calm samples only (a fault under way opens and closes \
-         connections for a moment; a leaked descriptor stays, so calm samples show it too); judged: both \
+         calm sample − baseline) / baseline, for RSS and fds alike (a fault under way holds memory and \
+         descriptors for a moment and gives them back once over; a leak stays, so calm samples show it; \
+         the highest RSS during faults is listed beside); judged: both \
          verifiers, and the authority's last incarnation (#{last}, started at {:.0} s; its warm-up {:.0} s \
          from then: a restart starts RSS over, and restarts stop at half the run); earlier incarnations and \
          the runner (load generator and proxy) are listed, not judged. Tolerance {tolerance} %.",
@@ -134,18 +154,18 @@ pub(crate) fn mib(kib: u64) -> String {
 /// The table of rows.
 pub(crate) fn table(rows: &[Row], tolerance: f64) -> String {
     let mut out = format!(
-        "{:<22} {:<4} {:>12} {:>7} {:>12} {:>12} {:>8}  verdict\n",
+        "{:<22} {:<13} {:>12} {:>7} {:>12} {:>12} {:>8}  verdict\n",
         "process", "what", "baseline", "at", "max after", "final", "growth"
     );
     for r in rows {
-        let value = |v: u64| if r.what == "RSS" { mib(v) } else { v.to_string() };
+        let value = |v: u64| if r.what.starts_with("RSS") { mib(v) } else { v.to_string() };
         let verdict = match (r.judged, r.within(tolerance)) {
             (false, _) => "listed",
             (true, true) => "ok",
             (true, false) => "GREW",
         };
         out.push_str(&format!(
-            "{:<22} {:<4} {:>12} {:>6.0}s {:>12} {:>12} {:>+7.1}%  {verdict}\n",
+            "{:<22} {:<13} {:>12} {:>6.0}s {:>12} {:>12} {:>+7.1}%  {verdict}\n",
             r.process,
             r.what,
             value(r.baseline),

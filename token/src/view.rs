@@ -4,7 +4,7 @@
 
 use smallvec::SmallVec;
 
-use crate::base64url::{self, TextBytes};
+use crate::base64url::{self, TEXT_INLINE, TextBytes};
 use crate::crypto::Signature;
 use crate::text::TEXT_PREFIX;
 use crate::{Bundle, Caveat, Error, Limits, Macaroon};
@@ -129,9 +129,10 @@ impl BundleRef<'_> {
 
 /// The binary forms of a bundle's parts, decoded from text into one buffer.
 /// `Debug` shows only sizes: the bytes hold signatures.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DecodedBundle {
-    /// Zero-initialised scratch; the parts fill `bytes[..end]`.
+    /// Initialised scratch, never shorter than the inline buffer; the parts
+    /// fill `bytes[..end]` (what lies beyond is never read).
     bytes: TextBytes,
     end: usize,
     /// Parts decoded so far.
@@ -140,6 +141,15 @@ pub struct DecodedBundle {
     root_end: usize,
     /// Discharge i ends here (it starts where the one before ended).
     discharge_ends: Vec<usize>,
+}
+
+impl Default for DecodedBundle {
+    fn default() -> Self {
+        // The whole inline buffer, zeroed once: decoding a token that fits
+        // needs no fill loop and no allocation.
+        let bytes = TextBytes::from_buf([0; TEXT_INLINE]);
+        Self { bytes, end: 0, count: 0, root_end: 0, discharge_ends: Vec::new() }
+    }
 }
 
 impl std::fmt::Debug for DecodedBundle {
@@ -199,8 +209,10 @@ impl DecodedBundle {
     /// Empty, with room for the bytes of `text_len` characters of base64.
     #[inline]
     fn reset(&mut self, text_len: usize) {
-        self.bytes.clear();
-        self.bytes.resize(base64url::decoded_len_bound(text_len), 0);
+        let needed = base64url::decoded_len_bound(text_len);
+        if self.bytes.len() < needed {
+            self.bytes.resize(needed, 0);
+        }
         self.end = 0;
         self.count = 0;
         self.root_end = 0;

@@ -154,7 +154,7 @@ pub fn evaluate_parsed<'c>(
 }
 
 /// One caveat: does it hold, and what does it add to the claims.
-fn apply<'c>(
+pub(crate) fn apply<'c>(
     pred: Result<PredicateRef<'c>, ParseError>,
     ctx: &Context<'_>,
     claims: &mut Claims<'c>,

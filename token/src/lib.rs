@@ -33,6 +33,7 @@
 
 mod base64url;
 mod cidr;
+mod compiled;
 mod crypto;
 mod error;
 mod evaluate;
@@ -48,6 +49,7 @@ mod verify;
 mod view;
 
 pub use cidr::Cidr;
+pub use compiled::CompiledCaveats;
 pub use crypto::{DerivedKey, KEY_LEN, RootKey, SECRETBOX_NONCE_LEN, Signature, VID_LEN, bind_signature};
 pub use error::Error;
 pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, ParsedCaveat, evaluate, evaluate_parsed};

@@ -17,8 +17,8 @@ use proptest::sample::{Index, select, subsequence};
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use tally_token::{
-    Bundle, Caveat, Context, DecodedBundle, KeyId, Limits, Macaroon, PrefixKey, RootKey, Signature, TallyId,
-    continue_chain, evaluate, format_rfc3339, prefix_keys, verify_with_key,
+    Bundle, Caveat, CompiledCaveats, Context, DecodedBundle, KeyId, Limits, Macaroon, PrefixKey, RootKey, Signature,
+    TallyId, continue_chain, evaluate, format_rfc3339, prefix_keys, verify_with_key,
 };
 
 const SECOND: i128 = 1_000_000_000;
@@ -267,6 +267,20 @@ proptest! {
         prop_assert_eq!(reused.decode_into(&text, &limits), Ok(()));
         prop_assert_eq!(reused.view(&limits), Ok(bundle.view()));
         prop_assert_eq!(Bundle::parse(&text, &limits), Ok(bundle));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Caveats compiled once (the verifier's token memo keeps them so)
+    /// evaluate exactly as the raw caveats do, for any request: same claims,
+    /// same denial, same caveat reported.
+    #[test]
+    fn compiled_caveats_evaluate_as_raw_ones(caveats in caveats(), req in request()) {
+        let ctx = req.context();
+        let compiled = CompiledCaveats::compile(caveats.iter().map(Vec::as_slice));
+        prop_assert_eq!(compiled.evaluate(&ctx), evaluate(caveats.iter().map(Vec::as_slice), &ctx));
     }
 }
 

@@ -2,7 +2,7 @@
 //! what the cache vouched for it (family, key, org, expiry) and its caveats,
 //! so a token presented again is answered without decoding it or hashing its
 //! prefix: one lookup by text, one comparison of the whole text, and the
-//! caveats evaluated for the request, as on every check.
+//! caveats (kept parsed) evaluated for the request, as on every check.
 //!
 //! It is a memo *of the cache*, never a source of its own: an entry is made
 //! only from a cache answer that found the chain genuine and not revoked, and
@@ -20,26 +20,13 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use tally_token::FamilyId;
+use tally_token::{CompiledCaveats, FamilyId};
 
 /// What a memo hit hands to the evaluation.
 pub(crate) struct Memoized<'a> {
-    pub(crate) caveats: &'a [u8],
-    pub(crate) ends: &'a [u32],
+    pub(crate) caveats: &'a CompiledCaveats,
     pub(crate) family: FamilyId,
     pub(crate) org: &'a Arc<str>,
-}
-
-impl<'a> Memoized<'a> {
-    /// The caveat texts, in order.
-    pub(crate) fn caveats(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        let (caveats, ends) = (self.caveats, self.ends);
-        ends.iter().scan(0usize, move |start, &end| {
-            let c = &caveats[*start..end as usize];
-            *start = end as usize;
-            Some(c)
-        })
-    }
 }
 
 /// What the cache vouched for, to memoize with a token's text.
@@ -54,9 +41,7 @@ pub(crate) struct Vouched {
 
 struct Entry {
     text: Box<str>,
-    /// Every caveat text, one after the other; `ends[i]` is where caveat `i` ends.
-    caveats: Box<[u8]>,
-    ends: Box<[u32]>,
+    caveats: CompiledCaveats,
     vouched: Vouched,
 }
 
@@ -114,19 +99,13 @@ impl Memo {
         if e.vouched.generation != generation || now_ms >= e.vouched.expires_at_ms || *e.text != *text {
             return None;
         }
-        Some(answer(Memoized { caveats: &e.caveats, ends: &e.ends, family: e.vouched.family, org: &e.vouched.org }))
+        Some(answer(Memoized { caveats: &e.caveats, family: e.vouched.family, org: &e.vouched.org }))
     }
 
     /// Memoizes `text`, a token with these first-party caveats, as `vouched`.
     pub(crate) fn insert<'c>(&self, text: &str, caveats: impl Iterator<Item = &'c [u8]>, vouched: Vouched) {
         let Some(slot) = self.slot(text) else { return };
-        let mut bytes = Vec::new();
-        let mut ends = Vec::new();
-        for c in caveats {
-            bytes.extend_from_slice(c);
-            ends.push(bytes.len() as u32);
-        }
-        let entry = Entry { text: text.into(), caveats: bytes.into(), ends: ends.into(), vouched };
+        let entry = Entry { text: text.into(), caveats: CompiledCaveats::compile(caveats), vouched };
         *slot.write().expect("memo slot lock") = Some(Box::new(entry));
     }
 
@@ -155,16 +134,15 @@ mod tests {
     const TEXT: &str = "tly_AgJpZAAPb3JnID0gYWNtZQAABiDRandomSignatureTail";
     const CAVEATS: [&[u8]; 3] = [b"org = acme", b"", b"action in read"];
 
-    fn caveats(memo: &Memo, text: &str, generation: u64, now_ms: i64) -> Option<Vec<Vec<u8>>> {
-        memo.with(text, generation, now_ms, |m| m.caveats().map(<[u8]>::to_vec).collect())
+    fn caveats(memo: &Memo, text: &str, generation: u64, now_ms: i64) -> Option<CompiledCaveats> {
+        memo.with(text, generation, now_ms, |m| m.caveats.clone())
     }
 
     #[test]
     fn answers_only_for_the_same_text_generation_and_lifetime() {
         let memo = Memo::new(8);
         memo.insert(TEXT, CAVEATS.into_iter(), vouched(3, 1_000));
-        let want: Vec<Vec<u8>> = CAVEATS.iter().map(|c| c.to_vec()).collect();
-        assert_eq!(caveats(&memo, TEXT, 3, 999), Some(want));
+        assert_eq!(caveats(&memo, TEXT, 3, 999), Some(CompiledCaveats::compile(CAVEATS)));
         assert_eq!(caveats(&memo, TEXT, 4, 999), None, "the cache changed since");
         assert_eq!(caveats(&memo, TEXT, 3, 1_000), None, "expired with its cache entry");
         // Same tail (same slot), different text: a miss, never the other token's entry.

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
-    BundleRef, Context, DecodedBundle, DenialKind, FamilyId, Limits, Predicate, PrefixKeys, Signature, TallyId,
-    chain_step_ref, evaluate,
+    BundleRef, Claims, Context, DecodedBundle, Denial, DenialKind, FamilyId, Limits, Predicate, PrefixKeys, Signature,
+    TallyId, chain_step_ref, evaluate,
 };
 
 use crate::cache::{Cache, Cached};
@@ -201,7 +201,8 @@ impl Verifier {
         let usable = self.sync.usable(self.settings.fail_closed_after);
         if usable {
             let answer = self.memo.with(req.bundle, generation, unix_ms(now), |m| {
-                self.evaluate_at(now, m.caveats(), req, m.org.clone(), Some(m.family), Source::Cache)
+                let evaluated = m.caveats.evaluate(&self.context(now, req, m.org));
+                self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
             });
             if answer.is_some() {
                 Counters::bump(&self.counters.memo_hits);
@@ -406,6 +407,12 @@ impl Verifier {
         family: Option<FamilyId>,
         source: Source,
     ) -> Outcome {
+        let evaluated = evaluate(caveats, &self.context(now, req, &org));
+        self.outcome(evaluated, org, family, source)
+    }
+
+    /// What the caveats are evaluated against: the request at `now`, for a token of `org`.
+    fn context<'r>(&self, now: SystemTime, req: &CheckRequest<'r>, org: &'r str) -> Context<'r> {
         let mut ctx = Context::at(now);
         ctx.skew_nanos = self.settings.skew.as_nanos() as i128;
         ctx.action = req.action;
@@ -413,8 +420,19 @@ impl Verifier {
         ctx.service = req.service;
         ctx.subject = req.subject;
         ctx.client_ip = req.client_ip;
-        ctx.org = Some(&*org).filter(|o| !o.is_empty());
-        match evaluate(caveats, &ctx) {
+        ctx.org = Some(org).filter(|o| !o.is_empty());
+        ctx
+    }
+
+    /// The answer once the caveats were evaluated.
+    fn outcome(
+        &self,
+        evaluated: Result<Claims<'_>, Denial>,
+        org: Arc<str>,
+        family: Option<FamilyId>,
+        source: Source,
+    ) -> Outcome {
+        match evaluated {
             Ok(claims) => Outcome {
                 allowed: true,
                 reason: Reason::Ok,

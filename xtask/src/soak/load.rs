@@ -20,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::checks::{CheckStats, Checker, MAX_IN_FLIGHT};
 use super::deployment::{Deployment, ORG};
-use super::pool::{Family, MINT_CAVEAT, POOL, Pool};
+use super::pool::{Family, MINT_CAVEAT, POOL, Pool, TTL};
 use super::safety::Safety;
 use crate::bench::zipf::Rng;
 
@@ -119,8 +119,7 @@ impl Operator {
     }
 
     /// Revokes [`CHURN_PER_SECOND`] families a second.
-    async fn revoker(self, safety: Arc<Safety>, seed: u64, mut stop: watch::Receiver<bool>) {
-        let mut rng = Rng::new(seed);
+    async fn revoker(self, safety: Arc<Safety>, mut stop: watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / CHURN_PER_SECOND));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut by_token = false;
@@ -129,7 +128,7 @@ impl Operator {
                 _ = stop.changed() => return,
                 _ = interval.tick() => {}
             }
-            let Some((family, retry)) = self.pool.take_for_revocation(&mut rng, KEEP_LIVE) else { continue };
+            let Some((family, retry)) = self.pool.take_for_revocation(KEEP_LIVE) else { continue };
             // A retry goes by family: the token may be revoked already, and then it no longer verifies.
             by_token = !by_token;
             let token = by_token && !retry;
@@ -177,14 +176,10 @@ impl Operator {
 
 impl Load {
     /// Mints the initial population, then starts every task. Tokens live
-    /// past the run (`run` + 1 h), so none expires while checked, and the
-    /// authority prunes no revocation meanwhile.
-    pub(crate) async fn start(
-        d: &Deployment,
-        rate: u32,
-        run: Duration,
-        seed: u64,
-    ) -> anyhow::Result<(Self, Arc<Safety>)> {
+    /// [`TTL`]: families are revoked oldest first, long before that, and the
+    /// revocations of expired tokens leave the verifiers' deny lists, so
+    /// those reach a steady size as the caches do.
+    pub(crate) async fn start(d: &Deployment, rate: u32, seed: u64) -> anyhow::Result<(Self, Arc<Safety>)> {
         let channel = Endpoint::from_shared(d.authority.url())?.connect_lazy();
         let pool = Arc::new(Pool::default());
         let ops = Arc::new(OpStats::default());
@@ -193,7 +188,7 @@ impl Load {
             bearer: d.authority.bootstrap().to_owned(),
             ops: ops.clone(),
             pool: pool.clone(),
-            ttl_seconds: run.as_secs() + 3600,
+            ttl_seconds: TTL.as_secs(),
         };
         let mut minting = tokio::task::JoinSet::new();
         for caller in 0..MINTERS {
@@ -226,7 +221,7 @@ impl Load {
         let tasks = vec![
             tokio::spawn(checker.dispatch(rate, seed.wrapping_add(1), stopped.clone())),
             tokio::spawn(operator.clone().minter(seed.wrapping_add(2), stopped.clone())),
-            tokio::spawn(operator.clone().revoker(safety.clone(), seed.wrapping_add(3), stopped.clone())),
+            tokio::spawn(operator.clone().revoker(safety.clone(), stopped.clone())),
             tokio::spawn(operator.rotator(stopped)),
         ];
         Ok((Self { stop, tasks, in_flight, pool, checks, ops }, safety))

@@ -6,7 +6,9 @@
 //! revoked ones (checked to be denied), and the ones taken out whose
 //! revocation is not acknowledged yet (retried). Every family that leaves
 //! the live set is revoked, which prunes it from the caches: a family nobody
-//! checks any more is never left behind to fill them.
+//! checks any more is never left behind to fill them. Families leave oldest
+//! first, so at the churn rate none lives much past [`POOL`] / churn
+//! (250 s), far from its [`TTL`]: no valid token expires while checked.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +21,9 @@ use crate::bench::zipf::Rng;
 
 /// Live families checked all along.
 pub(crate) const POOL: usize = 500;
+/// Lifetime of every soak token: well past a family's time in the live set,
+/// well under the run, so revocations expire and leave the deny lists.
+pub(crate) const TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// The caveat every soak token is minted with.
 pub(crate) const MINT_CAVEAT: &str = "action in read,write";
 /// Revoked families kept for deny checks.
@@ -96,7 +101,8 @@ fn random_key(rng: &mut Rng) -> RootKey {
 
 #[derive(Debug, Default)]
 struct Sets {
-    live: Vec<Arc<Family>>,
+    /// Oldest first.
+    live: VecDeque<Arc<Family>>,
     fresh: VecDeque<Arc<Family>>,
     revoked: VecDeque<Arc<Family>>,
     unacked: Vec<Arc<Family>>,
@@ -137,7 +143,7 @@ impl Pool {
     }
 
     pub(crate) fn add_live(&self, f: Arc<Family>) {
-        self.sets().live.push(f);
+        self.sets().live.push_back(f);
     }
 
     /// Live and fresh families together.
@@ -146,9 +152,9 @@ impl Pool {
         sets.live.len() + sets.fresh.len()
     }
 
-    /// The next family to revoke: an unacknowledged one first, else a random
-    /// live one while more than `keep` are live. It is out of the live set.
-    pub(crate) fn take_for_revocation(&self, rng: &mut Rng, keep: usize) -> Option<(Arc<Family>, bool)> {
+    /// The next family to revoke: an unacknowledged one first, else the
+    /// oldest live one while more than `keep` are live. It is out of the live set.
+    pub(crate) fn take_for_revocation(&self, keep: usize) -> Option<(Arc<Family>, bool)> {
         let mut sets = self.sets();
         if let Some(f) = sets.unacked.pop() {
             return Some((f, true));
@@ -156,8 +162,7 @@ impl Pool {
         if sets.live.len() <= keep {
             return None;
         }
-        let i = rng.below(sets.live.len());
-        let f = sets.live.swap_remove(i);
+        let f = sets.live.pop_front()?;
         sets.gone.insert(f.family.clone());
         Some((f, false))
     }

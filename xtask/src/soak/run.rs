@@ -55,7 +55,7 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<()> {
     );
     let setup = Instant::now();
     let mut d = Deployment::start(&args.rust_log).await?;
-    let (mut load, safety) = Load::start(&d, args.rate, length, seed).await?;
+    let (mut load, safety) = Load::start(&d, args.rate, seed).await?;
     println!(
         "soak: authority on {}, verifier eu on {} (direct), us on {} (through the fault proxy {}); \
          {POOL} families minted; set up in {:.1} s",

@@ -14,9 +14,10 @@
 //!   predicate, and printing that again gives the same text;
 //! - `Cidr` parses what the reference parses and agrees on membership;
 //! - `glob_match` agrees with the reference glob;
-//! - `evaluate`, `evaluate_parsed` and the reference evaluator agree on the
-//!   verdict, the failing caveat and its kind, and the claims; the verdict and
-//!   the claims do not depend on the order of the caveats.
+//! - `evaluate`, `evaluate_parsed`, `CompiledCaveats::evaluate` and the
+//!   reference evaluator agree on the verdict, the failing caveat and its
+//!   kind, and the claims; the verdict and the claims do not depend on the
+//!   order of the caveats.
 
 #![no_main]
 
@@ -26,8 +27,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use libfuzzer_sys::fuzz_target;
 use tally_fuzz::reference::{self, Fail, Pred, Range};
 use tally_token::{
-    Cidr, Claims, Context, Denial, DenialKind, ParsedCaveat, Predicate, PredicateRef, evaluate, evaluate_parsed,
-    format_rfc3339, glob_match,
+    Cidr, Claims, CompiledCaveats, Context, Denial, DenialKind, ParsedCaveat, Predicate, PredicateRef, evaluate,
+    evaluate_parsed, format_rfc3339, glob_match,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -133,6 +134,7 @@ fn check_evaluation(lines: &[&[u8]], preds: &[Option<Pred>], ctx: &Context<'_>) 
     let raw = evaluate(lines.iter().copied(), ctx);
     let parsed: Vec<ParsedCaveat> = lines.iter().map(|l| ParsedCaveat::new(l)).collect();
     assert_eq!(evaluate_parsed(&parsed, ctx), raw);
+    assert_eq!(CompiledCaveats::compile(lines.iter().copied()).evaluate(ctx), raw);
     same_verdict(&raw, &reference::evaluate(preds, ctx), lines);
     // Caveats form a set: the order changes at most which failure is reported.
     let reversed = evaluate(lines.iter().rev().copied(), ctx);

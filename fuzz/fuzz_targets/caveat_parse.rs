@@ -8,13 +8,13 @@
 //! clears it. Every other line is a caveat. The whole input is a caveat too.
 //!
 //! Properties:
-//! - `Predicate::parse_bytes`, `PredicateRef::parse_bytes` and
-//!   `ParsedCaveat::new` agree with each other and with the reference parser;
+//! - `Predicate::parse_bytes` and `PredicateRef::parse_bytes` agree with
+//!   each other and with the reference parser;
 //! - a parsed caveat printed back in its plain form parses to the same
 //!   predicate, and printing that again gives the same text;
 //! - `Cidr` parses what the reference parses and agrees on membership;
 //! - `glob_match` agrees with the reference glob;
-//! - `evaluate`, `evaluate_parsed`, `CompiledCaveats::evaluate` and the
+//! - `evaluate`, `CompiledCaveats::evaluate` and the
 //!   reference evaluator agree on the verdict, the failing caveat and its
 //!   kind, and the claims; the verdict and the claims do not depend on the
 //!   order of the caveats.
@@ -27,8 +27,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use libfuzzer_sys::fuzz_target;
 use tally_fuzz::reference::{self, Fail, Pred, Range};
 use tally_token::{
-    Cidr, Claims, CompiledCaveats, Context, Denial, DenialKind, ParsedCaveat, Predicate, PredicateRef, evaluate,
-    evaluate_parsed, format_rfc3339, glob_match,
+    Cidr, Claims, CompiledCaveats, Context, Denial, DenialKind, Predicate, PredicateRef, evaluate, format_rfc3339,
+    glob_match,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -68,7 +68,6 @@ fn check_caveat(bytes: &[u8]) -> Option<Pred> {
     }
     let borrowed = PredicateRef::parse_bytes(bytes);
     assert_eq!(borrowed.map(PredicateRef::into_owned), lib);
-    assert_eq!(ParsedCaveat::new(bytes).predicate, lib);
 
     if let Some(text) = borrowed.ok().and_then(print) {
         let again = PredicateRef::parse(&text);
@@ -132,8 +131,6 @@ fn same_verdict(
 
 fn check_evaluation(lines: &[&[u8]], preds: &[Option<Pred>], ctx: &Context<'_>) {
     let raw = evaluate(lines.iter().copied(), ctx);
-    let parsed: Vec<ParsedCaveat> = lines.iter().map(|l| ParsedCaveat::new(l)).collect();
-    assert_eq!(evaluate_parsed(&parsed, ctx), raw);
     assert_eq!(CompiledCaveats::compile(lines.iter().copied()).evaluate(ctx), raw);
     same_verdict(&raw, &reference::evaluate(preds, ctx), lines);
     // Caveats form a set: the order changes at most which failure is reported.

@@ -4,8 +4,7 @@
 //!
 //! - whatever decodes re-encodes (binary and text) to an equal macaroon;
 //! - a parsed bundle re-serialises to an equal bundle;
-//! - `ParsedCaveat::new` agrees with `Predicate::parse_bytes`, and
-//!   `evaluate_parsed` with `evaluate`;
+//! - `CompiledCaveats::evaluate` agrees with `evaluate`;
 //! - `prefix_keys` has one key per prefix and agrees with `prefix_key`;
 //! - a token re-signed under the fixed key never fails verification with
 //!   `BadSignature`, and a verified chain is consistent with `continue_chain`;
@@ -18,8 +17,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use tally_token::{
-    Bundle, Caveat, Context, DerivedKey, Error, Limits, Macaroon, ParsedCaveat, Predicate, RootKey, TallyId,
-    continue_chain, evaluate, evaluate_parsed, format_rfc3339, prefix_key, prefix_keys, verify_with_key,
+    Bundle, Caveat, CompiledCaveats, Context, DerivedKey, Error, Limits, Macaroon, Predicate, RootKey, TallyId,
+    continue_chain, evaluate, format_rfc3339, prefix_key, prefix_keys, verify_with_key,
 };
 
 /// The key the seed tokens are minted under (see README.md).
@@ -62,9 +61,8 @@ fn small_limits() -> Limits {
 
 /// Parses and evaluates one caveat's bytes both ways.
 fn check_caveat_bytes(bytes: &[u8], ctxs: &[Context<'_>]) {
-    let parsed = ParsedCaveat::new(bytes);
-    assert_eq!(parsed.predicate, Predicate::parse_bytes(bytes));
-    if let Ok(Predicate::Expires(t) | Predicate::NotBefore(t)) = &parsed.predicate {
+    let parsed = CompiledCaveats::compile([bytes]);
+    if let Ok(Predicate::Expires(t) | Predicate::NotBefore(t)) = &Predicate::parse_bytes(bytes) {
         // Timestamps the parser produced format back to RFC 3339 (UTC) that
         // parses to the same instant, unless outside what RFC 3339 can print.
         let formatted = format_rfc3339(*t);
@@ -74,7 +72,7 @@ fn check_caveat_bytes(bytes: &[u8], ctxs: &[Context<'_>]) {
     }
     for ctx in ctxs {
         let raw = evaluate([bytes], ctx);
-        assert_eq!(raw, evaluate_parsed([&parsed], ctx));
+        assert_eq!(raw, parsed.evaluate(ctx));
         if let Err(denial) = raw {
             let _ = denial.to_string();
         }
@@ -96,10 +94,10 @@ fn check_macaroon(m: &Macaroon, limits: &Limits, ctxs: &[Context<'_>]) {
     for c in m.caveats() {
         check_caveat_bytes(&c.id, ctxs);
     }
-    let parsed: Vec<ParsedCaveat> = first_party.iter().map(|b| ParsedCaveat::new(b)).collect();
+    let parsed = CompiledCaveats::compile(first_party.iter().copied());
     for ctx in ctxs {
         let raw = evaluate(first_party.iter().copied(), ctx);
-        assert_eq!(raw, evaluate_parsed(&parsed, ctx));
+        assert_eq!(raw, parsed.evaluate(ctx));
         if let Ok(claims) = raw {
             if let Some(t) = claims.expires_unix_nanos {
                 let _ = format_rfc3339(t);
@@ -152,9 +150,9 @@ fn check_verified(bundle: &Bundle, key: &DerivedKey, limits: &Limits, ctxs: &[Co
     assert_eq!(v.id, TallyId::decode(root.identifier()).ok());
     let ids = v.revocation_ids();
     assert_eq!(ids.len(), if v.id.is_some() { v.chain.len() + 1 } else { 0 });
-    let parsed: Vec<ParsedCaveat> = v.first_party.iter().map(|b| ParsedCaveat::new(b)).collect();
+    let parsed = CompiledCaveats::compile(v.first_party.iter().copied());
     for ctx in ctxs {
-        assert_eq!(evaluate(v.first_party.iter().copied(), ctx), evaluate_parsed(&parsed, ctx));
+        assert_eq!(evaluate(v.first_party.iter().copied(), ctx), parsed.evaluate(ctx));
     }
     // A verified token is also a prefix of its attenuations.
     let mut extended = root.clone();
@@ -214,9 +212,9 @@ fuzz_target!(|data: &[u8]| {
         for line in &lines {
             let _ = Predicate::parse(std::str::from_utf8(line).unwrap());
         }
-        let parsed: Vec<ParsedCaveat> = lines.iter().map(|l| ParsedCaveat::new(l)).collect();
+        let parsed = CompiledCaveats::compile(lines.iter().copied());
         for ctx in &ctxs {
-            assert_eq!(evaluate(lines.iter().copied(), ctx), evaluate_parsed(&parsed, ctx));
+            assert_eq!(evaluate(lines.iter().copied(), ctx), parsed.evaluate(ctx));
         }
     }
 });

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::glob::glob_match;
-use crate::predicate::{ParseError, Predicate, PredicateRef};
+use crate::predicate::{ParseError, PredicateRef};
 
 /// Default clock skew allowance for `expires` and `not-before`.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(2);
@@ -106,23 +106,6 @@ impl fmt::Display for Denial {
     }
 }
 
-/// A caveat parsed once, kept with its text, for callers that evaluate the
-/// same token many times (the verifier's cache).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedCaveat {
-    /// The caveat text (lossy UTF-8).
-    pub text: String,
-    /// The predicate, or why it is not one.
-    pub predicate: Result<Predicate, ParseError>,
-}
-
-impl ParsedCaveat {
-    /// Parses caveat bytes.
-    pub fn new(bytes: &[u8]) -> Self {
-        Self { text: String::from_utf8_lossy(bytes).into_owned(), predicate: Predicate::parse_bytes(bytes) }
-    }
-}
-
 /// Evaluates raw first-party caveats against `ctx`.
 pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'_>) -> Result<Claims<'c>, Denial> {
     let mut claims = Claims::default();
@@ -132,23 +115,6 @@ pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'
             index,
             caveat: String::from_utf8_lossy(bytes).into_owned(),
         })?;
-    }
-    Ok(claims)
-}
-
-/// Evaluates pre-parsed caveats against `ctx`.
-pub fn evaluate_parsed<'c>(
-    caveats: impl IntoIterator<Item = &'c ParsedCaveat>,
-    ctx: &Context<'_>,
-) -> Result<Claims<'c>, Denial> {
-    let mut claims = Claims::default();
-    for (index, c) in caveats.into_iter().enumerate() {
-        // The text was validated when parsed; re-reading it borrows, no allocation.
-        let parsed = match &c.predicate {
-            Ok(_) => PredicateRef::parse(&c.text),
-            Err(e) => Err(*e),
-        };
-        apply(parsed, ctx, &mut claims).map_err(|kind| Denial { kind, index, caveat: c.text.clone() })?;
     }
     Ok(claims)
 }
@@ -301,7 +267,7 @@ mod tests {
     fn parsed_and_raw_agree() {
         let c = ctx();
         let caveats = ["action in read", "org = acme", "service = api"];
-        let parsed: Vec<_> = caveats.iter().map(|t| ParsedCaveat::new(t.as_bytes())).collect();
-        assert_eq!(evaluate_parsed(&parsed, &c), eval(&caveats, &c));
+        let parsed = crate::CompiledCaveats::compile(caveats.iter().map(|t| t.as_bytes()));
+        assert_eq!(parsed.evaluate(&c), eval(&caveats, &c));
     }
 }

@@ -52,7 +52,7 @@ pub use cidr::Cidr;
 pub use compiled::CompiledCaveats;
 pub use crypto::{DerivedKey, KEY_LEN, RootKey, SECRETBOX_NONCE_LEN, Signature, VID_LEN, bind_signature};
 pub use error::Error;
-pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, ParsedCaveat, evaluate, evaluate_parsed};
+pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, evaluate};
 pub use glob::glob_match;
 pub use identifier::{FamilyId, IDENTIFIER_VERSION, KeyId, NONCE_LEN, TallyId};
 pub use limits::{

@@ -7,7 +7,8 @@
 //! faults of "us" keep the same mix and rate all along: every black hole
 //! leaves a verifier's allocator holding a little more, and a run whose
 //! judged part saw more of them than its warm-up would measure the schedule,
-//! not a leak.
+//! not a leak. The warm-up is one whole cycle, so every kind of fault has
+//! struck before the baseline is taken.
 //! Modes that add latency rather than silence (stall, delay) are left out:
 //! the fail-closed bound does not hold for them (ARCHITECTURE.md, "Latency is
 //! not silence"), and the soak checks that bound.
@@ -46,9 +47,8 @@ pub(crate) enum Fault {
 
 /// The cycle, in order. Restarts alternate short and long downtimes. The
 /// long black hole comes first: while "us" fails closed behind it, every
-/// check there waits for the authority (up to its 2 s timeout), so the
-/// process reaches its working size then, and the first fault falls inside
-/// the warm-up even of a short run.
+/// check there waits for the authority (up to its 2 s timeout), which is when
+/// that process grows most, so even a short run has it in its warm-up.
 const CYCLE: [Fault; 10] = [
     Fault::BlackHole(Duration::from_secs(5)),
     Fault::Restart { down: SHORT_DOWN },
@@ -61,6 +61,12 @@ const CYCLE: [Fault; 10] = [
     Fault::Flap(Duration::from_secs(4)),
     Fault::Reset,
 ];
+
+/// From the start of a run whose faults come `every` apart (the first at
+/// `every`) to the start of the cycle's last fault: the soak's warm-up.
+pub(crate) fn cycle(every: Duration) -> Duration {
+    every * CYCLE.len() as u32
+}
 
 /// The `n`th fault (from 0); none in a restart's slot once restarts are over.
 pub(crate) fn nth(n: u64, restarts_allowed: bool) -> Option<Fault> {

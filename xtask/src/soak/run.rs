@@ -129,8 +129,9 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<()> {
     let panics = d.panics();
 
     println!();
-    let rows = summary::rows(&samples, length, &started_at);
-    println!("{}", summary::rule(length, args.tolerance, &started_at));
+    let cycle = faults::cycle(every);
+    let rows = summary::rows(&samples, length, cycle, &started_at);
+    println!("{}", summary::rule(length, cycle, args.tolerance, &started_at));
     print!("{}", summary::table(&rows, args.tolerance));
     for line in summary::incarnations(&samples) {
         println!("{line}");

@@ -15,7 +15,7 @@ use super::load::Load;
 use crate::bench::pin::rss_bytes;
 
 /// Memory and descriptors of one process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Proc {
     pub(crate) rss_kib: u64,
     pub(crate) fds: u64,
@@ -31,7 +31,7 @@ impl Proc {
 }
 
 /// One sample of everything.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Sample {
     /// Since the load started.
     pub(crate) t: Duration,

@@ -58,6 +58,8 @@ fn secs(now_ms: i64) -> u32 {
 /// What a hit returns (copied out from under the lock).
 #[derive(Debug, Clone)]
 pub struct Cached {
+    /// Caveats of the prefix (k): the entry vouches for the identifier and its first k caveats.
+    pub caveats: usize,
     /// Genuine signature at this prefix (secret).
     pub sig: Signature,
     pub family: FamilyId,
@@ -69,6 +71,7 @@ pub struct Cached {
 
 #[derive(Debug)]
 struct Entry {
+    caveats: usize,
     sig: Signature,
     family: FamilyId,
     key_id: KeyId,
@@ -81,8 +84,40 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Inner {
     map: IndexMap<PrefixKey, Entry, Fast>,
-    by_family: HashMap<FamilyId, Vec<PrefixKey>, Fast>,
+    by_family: HashMap<FamilyId, Family, Fast>,
     rng: u64,
+}
+
+/// A family's entries: their keys (what pruning it removes) and the prefix
+/// lengths they cover, so a lookup hashes only prefixes that may be cached.
+#[derive(Debug, Default)]
+struct Family {
+    keys: Vec<(PrefixKey, u8)>,
+    /// Bit `min(k, 63)` is set when an entry covers k caveats.
+    lengths: u64,
+}
+
+/// The bit of prefix length `k` in [`Family::lengths`] (lengths of 63 and more share the last).
+fn length_bit(k: usize) -> u8 {
+    k.min(63) as u8
+}
+
+impl Family {
+    fn add(&mut self, key: PrefixKey, caveats: usize) {
+        let bit = length_bit(caveats);
+        self.keys.push((key, bit));
+        self.lengths |= 1 << bit;
+    }
+
+    fn remove(&mut self, key: &PrefixKey) {
+        self.keys.retain(|(k, _)| k != key);
+        self.lengths = self.keys.iter().fold(0, |m, (_, bit)| m | 1 << bit);
+    }
+
+    /// Whether an entry may cover `k` caveats.
+    fn may_cover(&self, k: usize) -> bool {
+        self.lengths & (1 << length_bit(k)) != 0
+    }
 }
 
 /// The positive cache.
@@ -123,19 +158,24 @@ impl Cache {
 
     /// Looks up a prefix; expired entries (at `now_ms`) do not count.
     pub fn get(&self, key: &PrefixKey, now_ms: i64) -> Option<Cached> {
+        self.inner.read().expect("cache lock").get(key, now_ms)
+    }
+
+    /// The longest cached prefix of a token of `family` with `caveats`
+    /// caveats, and its length: looks up, longest first, only the lengths
+    /// the family has entries for, asking `key_of(k)` for the key of each
+    /// (so a descendant hashes one or two prefixes, not every one, and a
+    /// family with nothing cached costs one lookup).
+    pub fn longest(
+        &self,
+        family: &FamilyId,
+        caveats: usize,
+        now_ms: i64,
+        mut key_of: impl FnMut(usize) -> PrefixKey,
+    ) -> Option<Cached> {
         let inner = self.inner.read().expect("cache lock");
-        let e = inner.map.get(key)?;
-        if now_ms >= e.expires_at_ms {
-            return None;
-        }
-        e.last_used.store(secs(now_ms), Ordering::Relaxed);
-        Some(Cached {
-            sig: e.sig.clone(),
-            family: e.family,
-            key_id: e.key_id,
-            expires_at_ms: e.expires_at_ms,
-            org: e.org.clone(),
-        })
+        let f = inner.by_family.get(family)?;
+        (0..=caveats).rev().filter(|&k| f.may_cover(k)).find_map(|k| inner.get(&key_of(k), now_ms))
     }
 
     /// Inserts (or refreshes) an entry, evicting one when full. A new entry
@@ -144,7 +184,7 @@ impl Cache {
         let now = secs(now_ms);
         let mut inner = self.inner.write().expect("cache lock");
         let new = !inner.map.contains_key(&key);
-        if new && inner.by_family.get(&value.family).is_some_and(|keys| keys.len() >= MAX_PER_FAMILY) {
+        if new && inner.by_family.get(&value.family).is_some_and(|f| f.keys.len() >= MAX_PER_FAMILY) {
             return;
         }
         if new && inner.map.len() >= self.capacity {
@@ -152,6 +192,7 @@ impl Cache {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         let entry = Entry {
+            caveats: value.caveats,
             sig: value.sig,
             family: value.family,
             key_id: value.key_id,
@@ -160,23 +201,23 @@ impl Cache {
             last_used: AtomicU32::new(now),
         };
         if inner.map.insert(key, entry).is_none() {
-            inner.by_family.entry(value.family).or_default().push(key);
+            inner.by_family.entry(value.family).or_default().add(key, value.caveats);
         }
     }
 
     /// Drops every entry of a family. Returns how many.
     pub fn remove_family(&self, family: &FamilyId) -> usize {
         let mut inner = self.inner.write().expect("cache lock");
-        let Some(keys) = inner.by_family.remove(family) else {
+        let Some(f) = inner.by_family.remove(family) else {
             // Nothing cached, but a memo may hold what an evicted entry said.
             self.bump();
             return 0;
         };
-        for key in &keys {
+        for (key, _) in &f.keys {
             inner.map.swap_remove(key);
         }
         self.bump();
-        keys.len()
+        f.keys.len()
     }
 
     /// Drops every entry under a key id (rare: scans the cache).
@@ -217,6 +258,22 @@ impl Cache {
 }
 
 impl Inner {
+    fn get(&self, key: &PrefixKey, now_ms: i64) -> Option<Cached> {
+        let e = self.map.get(key)?;
+        if now_ms >= e.expires_at_ms {
+            return None;
+        }
+        e.last_used.store(secs(now_ms), Ordering::Relaxed);
+        Some(Cached {
+            caveats: e.caveats,
+            sig: e.sig.clone(),
+            family: e.family,
+            key_id: e.key_id,
+            expires_at_ms: e.expires_at_ms,
+            org: e.org.clone(),
+        })
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64: cheap, and only used to pick eviction candidates.
         self.rng ^= self.rng << 13;
@@ -245,9 +302,9 @@ impl Inner {
     }
 
     fn unindex(&mut self, family: &FamilyId, key: &PrefixKey) {
-        if let Some(keys) = self.by_family.get_mut(family) {
-            keys.retain(|k| k != key);
-            if keys.is_empty() {
+        if let Some(f) = self.by_family.get_mut(family) {
+            f.remove(key);
+            if f.keys.is_empty() {
                 self.by_family.remove(family);
             }
         }
@@ -260,6 +317,7 @@ mod tests {
 
     fn cached(family: u8, key_id: u64, expires_at_ms: i64) -> Cached {
         Cached {
+            caveats: 0,
             sig: Signature::from_bytes([family; 32]),
             family: FamilyId([family; 16]),
             key_id: KeyId(key_id),
@@ -312,6 +370,41 @@ mod tests {
         refreshed.sig = Signature::from_bytes([9; 32]);
         c.insert(key(0), refreshed, 0);
         assert_eq!(c.get(&key(0), 0).map(|e| e.expires_at_ms), Some(77));
+    }
+
+    #[test]
+    fn longest_asks_only_for_lengths_the_family_has() {
+        let c = Cache::new(100);
+        let at = |k: usize, family: u8| Cached { caveats: k, ..cached(family, 1, i64::MAX) };
+        c.insert(key(100), at(0, 1), 0);
+        c.insert(key(105), at(5, 1), 0);
+        c.insert(key(203), at(3, 2), 0);
+        let mut asked = Vec::new();
+        let hit = c.longest(&FamilyId([1; 16]), 7, 0, |k| {
+            asked.push(k);
+            key(100 + k as u32)
+        });
+        assert_eq!(hit.map(|h| h.caveats), Some(5));
+        assert_eq!(asked, [5], "lengths 7, 6 (and family 2's 3) are not hashed");
+        // A shorter token of the family: only its own length and below.
+        asked.clear();
+        let hit = c.longest(&FamilyId([1; 16]), 4, 0, |k| {
+            asked.push(k);
+            key(100 + k as u32)
+        });
+        assert_eq!((hit.map(|h| h.caveats), asked.as_slice()), (Some(0), [0].as_slice()));
+        // The key decides: a candidate length whose key is not cached is a miss.
+        assert!(c.longest(&FamilyId([1; 16]), 5, 0, |k| key(900 + k as u32)).is_none());
+        // A family with nothing cached costs no key at all.
+        assert!(c.longest(&FamilyId([9; 16]), 5, 0, |_| unreachable!()).is_none());
+        // Removing an entry forgets its length once no entry has it.
+        c.inner.write().unwrap().unindex(&FamilyId([1; 16]), &key(105));
+        asked.clear();
+        c.longest(&FamilyId([1; 16]), 7, 0, |k| {
+            asked.push(k);
+            key(100 + k as u32)
+        });
+        assert_eq!(asked, [0]);
     }
 
     #[test]

@@ -58,8 +58,6 @@ fn secs(now_ms: i64) -> u32 {
 /// What a hit returns (copied out from under the lock).
 #[derive(Debug, Clone)]
 pub struct Cached {
-    /// Caveats of the prefix (k): the entry vouches for the identifier and its first k caveats.
-    pub caveats: usize,
     /// Genuine signature at this prefix (secret).
     pub sig: Signature,
     pub family: FamilyId,
@@ -71,7 +69,6 @@ pub struct Cached {
 
 #[derive(Debug)]
 struct Entry {
-    caveats: usize,
     sig: Signature,
     family: FamilyId,
     key_id: KeyId,
@@ -93,30 +90,36 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Family {
     keys: Vec<(PrefixKey, u8)>,
-    /// Bit `min(k, 63)` is set when an entry covers k caveats.
-    lengths: u64,
-}
-
-/// The bit of prefix length `k` in [`Family::lengths`] (lengths of 63 and more share the last).
-fn length_bit(k: usize) -> u8 {
-    k.min(63) as u8
+    lengths: PrefixLengths,
 }
 
 impl Family {
     fn add(&mut self, key: PrefixKey, caveats: usize) {
-        let bit = length_bit(caveats);
+        let bit = PrefixLengths::bit(caveats);
         self.keys.push((key, bit));
-        self.lengths |= 1 << bit;
+        self.lengths.0 |= 1 << bit;
     }
 
     fn remove(&mut self, key: &PrefixKey) {
         self.keys.retain(|(k, _)| k != key);
-        self.lengths = self.keys.iter().fold(0, |m, (_, bit)| m | 1 << bit);
+        self.lengths = PrefixLengths(self.keys.iter().fold(0, |m, (_, bit)| m | 1 << bit));
+    }
+}
+
+/// The prefix lengths (caveat counts k) a family has entries for: bit
+/// `min(k, 127)` (the default limit allows 128 caveats, so only longer
+/// prefixes share a bit).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixLengths(u128);
+
+impl PrefixLengths {
+    fn bit(k: usize) -> u8 {
+        k.min(127) as u8
     }
 
-    /// Whether an entry may cover `k` caveats.
-    fn may_cover(&self, k: usize) -> bool {
-        self.lengths & (1 << length_bit(k)) != 0
+    /// Lengths from `caveats` down to 0 that may be cached, longest first.
+    pub fn longest_first(self, caveats: usize) -> impl Iterator<Item = usize> {
+        (0..=caveats).rev().filter(move |&k| self.0 & (1 << Self::bit(k)) != 0)
     }
 }
 
@@ -161,26 +164,18 @@ impl Cache {
         self.inner.read().expect("cache lock").get(key, now_ms)
     }
 
-    /// The longest cached prefix of a token of `family` with `caveats`
-    /// caveats, and its length: looks up, longest first, only the lengths
-    /// the family has entries for, asking `key_of(k)` for the key of each
-    /// (so a descendant hashes one or two prefixes, not every one, and a
-    /// family with nothing cached costs one lookup).
-    pub fn longest(
-        &self,
-        family: &FamilyId,
-        caveats: usize,
-        now_ms: i64,
-        mut key_of: impl FnMut(usize) -> PrefixKey,
-    ) -> Option<Cached> {
-        let inner = self.inner.read().expect("cache lock");
-        let f = inner.by_family.get(family)?;
-        (0..=caveats).rev().filter(|&k| f.may_cover(k)).find_map(|k| inner.get(&key_of(k), now_ms))
+    /// The prefix lengths `family` has entries for, `None` when it has
+    /// none: a check hashes and looks up only those (a descendant of a cached
+    /// token one prefix, not one per caveat; a family with nothing cached
+    /// none). Hashing happens after the lock is released.
+    pub fn lengths(&self, family: &FamilyId) -> Option<PrefixLengths> {
+        self.inner.read().expect("cache lock").by_family.get(family).map(|f| f.lengths)
     }
 
-    /// Inserts (or refreshes) an entry, evicting one when full. A new entry
-    /// of a family that holds [`MAX_PER_FAMILY`] already is not added.
-    pub fn insert(&self, key: PrefixKey, value: Cached, now_ms: i64) {
+    /// Inserts (or refreshes) the entry of `key`, the prefix with `caveats`
+    /// caveats, evicting one when full. A new entry of a family that holds
+    /// [`MAX_PER_FAMILY`] already is not added.
+    pub fn insert(&self, key: PrefixKey, caveats: usize, value: Cached, now_ms: i64) {
         let now = secs(now_ms);
         let mut inner = self.inner.write().expect("cache lock");
         let new = !inner.map.contains_key(&key);
@@ -192,7 +187,6 @@ impl Cache {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         let entry = Entry {
-            caveats: value.caveats,
             sig: value.sig,
             family: value.family,
             key_id: value.key_id,
@@ -201,7 +195,7 @@ impl Cache {
             last_used: AtomicU32::new(now),
         };
         if inner.map.insert(key, entry).is_none() {
-            inner.by_family.entry(value.family).or_default().add(key, value.caveats);
+            inner.by_family.entry(value.family).or_default().add(key, caveats);
         }
     }
 
@@ -265,7 +259,6 @@ impl Inner {
         }
         e.last_used.store(secs(now_ms), Ordering::Relaxed);
         Some(Cached {
-            caveats: e.caveats,
             sig: e.sig.clone(),
             family: e.family,
             key_id: e.key_id,
@@ -317,7 +310,6 @@ mod tests {
 
     fn cached(family: u8, key_id: u64, expires_at_ms: i64) -> Cached {
         Cached {
-            caveats: 0,
             sig: Signature::from_bytes([family; 32]),
             family: FamilyId([family; 16]),
             key_id: KeyId(key_id),
@@ -336,7 +328,7 @@ mod tests {
     #[test]
     fn get_insert_expire() {
         let c = Cache::new(10);
-        c.insert(key(1), cached(1, 1, 1000), 0);
+        c.insert(key(1), 0, cached(1, 1, 1000), 0);
         assert!(c.get(&key(1), 999).is_some());
         assert!(c.get(&key(1), 1000).is_none(), "never outlives the token's expiry");
         assert!(c.get(&key(2), 0).is_none());
@@ -346,7 +338,7 @@ mod tests {
     fn capacity_bounded() {
         let c = Cache::new(100);
         for i in 0..1000 {
-            c.insert(key(i), cached((i % 7) as u8, 1, i64::MAX), 0);
+            c.insert(key(i), 0, cached((i % 7) as u8, 1, i64::MAX), 0);
         }
         assert_eq!(c.len(), 100);
         assert_eq!(c.evictions(), 900);
@@ -360,60 +352,86 @@ mod tests {
     fn one_family_holds_a_bounded_share() {
         let c = Cache::new(10_000);
         for i in 0..2000 {
-            c.insert(key(i), cached(1, 1, i64::MAX), 0);
+            c.insert(key(i), 0, cached(1, 1, i64::MAX), 0);
         }
         assert_eq!(c.len(), MAX_PER_FAMILY);
-        c.insert(key(5000), cached(2, 1, i64::MAX), 0);
+        c.insert(key(5000), 0, cached(2, 1, i64::MAX), 0);
         assert_eq!(c.len(), MAX_PER_FAMILY + 1, "other families still get in");
         // Refreshing an entry it holds is not an addition.
         let mut refreshed = cached(1, 1, 77);
         refreshed.sig = Signature::from_bytes([9; 32]);
-        c.insert(key(0), refreshed, 0);
+        c.insert(key(0), 0, refreshed, 0);
         assert_eq!(c.get(&key(0), 0).map(|e| e.expires_at_ms), Some(77));
     }
 
+    /// The lookup a check makes: candidate lengths, longest first, then the key of each.
+    fn longest(c: &Cache, family: u8, caveats: usize, base: u32, asked: &mut Vec<usize>) -> Option<usize> {
+        let lengths = c.lengths(&FamilyId([family; 16]))?;
+        lengths.longest_first(caveats).find(|&k| {
+            asked.push(k);
+            c.get(&key(base + k as u32), 0).is_some()
+        })
+    }
+
     #[test]
-    fn longest_asks_only_for_lengths_the_family_has() {
+    fn lengths_name_only_what_the_family_has() {
         let c = Cache::new(100);
-        let at = |k: usize, family: u8| Cached { caveats: k, ..cached(family, 1, i64::MAX) };
-        c.insert(key(100), at(0, 1), 0);
-        c.insert(key(105), at(5, 1), 0);
-        c.insert(key(203), at(3, 2), 0);
+        c.insert(key(100), 0, cached(1, 1, i64::MAX), 0);
+        c.insert(key(105), 5, cached(1, 1, i64::MAX), 0);
+        c.insert(key(200), 0, cached(2, 1, i64::MAX), 0);
+        c.insert(key(203), 3, cached(2, 1, i64::MAX), 0);
         let mut asked = Vec::new();
-        let hit = c.longest(&FamilyId([1; 16]), 7, 0, |k| {
-            asked.push(k);
-            key(100 + k as u32)
-        });
-        assert_eq!(hit.map(|h| h.caveats), Some(5));
+        assert_eq!(longest(&c, 1, 7, 100, &mut asked), Some(5));
         assert_eq!(asked, [5], "lengths 7, 6 (and family 2's 3) are not hashed");
-        // A shorter token of the family: only its own length and below.
         asked.clear();
-        let hit = c.longest(&FamilyId([1; 16]), 4, 0, |k| {
-            asked.push(k);
-            key(100 + k as u32)
-        });
-        assert_eq!((hit.map(|h| h.caveats), asked.as_slice()), (Some(0), [0].as_slice()));
-        // The key decides: a candidate length whose key is not cached is a miss.
-        assert!(c.longest(&FamilyId([1; 16]), 5, 0, |k| key(900 + k as u32)).is_none());
-        // A family with nothing cached costs no key at all.
-        assert!(c.longest(&FamilyId([9; 16]), 5, 0, |_| unreachable!()).is_none());
-        // Removing an entry forgets its length once no entry has it.
-        c.inner.write().unwrap().unindex(&FamilyId([1; 16]), &key(105));
+        assert_eq!(longest(&c, 1, 4, 100, &mut asked), Some(0));
+        assert_eq!(asked, [0], "a shorter token: only its own length and below");
+        // The key decides: a candidate whose key is not cached is a miss.
         asked.clear();
-        c.longest(&FamilyId([1; 16]), 7, 0, |k| {
-            asked.push(k);
-            key(100 + k as u32)
-        });
-        assert_eq!(asked, [0]);
+        assert_eq!(longest(&c, 1, 5, 900, &mut asked), None);
+        assert_eq!(asked, [5, 0]);
+        assert_eq!(c.lengths(&FamilyId([9; 16])), None, "a family with nothing cached: no key at all");
+        // Long prefixes: 127 and beyond share the last bit.
+        c.insert(key(300), 130, cached(3, 1, i64::MAX), 0);
+        c.insert(key(301), 126, cached(3, 1, i64::MAX), 0);
+        let long: Vec<usize> = c.lengths(&FamilyId([3; 16])).unwrap().longest_first(131).collect();
+        assert_eq!(long, [131, 130, 129, 128, 127, 126]);
+    }
+
+    #[test]
+    fn lengths_follow_every_removal() {
+        let c = Cache::new(3);
+        c.insert(key(100), 0, cached(1, 1, i64::MAX), 0);
+        c.insert(key(105), 5, cached(1, 1, i64::MAX), 0);
+        c.insert(key(107), 7, cached(1, 2, i64::MAX), 0);
+        let lengths = |c: &Cache| c.lengths(&FamilyId([1; 16])).map(|l| l.longest_first(10).collect::<Vec<_>>());
+        assert_eq!(lengths(&c), Some(vec![7, 5, 0]));
+        // Refreshing a key changes nothing.
+        c.insert(key(105), 5, cached(1, 1, 99), 0);
+        assert_eq!(lengths(&c), Some(vec![7, 5, 0]));
+        assert_eq!(c.remove_key_id(KeyId(2)), 1);
+        assert_eq!(lengths(&c), Some(vec![5, 0]));
+        c.remove_family(&FamilyId([1; 16]));
+        assert_eq!(lengths(&c), None);
+        // Eviction: a full cache of two entries of family 1 takes one of family 9.
+        let c = Cache::new(2);
+        c.insert(key(100), 0, cached(1, 1, i64::MAX), 0);
+        c.insert(key(105), 5, cached(1, 1, i64::MAX), 0);
+        c.insert(key(900), 0, cached(9, 1, i64::MAX), 0);
+        let left = lengths(&c).unwrap_or_default();
+        assert_eq!(left.len(), 1, "one of the family's two entries was evicted: {left:?}");
+        assert!(c.get(&key(100 + left[0] as u32), 0).is_some(), "the length left is the entry left");
+        c.clear();
+        assert_eq!((lengths(&c), c.lengths(&FamilyId([9; 16]))), (None, None));
     }
 
     #[test]
     fn prune_by_family_and_key() {
         let c = Cache::new(100);
-        c.insert(key(1), cached(1, 10, i64::MAX), 0);
-        c.insert(key(2), cached(1, 10, i64::MAX), 0);
-        c.insert(key(3), cached(2, 10, i64::MAX), 0);
-        c.insert(key(4), cached(3, 11, i64::MAX), 0);
+        c.insert(key(1), 0, cached(1, 10, i64::MAX), 0);
+        c.insert(key(2), 0, cached(1, 10, i64::MAX), 0);
+        c.insert(key(3), 0, cached(2, 10, i64::MAX), 0);
+        c.insert(key(4), 0, cached(3, 11, i64::MAX), 0);
         let g = c.generation();
         assert_eq!(c.remove_family(&FamilyId([1; 16])), 2);
         assert!(c.generation() > g, "a revocation is a new generation");
@@ -421,7 +439,7 @@ mod tests {
         assert_eq!(c.remove_family(&FamilyId([9; 16])), 0);
         assert!(c.generation() > g, "also when nothing of the family is cached (a memo may hold it)");
         let g = c.generation();
-        c.insert(key(9), cached(9, 10, i64::MAX), 0);
+        c.insert(key(9), 0, cached(9, 10, i64::MAX), 0);
         assert_eq!(c.generation(), g, "inserting changes nothing already answered");
         assert!(c.get(&key(1), 0).is_none() && c.get(&key(3), 0).is_some());
         assert_eq!(c.remove_key_id(KeyId(10)), 2);

@@ -251,8 +251,11 @@ impl Verifier {
         // Prefix keys, longest first: most checks stop at the first (an exact hit).
         let n = caveats.len();
         let mut keys = PrefixKeys::of(root);
-        let hit = self.cache.longest(&id.family, n, now, |k| keys.key(k))?;
-        let k = hit.caveats;
+        let (k, hit) = self
+            .cache
+            .lengths(&id.family)?
+            .longest_first(n)
+            .find_map(|k| self.cache.get(&keys.key(k), now).map(|hit| (k, hit)))?;
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
         // The continued chain, kept only to remember the descendant.
@@ -284,9 +287,9 @@ impl Verifier {
                     _ => None,
                 })
                 .fold(hit.expires_at_ms, i64::min);
-            let entry = Cached { caveats: n, sig, expires_at_ms: expires, ..hit.clone() };
+            let entry = Cached { sig, expires_at_ms: expires, ..hit.clone() };
             let ancestor = (keys.key(k), &hit.sig);
-            self.insert_checked(keys.key(n), entry, &tail, Some(ancestor), now);
+            self.insert_checked((keys.key(n), n), entry, &tail, Some(ancestor), now);
         }
         let first_party = caveats.iter().map(|c| c.id);
         Some(self.evaluate_at(now_time, first_party, req, hit.org, Some(hit.family), source))
@@ -299,7 +302,7 @@ impl Verifier {
     /// revocation of a branch at or before the ancestor prunes that entry).
     fn insert_checked(
         &self,
-        key: tally_token::PrefixKey,
+        (key, caveats): (tally_token::PrefixKey, usize),
         entry: Cached,
         chain: &[Signature],
         ancestor: Option<(tally_token::PrefixKey, &Signature)>,
@@ -313,7 +316,7 @@ impl Verifier {
         {
             return;
         }
-        self.cache.insert(key, entry, now_ms);
+        self.cache.insert(key, caveats, entry, now_ms);
     }
 
     async fn ask_authority(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Outcome {
@@ -380,7 +383,6 @@ impl Verifier {
         }
         let expires_at_ms = if resp.expires_at_unix_ms == 0 { i64::MAX } else { resp.expires_at_unix_ms };
         let base = Cached {
-            caveats: 0,
             sig: chain[0].clone(),
             family: id.family,
             key_id: id.key_id,
@@ -390,10 +392,10 @@ impl Verifier {
         let now = unix_ms(SystemTime::now());
         let mut keys = PrefixKeys::of(root);
         if !caveats.is_empty() {
-            let full = Cached { caveats: caveats.len(), sig: chain[caveats.len()].clone(), ..base.clone() };
-            self.insert_checked(keys.key(caveats.len()), full, &chain, None, now);
+            let full = Cached { sig: chain[caveats.len()].clone(), ..base.clone() };
+            self.insert_checked((keys.key(caveats.len()), caveats.len()), full, &chain, None, now);
         }
-        self.insert_checked(keys.key(0), base, &chain[..1], None, now);
+        self.insert_checked((keys.key(0), 0), base, &chain[..1], None, now);
     }
 
     fn evaluate_at<'c>(

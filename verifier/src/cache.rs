@@ -110,7 +110,7 @@ impl Family {
 /// `min(k, 127)` (the default limit allows 128 caveats, so only longer
 /// prefixes share a bit).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PrefixLengths(u128);
+struct PrefixLengths(u128);
 
 impl PrefixLengths {
     fn bit(k: usize) -> u8 {
@@ -118,7 +118,7 @@ impl PrefixLengths {
     }
 
     /// Lengths from `caveats` down to 0 that may be cached, longest first.
-    pub fn longest_first(self, caveats: usize) -> impl Iterator<Item = usize> {
+    fn longest_first(self, caveats: usize) -> impl Iterator<Item = usize> {
         (0..=caveats).rev().filter(move |&k| self.0 & (1 << Self::bit(k)) != 0)
     }
 }
@@ -164,12 +164,27 @@ impl Cache {
         self.inner.read().expect("cache lock").get(key, now_ms)
     }
 
-    /// The prefix lengths `family` has entries for, `None` when it has
-    /// none: a check hashes and looks up only those (a descendant of a cached
-    /// token one prefix, not one per caveat; a family with nothing cached
-    /// none). Hashing happens after the lock is released.
-    pub fn lengths(&self, family: &FamilyId) -> Option<PrefixLengths> {
+    /// The prefix lengths `family` has entries for, `None` when it has none.
+    fn lengths(&self, family: &FamilyId) -> Option<PrefixLengths> {
         self.inner.read().expect("cache lock").by_family.get(family).map(|f| f.lengths)
+    }
+
+    /// The longest cached prefix of a token of `family` with `caveats`
+    /// caveats: its length, key and entry. Only the lengths the family has
+    /// entries for are tried, longest first, each keyed by `key_of(k)` (a
+    /// descendant of a cached token hashes one prefix, not one per caveat; a
+    /// family with nothing cached none). `key_of` runs outside the lock.
+    pub fn longest(
+        &self,
+        family: &FamilyId,
+        caveats: usize,
+        now_ms: i64,
+        mut key_of: impl FnMut(usize) -> PrefixKey,
+    ) -> Option<(usize, PrefixKey, Cached)> {
+        self.lengths(family)?.longest_first(caveats).find_map(|k| {
+            let key = key_of(k);
+            self.get(&key, now_ms).map(|hit| (k, key, hit))
+        })
     }
 
     /// Inserts (or refreshes) the entry of `key`, the prefix with `caveats`
@@ -364,13 +379,13 @@ mod tests {
         assert_eq!(c.get(&key(0), 0).map(|e| e.expires_at_ms), Some(77));
     }
 
-    /// The lookup a check makes: candidate lengths, longest first, then the key of each.
+    /// [`Cache::longest`] with the key of length k at `key(base + k)`, noting the lengths asked for.
     fn longest(c: &Cache, family: u8, caveats: usize, base: u32, asked: &mut Vec<usize>) -> Option<usize> {
-        let lengths = c.lengths(&FamilyId([family; 16]))?;
-        lengths.longest_first(caveats).find(|&k| {
+        c.longest(&FamilyId([family; 16]), caveats, 0, |k| {
             asked.push(k);
-            c.get(&key(base + k as u32), 0).is_some()
+            key(base + k as u32)
         })
+        .map(|(k, _, _)| k)
     }
 
     #[test]

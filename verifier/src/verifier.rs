@@ -251,11 +251,7 @@ impl Verifier {
         // Prefix keys, longest first: most checks stop at the first (an exact hit).
         let n = caveats.len();
         let mut keys = PrefixKeys::of(root);
-        let (k, hit) = self
-            .cache
-            .lengths(&id.family)?
-            .longest_first(n)
-            .find_map(|k| self.cache.get(&keys.key(k), now).map(|hit| (k, hit)))?;
+        let (k, hit_key, hit) = self.cache.longest(&id.family, n, now, |k| keys.key(k))?;
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
         // The continued chain, kept only to remember the descendant.
@@ -288,7 +284,7 @@ impl Verifier {
                 })
                 .fold(hit.expires_at_ms, i64::min);
             let entry = Cached { sig, expires_at_ms: expires, ..hit.clone() };
-            let ancestor = (keys.key(k), &hit.sig);
+            let ancestor = (hit_key, &hit.sig);
             self.insert_checked((keys.key(n), n), entry, &tail, Some(ancestor), now);
         }
         let first_party = caveats.iter().map(|c| c.id);

@@ -102,14 +102,15 @@ pub(crate) fn rows(samples: &[Sample], length: Duration, cycle: Duration, starte
             let (Some(max), Some(&(end, last))) = (later.iter().map(|(_, v)| *v).max(), later.last()) else {
                 continue;
             };
-            let trend = (over == Over::Calm).then_some(()).and_then(|()| {
+            let trend = if over == Over::Calm {
                 let points: Vec<(f64, f64)> = std::iter::once((at, get(&base)))
                     .chain(later.iter().copied())
                     .map(|(t, v)| (t.as_secs_f64(), v as f64))
                     .collect();
-                let per_s = slope(&points)?;
-                Some(per_s * (end - at).as_secs_f64() / get(&base).max(1) as f64 * 100.0)
-            });
+                slope(&points).map(|per_s| per_s * (end - at).as_secs_f64() / get(&base).max(1) as f64 * 100.0)
+            } else {
+                None
+            };
             rows.push(Row {
                 process: process.to_owned(),
                 what,

@@ -23,6 +23,8 @@ const SLACK: Duration = Duration::from_millis(500);
 const BOUND: Duration = THRESHOLD.saturating_add(HEARTBEAT).saturating_add(SLACK);
 /// Revocations in the burst.
 const REVOCATIONS: usize = 300;
+/// The burst is cut into this many slices, each ended by a cut of the link.
+const SLICES: usize = 10;
 /// Longest cut and longest pass of one flap (each drawn at random up to it).
 const MAX_CUT_MS: u64 = 250;
 const MAX_PASS_MS: u64 = 300;
@@ -124,9 +126,18 @@ async fn flapping_link_during_revocation_burst() {
         })
     };
 
+    // The burst is paced by the flapper, not by the clock: each slice of
+    // revocations waits for the next cut, so however fast the authority
+    // acknowledges, the link flaps at least SLICES times during the burst.
     let mut seqs = Vec::new();
-    for t in &doomed {
-        seqs.push(history.revoke(authority.client(), authority.bootstrap(), &t.family).await.expect("Revoke"));
+    for slice in doomed.chunks(REVOCATIONS / SLICES) {
+        let before = cuts.load(Ordering::Relaxed);
+        for t in slice {
+            seqs.push(history.revoke(authority.client(), authority.bootstrap(), &t.family).await.expect("Revoke"));
+        }
+        while cuts.load(Ordering::Relaxed) == before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     let burst_end = history.now();
     // The authority gave the burst contiguous seqs 1..=300.
@@ -173,7 +184,6 @@ async fn flapping_link_during_revocation_burst() {
         proxy.accepted(),
         history.summary()
     );
-    assert!(cuts >= 5, "the link flapped only {cuts} times during the burst");
     assert!(proxy.accepted() >= 3, "the verifier reconnected only {} times", proxy.accepted());
     history.assert_safe(BOUND, &HashSet::new());
 }

@@ -38,6 +38,12 @@ pub(crate) struct ServeArgs {
     /// Verify calls to the authority in flight at most; past it a check is denied at once (authority unavailable).
     #[arg(long, env = "TALLY_VERIFIER_MAX_AUTHORITY_CALLS", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_authority_calls: u64,
+    /// Verify calls failing in a row (unreachable, timed out, overloaded) after which checks needing the authority are denied at once, one probe per --breaker-cool-down (0: never).
+    #[arg(long, env = "TALLY_VERIFIER_BREAKER_FAILURES", default_value_t = 5)]
+    pub(crate) breaker_failures: u32,
+    /// How long checks needing the authority are denied at once between probe calls, once the breaker opened.
+    #[arg(long, env = "TALLY_VERIFIER_BREAKER_COOL_DOWN", default_value = "1s")]
+    pub(crate) breaker_cool_down: humantime::Duration,
     /// Deadline for a Verify call to the authority.
     #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_TIMEOUT", default_value = "2s")]
     pub(crate) authority_timeout: humantime::Duration,

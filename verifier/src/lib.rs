@@ -2,6 +2,7 @@
 //! cache of what the authority vouched for (descendants included), pruned by
 //! the streamed revocations, failing closed when the authority goes silent.
 
+mod breaker;
 mod cache;
 mod error;
 mod ext_authz;

@@ -80,6 +80,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cache_capacity: a.cache_capacity,
         memo_capacity: a.memo_capacity,
         max_authority_calls: a.max_authority_calls as usize,
+        breaker_failures: a.breaker_failures,
+        breaker_cool_down: a.breaker_cool_down.into(),
         negative_ttl: a.negative_ttl.into(),
         skew: a.clock_skew.into(),
         ..Settings::default()

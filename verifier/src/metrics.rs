@@ -28,6 +28,8 @@ pub struct Counters {
     pub authority_verifies: AtomicU64,
     /// Checks denied because `max_authority_calls` Verify calls were in flight.
     pub authority_shed: AtomicU64,
+    /// Checks denied because the breaker was open (the authority out of reach).
+    pub authority_breaker: AtomicU64,
     pub revocations_applied: AtomicU64,
     /// Check-port connections whose TLS handshake failed (shared with the accept loop).
     pub tls_refused: Arc<AtomicU64>,
@@ -48,6 +50,7 @@ impl Default for Counters {
             authority_answers: AtomicU64::new(0),
             authority_verifies: AtomicU64::new(0),
             authority_shed: AtomicU64::new(0),
+            authority_breaker: AtomicU64::new(0),
             revocations_applied: AtomicU64::new(0),
             tls_refused: Arc::default(),
         }
@@ -128,6 +131,13 @@ impl Verifier {
             "counter",
             "Checks denied at once (authority unavailable) because the most Verify calls were in flight.",
             load(&c.authority_shed),
+        );
+        sample(
+            &mut out,
+            "tally_verifier_authority_breaker_total",
+            "counter",
+            "Checks denied at once (authority unavailable) because the last Verify calls failed to reach the authority.",
+            load(&c.authority_breaker),
         );
         sample(
             &mut out,

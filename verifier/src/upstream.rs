@@ -95,6 +95,11 @@ impl Upstream {
         req
     }
 
+    /// The deadline of a Verify call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Asks the authority to verify a bundle (request-independent).
     pub async fn verify(&self, bundle: &str) -> Result<pb::VerifyResponse, Status> {
         let span = telemetry::client_span("tally.v1.Authority/Verify");

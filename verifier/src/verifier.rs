@@ -13,6 +13,7 @@ use tally_token::{
     TallyId, chain_step_ref, evaluate,
 };
 
+use crate::breaker::{Admit, Breaker};
 use crate::cache::{Cache, Cached};
 use crate::error::Error;
 use crate::memo::{Memo, Vouched};
@@ -42,6 +43,12 @@ pub struct Settings {
     /// Verify calls to the authority in flight at most; a check that would
     /// need one more is denied at once (`authority unavailable`).
     pub max_authority_calls: usize,
+    /// Verify calls failing in a row for want of the authority (unreachable,
+    /// timed out, overloaded) after which checks that need it are denied at
+    /// once, one probe call let through per `breaker_cool_down` (0: never).
+    pub breaker_failures: u32,
+    /// How long the breaker stays open between probes.
+    pub breaker_cool_down: Duration,
     /// Token size limits.
     pub limits: Limits,
     /// Cache a descendant once its chain was continued, so it is an exact hit
@@ -60,6 +67,8 @@ impl Default for Settings {
             negative_capacity: 100_000,
             skew: tally_token::DEFAULT_SKEW,
             max_authority_calls: 128,
+            breaker_failures: 5,
+            breaker_cool_down: Duration::from_secs(1),
             limits: Limits::default(),
             remember_descendants: true,
         }
@@ -138,6 +147,8 @@ pub struct Verifier {
     pub(crate) apply: Mutex<()>,
     /// Permits for Verify calls in flight (`Settings::max_authority_calls`).
     authority_calls: tokio::sync::Semaphore,
+    /// Denies at once while the authority is out of reach (breaker.rs).
+    breaker: Breaker,
 }
 
 /// Decodes `text` into `decoded` (no copy of its buffer) and views it.
@@ -154,6 +165,7 @@ pub(crate) fn unix_ms(t: SystemTime) -> i64 {
 impl Verifier {
     /// A verifier talking to `upstream`.
     pub fn new(upstream: Upstream, settings: Settings) -> Self {
+        let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cool_down, upstream.timeout());
         Self {
             cache: Cache::new(settings.cache_capacity),
             memo: Memo::new(settings.memo_capacity),
@@ -164,6 +176,7 @@ impl Verifier {
             counters: Counters::default(),
             apply: Mutex::new(()),
             authority_calls: tokio::sync::Semaphore::new(settings.max_authority_calls),
+            breaker,
             settings,
         }
     }
@@ -327,10 +340,23 @@ impl Verifier {
                 Source::Authority,
             );
         };
+        if let Admit::Refuse(wait) = self.breaker.admit(std::time::Instant::now()) {
+            Counters::bump(&self.counters.authority_breaker);
+            return Outcome::deny(
+                Reason::AuthorityUnavailable,
+                format!(
+                    "authority unavailable (its last {} Verify calls failed; next try in {} ms)",
+                    self.breaker.threshold(),
+                    wait.as_millis()
+                ),
+                Source::Authority,
+            );
+        }
         Counters::bump(&self.counters.authority_verifies);
         let asked = std::time::Instant::now();
         let answer = self.upstream.verify(req.bundle).await;
         self.counters.verify_latency.record(asked.elapsed());
+        self.breaker.record(std::time::Instant::now(), answer.as_ref().err().map(tonic::Status::code));
         let resp = match answer {
             Ok(resp) => resp,
             Err(status) => {

@@ -1,0 +1,89 @@
+//! The breaker on Verify calls: with the authority out of reach (a black
+//! hole: connections accepted, nothing answered), only the first few checks
+//! that need it wait for the Verify deadline; once that many failed in a row,
+//! the rest are denied at once (authority unavailable) without a call, which
+//! the verifier's own counters show. When the link comes back, a probe call
+//! gets through and checks are answered by the authority again, with no
+//! restart.
+
+use std::time::Duration;
+
+use tally_proto::v1::{Reason, Source};
+use tally_tests::{Authority, Mode, Proxy, Verifier, VerifierOptions, eventually, metric, scrape};
+
+/// Failed Verify calls in a row that open the breaker.
+const FAILURES: u32 = 3;
+/// Long enough that no probe is due while the checks below run.
+const COOL_DOWN: Duration = Duration::from_secs(5);
+const VERIFY_TIMEOUT: &str = "300ms";
+/// Checks of tokens the verifier has never seen (each needs the authority).
+const CHECKS: usize = 20;
+/// A probe every cool-down; the Verify connection black-holed before may
+/// need its keep-alive timeout (4 s) to be dropped and redialled.
+const RECOVERY: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_authority_is_not_asked_again_until_a_probe_gets_through() {
+    let authority = Authority::start().await;
+    let proxy = Proxy::start(authority.addr()).await;
+    let verifier_token = authority.system_token("verifier", &[]).await;
+    let options = VerifierOptions {
+        args: [
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--authority-timeout",
+            VERIFY_TIMEOUT,
+            "--breaker-failures",
+            &FAILURES.to_string(),
+            "--breaker-cool-down",
+            &format!("{}s", COOL_DOWN.as_secs()),
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..VerifierOptions::default()
+    };
+    let eu = Verifier::start(&proxy.url(), &verifier_token, options).await;
+    let metrics = eu.metrics_addr().await.unwrap();
+    eu.wait_synced().await;
+    authority.create_org("acme").await;
+    let mut tokens = Vec::new();
+    for _ in 0..=CHECKS {
+        tokens.push(authority.mint("acme", &[]).await.token);
+    }
+    let counter = |text: &str, name: &str| metric(text, name).unwrap_or_else(|| panic!("{name} missing"));
+    let before = scrape(metrics).await.unwrap();
+    let verifies_before = counter(&before, "tally_verifier_authority_verifies_total");
+
+    proxy.set(Mode::BlackHole);
+    for (i, token) in tokens[..CHECKS].iter().enumerate() {
+        let a = eu.check(token, "read").await;
+        assert!(!a.allowed, "check {i} allowed through a black hole: {a:?}");
+        assert_eq!(a.reason(), Reason::AuthorityUnavailable, "check {i}: {a:?}");
+        assert_eq!(a.source(), Source::Authority, "check {i}: {a:?}");
+        if i >= FAILURES as usize {
+            assert!(a.detail.contains("next try in"), "check {i} should be refused by the open breaker: {a:?}");
+        }
+    }
+    let during = scrape(metrics).await.unwrap();
+    let calls = counter(&during, "tally_verifier_authority_verifies_total") - verifies_before;
+    let refused = counter(&during, "tally_verifier_authority_breaker_total");
+    assert_eq!(calls, f64::from(FAILURES), "only the calls that opened the breaker were made");
+    assert_eq!(refused, (CHECKS - FAILURES as usize) as f64, "every later check was refused without a call");
+
+    // The link comes back: a probe gets through and the authority answers again.
+    proxy.set(Mode::Pass);
+    proxy.close_all();
+    let last = &tokens[CHECKS];
+    let answer = eventually(RECOVERY, || async {
+        let a = eu.check(last, "read").await;
+        if a.allowed { Ok(a) } else { Err(format!("still denied: {a:?}")) }
+    })
+    .await;
+    assert_eq!(answer.source(), Source::Authority, "{answer:?}");
+    // Closed again: a check of another unseen token is a call, not a refusal.
+    let refused_after = counter(&scrape(metrics).await.unwrap(), "tally_verifier_authority_breaker_total");
+    let a = eu.check(&tokens[0], "read").await;
+    assert!(a.allowed, "{a:?}");
+    let text = scrape(metrics).await.unwrap();
+    assert_eq!(counter(&text, "tally_verifier_authority_breaker_total"), refused_after, "the breaker closed");
+}

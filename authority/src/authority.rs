@@ -87,8 +87,10 @@ pub struct Authority {
     pub(crate) subscriber_slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// Registry rows remembered per generation (at most twice this many, ~70 bytes each).
-const REGISTRY_GENERATION: usize = 50_000;
+/// Registry rows remembered per generation: the last this many mints (or
+/// look-ups) are always remembered, at most twice this many; a row is 48
+/// bytes in its map, about 13 MB at most in all.
+const REGISTRY_GENERATION: usize = 100_000;
 
 impl std::fmt::Debug for dyn Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -486,7 +488,7 @@ impl Authority {
         let audit = self.audit(actor, "mint", Some(&spec.org), Some(id.family.to_hex()), &format!("key {key_id}"));
         self.writer.submit(Change::Mint(row), audit).await?;
         let expires_at = Some(expires_secs * 1000);
-        self.registry.insert(id.family, Registered { org: spec.org.as_str().into(), expires_at });
+        self.registry.insert(id.family, &spec.org, expires_at);
         Counters::bump(&self.counters.mint);
         Ok(Minted { token: m.to_text(), family: id.family, key_id, expires_at_ms: Some(expires_secs * 1000) })
     }
@@ -688,11 +690,7 @@ impl Authority {
             .bind(family.0.as_slice())
             .fetch_optional(&self.readers)
             .await?;
-        Ok(row.map(|(org, expires_at)| {
-            let row = Registered { org: org.into(), expires_at };
-            self.registry.insert(*family, row.clone());
-            row
-        }))
+        Ok(row.map(|(org, expires_at)| self.registry.insert(*family, &org, expires_at)))
     }
 
     /// Writes everything back into the database file and closes the readers:

@@ -10,7 +10,8 @@
 //! young one, and when the young one is full the old one is dropped and the
 //! young one takes its place. Memory is bounded by twice the generation size,
 //! the last `generation` rows inserted are always remembered, and there is no
-//! per-entry bookkeeping.
+//! per-entry bookkeeping. Org names are interned: every row of an org shares
+//! one `Arc<str>`, so a row is its 48 bytes in the map and nothing on the heap.
 //!
 //! A look-up does not move its row to the young generation. A family is
 //! typically revoked once, so a row that was looked up is the least likely to
@@ -19,7 +20,7 @@
 //! (a burst revoking the last 90k mints in mint order sent 40k of them to the
 //! database when hits were promoted).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tally_token::FamilyId;
@@ -43,7 +44,12 @@ pub struct RegistryCache {
 struct Generations {
     young: HashMap<FamilyId, Registered>,
     old: HashMap<FamilyId, Registered>,
+    /// The org names rows point to (forgotten when there are too many).
+    orgs: HashSet<Arc<str>>,
 }
+
+/// Interned org names kept at most; past it the set starts again (rows keep theirs).
+const MAX_INTERNED: usize = 4096;
 
 impl RegistryCache {
     /// Remembers up to `2 × generation` rows (at least the last `generation` used).
@@ -58,12 +64,25 @@ impl RegistryCache {
     }
 
     /// Remembers a row read from (or just written to) the registry.
-    pub fn insert(&self, family: FamilyId, row: Registered) {
+    pub fn insert(&self, family: FamilyId, org: &str, expires_at: Option<i64>) -> Registered {
         let mut g = self.inner.lock().expect("registry cache lock");
+        let org = match g.orgs.get(org) {
+            Some(shared) => shared.clone(),
+            None => {
+                if g.orgs.len() >= MAX_INTERNED {
+                    g.orgs.clear();
+                }
+                let shared: Arc<str> = org.into();
+                g.orgs.insert(shared.clone());
+                shared
+            }
+        };
         if g.young.len() >= self.generation && !g.young.contains_key(&family) {
             g.old = std::mem::take(&mut g.young);
         }
-        g.young.insert(family, row);
+        let row = Registered { org, expires_at };
+        g.young.insert(family, row.clone());
+        row
     }
 
     #[cfg(test)]
@@ -91,7 +110,7 @@ mod tests {
     fn bounded_and_remembers_the_last_generation_of_inserts() {
         let cache = RegistryCache::new(100);
         for i in 0..1000 {
-            cache.insert(family(i), row("beta"));
+            cache.insert(family(i), "beta", Some(7));
             assert!(cache.len() <= 200, "after {i} inserts: {}", cache.len());
         }
         for i in 900..1000 {
@@ -107,11 +126,22 @@ mod tests {
         // generations and drop the old rows not yet read.
         let cache = RegistryCache::new(100);
         for i in 0..150 {
-            cache.insert(family(i), row("acme"));
+            cache.insert(family(i), "acme", Some(7));
         }
         for i in 0..150 {
             assert_eq!(cache.get(&family(i)), Some(row("acme")), "family {i}");
         }
         assert_eq!(cache.len(), 150);
+    }
+
+    #[test]
+    fn rows_of_one_org_share_its_name() {
+        let cache = RegistryCache::new(100);
+        let a = cache.insert(family(1), "acme", None);
+        let b = cache.insert(family(2), &String::from("acme"), Some(9));
+        assert!(Arc::ptr_eq(&a.org, &b.org));
+        assert!(Arc::ptr_eq(&cache.get(&family(1)).unwrap().org, &b.org));
+        let c = cache.insert(family(3), "beta", None);
+        assert_eq!(&*c.org, "beta");
     }
 }

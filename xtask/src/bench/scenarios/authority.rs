@@ -16,7 +16,7 @@ const CAVEATS: [&str; 3] = ["action in read,write", "resource = apps/web/*", "se
 const MAX_CONNECTIONS: usize = 8;
 /// Families minted per second of a Revoke run, alone and with many callers
 /// (above what this machine does; a run that uses them all up ends early and
-/// says so). The authority remembers the registry rows of its last 50–100k
+/// says so). The authority remembers the registry rows of its last 100–200k
 /// mints: more would measure database look-ups.
 const REVOKES_PER_S: [(usize, f64); 2] = [(1, 3_000.0), (64, 15_000.0)];
 

@@ -111,10 +111,14 @@ pub(crate) fn run(args: FuzzArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut summaries = Vec::new();
     let mut crashes = Vec::new();
+    let several = targets.len() > 1;
     for target in targets {
         let (stats, seconds) = run_target(&root, &cargo, target, &args, &logs.join(format!("{target}.log")))?;
         let line = stats.summary(target, seconds);
-        eprintln!("fuzz: {line}");
+        if several {
+            // Progress as each target ends; the summary of them all follows on stdout.
+            eprintln!("fuzz: {line}");
+        }
         summaries.push(line);
         if let Some(artifact) = stats.artifact {
             crashes.push(format!(

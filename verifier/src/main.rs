@@ -31,24 +31,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let _entered = runtime.enter();
-    let telemetry = match tally_proto::telemetry::init("tally-verifier") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("tally-verifier: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(cli));
-    telemetry.shutdown();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tally-verifier: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tally_proto::telemetry::run_main("tally-verifier", || run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -9,5 +9,5 @@ mod otel;
 mod rpc;
 
 pub use histogram::{BUCKETS, Histogram, header};
-pub use otel::{Telemetry, client_span, enabled, init, inject};
+pub use otel::{Telemetry, client_span, enabled, init, inject, run_main};
 pub use rpc::{RpcLayer, RpcMetrics, RpcService};

@@ -88,7 +88,7 @@ pub struct Authority {
 }
 
 /// Registry rows remembered per generation: the last this many mints (or
-/// look-ups) are always remembered, at most twice this many; a row is 48
+/// database reads of the registry) are always remembered, at most twice this many; a row is 48
 /// bytes in its map, about 13 MB at most in all.
 const REGISTRY_GENERATION: usize = 100_000;
 

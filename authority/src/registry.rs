@@ -52,7 +52,8 @@ struct Generations {
 const MAX_INTERNED: usize = 4096;
 
 impl RegistryCache {
-    /// Remembers up to `2 × generation` rows (at least the last `generation` used).
+    /// Remembers up to `2 × generation` rows, at least the last `generation`
+    /// inserted (mints and database reads; a look-up that hits counts not).
     pub fn new(generation: usize) -> Self {
         Self { generation: generation.max(1), inner: Mutex::default() }
     }

@@ -135,9 +135,13 @@ async fn flapping_link_during_revocation_burst() {
         for t in slice {
             seqs.push(history.revoke(authority.client(), authority.bootstrap(), &t.family).await.expect("Revoke"));
         }
-        while cuts.load(Ordering::Relaxed) == before {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let next_cut = async {
+            while cuts.load(Ordering::Relaxed) == before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        // A cut is due within MAX_PASS_MS; a flapper that stopped (panicked) fails here, never hangs.
+        tokio::time::timeout(Duration::from_secs(5), next_cut).await.expect("the flapper cuts the link again");
     }
     let burst_end = history.now();
     // The authority gave the burst contiguous seqs 1..=300.

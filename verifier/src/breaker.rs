@@ -12,8 +12,15 @@
 //! that need the authority are denied at once with the same reason. Every
 //! `cool_down` one call is let through as a probe; its success closes the
 //! breaker, its failure keeps it open another `cool_down`. A probe that never
-//! reports (its caller went away) is replaced after `probe_wait`. Any success,
-//! of a probe or of a call that was already in flight, closes it.
+//! reports is replaced after `probe_wait`. Any success, of a probe or of a
+//! call that was already in flight, closes it; while it is open, only the
+//! current probe's failure counts (calls sent before it opened, failing one
+//! by one, neither delay the next probe nor start a second one).
+//!
+//! The verifier runs each Verify call in a task of its own, so a call whose
+//! check was dropped (its caller's deadline, Envoy's ext_authz timeout) still
+//! runs to its own deadline and reports here: the first callers of an outage
+//! wait out `--authority-timeout` or their own deadline, the later ones do not.
 //!
 //! Only availability is at stake here, never safety: an open breaker denies,
 //! and a closed one only lets the authority be asked. Time is passed in, so
@@ -39,17 +46,22 @@ enum State {
     /// Calls go through; `failures` in a row so far.
     Closed { failures: u32 },
     /// Calls are refused until `until`; the first call at or after it is the
-    /// probe, and pushes `until` to the probe's deadline.
-    Open { until: Instant },
+    /// probe numbered `probe + 1`, and pushes `until` to its deadline.
+    Open { until: Instant, probe: u64 },
 }
 
 /// May a call to the authority go ahead?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admit {
-    Call,
+    /// Yes; report how it ended with this ticket.
+    Call(Ticket),
     /// No: the breaker is open for about this much longer.
     Refuse(Duration),
 }
+
+/// Which call is reporting: an ordinary one, or the probe of that number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket(Option<u64>);
 
 impl Breaker {
     /// Opens after `failures` consecutive failures (0: never); probes every
@@ -62,25 +74,31 @@ impl Breaker {
     pub(crate) fn admit(&self, now: Instant) -> Admit {
         let mut state = self.state.lock().expect("breaker lock");
         match *state {
-            State::Closed { .. } => Admit::Call,
-            State::Open { until } if now >= until => {
-                *state = State::Open { until: now + self.probe_wait };
-                Admit::Call
+            State::Closed { .. } => Admit::Call(Ticket(None)),
+            State::Open { until, probe } if now >= until => {
+                *state = State::Open { until: now + self.probe_wait, probe: probe + 1 };
+                Admit::Call(Ticket(Some(probe + 1)))
             }
-            State::Open { until } => Admit::Refuse(until - now),
+            State::Open { until, .. } => Admit::Refuse(until - now),
         }
     }
 
-    /// Records how a call that was admitted ended: `None` when the authority
-    /// answered (whatever it said), or the failure's status code.
-    pub(crate) fn record(&self, now: Instant, failure: Option<Code>) {
+    /// Records how an admitted call ended: `None` when the authority answered
+    /// (whatever it said), or the failure's status code.
+    pub(crate) fn record(&self, now: Instant, ticket: Ticket, failure: Option<Code>) {
         let mut state = self.state.lock().expect("breaker lock");
         *state = match (failure.filter(|c| unreachable(*c)), *state) {
             (None, _) => State::Closed { failures: 0 },
             (Some(_), State::Closed { failures }) if self.failures == 0 || failures + 1 < self.failures => {
-                State::Closed { failures: failures + 1 }
+                State::Closed { failures: failures.saturating_add(1) }
             }
-            (Some(_), _) => State::Open { until: now + self.cool_down },
+            (Some(_), State::Closed { .. }) => State::Open { until: now + self.cool_down, probe: 0 },
+            // Open: the current probe failed; wait another cool-down.
+            (Some(_), State::Open { probe, .. }) if ticket == Ticket(Some(probe)) => {
+                State::Open { until: now + self.cool_down, probe }
+            }
+            // Open: a call from before, or a replaced probe; nothing new.
+            (Some(_), open) => open,
         };
     }
 
@@ -105,21 +123,29 @@ mod tests {
 
     const COOL: Duration = Duration::from_secs(1);
     const PROBE: Duration = Duration::from_secs(2);
+    const CALL: Ticket = Ticket(None);
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
+    fn probe(b: &Breaker, now: Instant) -> Ticket {
+        match b.admit(now) {
+            Admit::Call(t @ Ticket(Some(_))) => t,
+            other => panic!("expected a probe, got {other:?}"),
+        }
+    }
+
     #[test]
     fn opens_after_consecutive_failures_only() {
         let (b, t) = (Breaker::new(3, COOL, PROBE), Instant::now());
-        b.record(t, Some(Code::Unavailable));
-        b.record(t, Some(Code::DeadlineExceeded));
-        b.record(t, None); // an answer in between: the count starts again
-        b.record(t, Some(Code::Unavailable));
-        b.record(t, Some(Code::Unknown));
-        assert_eq!(b.admit(t), Admit::Call, "two in a row do not open it");
-        b.record(t, Some(Code::ResourceExhausted));
+        b.record(t, CALL, Some(Code::Unavailable));
+        b.record(t, CALL, Some(Code::DeadlineExceeded));
+        b.record(t, CALL, None); // an answer in between: the count starts again
+        b.record(t, CALL, Some(Code::Unavailable));
+        b.record(t, CALL, Some(Code::Unknown));
+        assert_eq!(b.admit(t), Admit::Call(CALL), "two in a row do not open it");
+        b.record(t, CALL, Some(Code::ResourceExhausted));
         assert_eq!(b.admit(t + ms(10)), Admit::Refuse(ms(990)), "the third does");
     }
 
@@ -127,52 +153,74 @@ mod tests {
     fn answers_that_are_errors_do_not_count() {
         let (b, t) = (Breaker::new(2, COOL, PROBE), Instant::now());
         for code in [Code::PermissionDenied, Code::Unauthenticated, Code::InvalidArgument, Code::Internal] {
-            b.record(t, Some(code));
-            b.record(t, Some(code));
-            assert_eq!(b.admit(t), Admit::Call, "{code:?} is the authority answering");
+            b.record(t, CALL, Some(code));
+            b.record(t, CALL, Some(code));
+            assert_eq!(b.admit(t), Admit::Call(CALL), "{code:?} is the authority answering");
         }
     }
 
     #[test]
     fn one_probe_per_cool_down_and_its_answer_decides() {
         let (b, t) = (Breaker::new(1, COOL, PROBE), Instant::now());
-        b.record(t, Some(Code::Unavailable));
+        b.record(t, CALL, Some(Code::Unavailable));
         assert!(matches!(b.admit(t + ms(999)), Admit::Refuse(_)));
-        assert_eq!(b.admit(t + COOL), Admit::Call, "the probe");
+        let first = probe(&b, t + COOL);
         assert!(matches!(b.admit(t + COOL), Admit::Refuse(_)), "one probe at a time");
         // The probe fails: open another cool-down from then.
         let failed = t + COOL + ms(500);
-        b.record(failed, Some(Code::DeadlineExceeded));
+        b.record(failed, first, Some(Code::DeadlineExceeded));
         assert_eq!(b.admit(failed + ms(1)), Admit::Refuse(ms(999)));
-        assert_eq!(b.admit(failed + COOL), Admit::Call, "the next probe");
-        b.record(failed + COOL + ms(3), None);
-        assert_eq!(b.admit(failed + COOL + ms(4)), Admit::Call, "closed: everyone calls");
-        assert_eq!(b.admit(failed + COOL + ms(4)), Admit::Call);
+        let second = probe(&b, failed + COOL);
+        assert_ne!(first, second);
+        b.record(failed + COOL + ms(3), second, None);
+        assert_eq!(b.admit(failed + COOL + ms(4)), Admit::Call(CALL), "closed: everyone calls");
+        assert_eq!(b.admit(failed + COOL + ms(4)), Admit::Call(CALL));
     }
 
     #[test]
     fn a_probe_that_never_reports_is_replaced() {
         let (b, t) = (Breaker::new(1, COOL, PROBE), Instant::now());
-        b.record(t, Some(Code::Unavailable));
-        assert_eq!(b.admit(t + COOL), Admit::Call, "the probe, whose caller then goes away");
+        b.record(t, CALL, Some(Code::Unavailable));
+        let lost = probe(&b, t + COOL);
         assert!(matches!(b.admit(t + COOL + PROBE - ms(1)), Admit::Refuse(_)));
-        assert_eq!(b.admit(t + COOL + PROBE), Admit::Call, "another probe");
+        let next = probe(&b, t + COOL + PROBE);
+        // The replaced probe fails late: the current one is still awaited.
+        b.record(t + COOL + PROBE + ms(10), lost, Some(Code::DeadlineExceeded));
+        assert_eq!(b.admit(t + COOL + PROBE + ms(20)), Admit::Refuse(PROBE - ms(20)));
+        b.record(t + COOL + PROBE + ms(30), next, Some(Code::Unavailable));
+        assert_eq!(b.admit(t + COOL + PROBE + ms(40)), Admit::Refuse(COOL - ms(10)));
+    }
+
+    #[test]
+    fn calls_from_before_it_opened_do_not_move_the_probe() {
+        let (b, t) = (Breaker::new(1, COOL, PROBE), Instant::now());
+        b.record(t, CALL, Some(Code::Unavailable));
+        // Calls admitted before it opened keep failing, one by one.
+        for i in 1..=9 {
+            b.record(t + ms(100 * i), CALL, Some(Code::DeadlineExceeded));
+        }
+        assert_eq!(b.admit(t + ms(950)), Admit::Refuse(ms(50)), "the probe is still due at the cool-down");
+        let p = probe(&b, t + COOL);
+        b.record(t + COOL + ms(1), CALL, Some(Code::DeadlineExceeded));
+        assert!(matches!(b.admit(t + COOL + ms(2)), Admit::Refuse(_)), "no second probe");
+        b.record(t + COOL + ms(5), p, None);
+        assert_eq!(b.admit(t + COOL + ms(6)), Admit::Call(CALL));
     }
 
     #[test]
     fn a_late_success_closes_it() {
         let (b, t) = (Breaker::new(1, COOL, PROBE), Instant::now());
-        b.record(t, Some(Code::Unavailable));
-        b.record(t + ms(5), None); // a call from before the outage got its answer
-        assert_eq!(b.admit(t + ms(6)), Admit::Call);
+        b.record(t, CALL, Some(Code::Unavailable));
+        b.record(t + ms(5), CALL, None); // a call from before the outage got its answer
+        assert_eq!(b.admit(t + ms(6)), Admit::Call(CALL));
     }
 
     #[test]
     fn zero_never_opens() {
         let (b, t) = (Breaker::new(0, COOL, PROBE), Instant::now());
         for _ in 0..100 {
-            b.record(t, Some(Code::Unavailable));
+            b.record(t, CALL, Some(Code::Unavailable));
         }
-        assert_eq!(b.admit(t), Admit::Call);
+        assert_eq!(b.admit(t), Admit::Call(CALL));
     }
 }

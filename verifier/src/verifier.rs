@@ -13,7 +13,7 @@ use tally_token::{
     TallyId, chain_step_ref, evaluate,
 };
 
-use crate::breaker::{Admit, Breaker};
+use crate::breaker::{Admit, Breaker, Ticket};
 use crate::cache::{Cache, Cached};
 use crate::error::Error;
 use crate::memo::{Memo, Vouched};
@@ -22,6 +22,7 @@ use crate::negative::{Denied, NegativeCache};
 use crate::revoked::{Denied as RevokedDenial, Revoked};
 use crate::sync::SyncState;
 use crate::upstream::Upstream;
+use tracing::Instrument;
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -138,7 +139,7 @@ pub struct Verifier {
     pub(crate) negative: NegativeCache,
     pub(crate) revoked: Revoked,
     pub(crate) sync: SyncState,
-    pub(crate) upstream: Upstream,
+    pub(crate) upstream: Arc<Upstream>,
     pub(crate) settings: Settings,
     pub(crate) counters: Counters,
     /// Held while checking the deny lists and inserting into the cache, and
@@ -146,9 +147,9 @@ pub struct Verifier {
     /// verified before a revocation can never be inserted after its pruning.
     pub(crate) apply: Mutex<()>,
     /// Permits for Verify calls in flight (`Settings::max_authority_calls`).
-    authority_calls: tokio::sync::Semaphore,
+    authority_calls: Arc<tokio::sync::Semaphore>,
     /// Denies at once while the authority is out of reach (breaker.rs).
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
 }
 
 /// Decodes `text` into `decoded` (no copy of its buffer) and views it.
@@ -165,17 +166,17 @@ pub(crate) fn unix_ms(t: SystemTime) -> i64 {
 impl Verifier {
     /// A verifier talking to `upstream`.
     pub fn new(upstream: Upstream, settings: Settings) -> Self {
-        let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cool_down, upstream.timeout());
+        let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cool_down, upstream.timeout()).into();
         Self {
             cache: Cache::new(settings.cache_capacity),
             memo: Memo::new(settings.memo_capacity),
             negative: NegativeCache::new(settings.negative_ttl, settings.negative_capacity),
             revoked: Revoked::default(),
             sync: SyncState::default(),
-            upstream,
+            upstream: Arc::new(upstream),
             counters: Counters::default(),
             apply: Mutex::new(()),
-            authority_calls: tokio::sync::Semaphore::new(settings.max_authority_calls),
+            authority_calls: Arc::new(tokio::sync::Semaphore::new(settings.max_authority_calls)),
             breaker,
             settings,
         }
@@ -332,7 +333,7 @@ impl Verifier {
         // Shed rather than queue: when the authority is slow or out of reach,
         // calls pile up (each holding its buffers until the timeout) and it
         // would only be sent a storm once it is back.
-        let Ok(_slot) = self.authority_calls.try_acquire() else {
+        let Ok(slot) = self.authority_calls.clone().try_acquire_owned() else {
             Counters::bump(&self.counters.authority_shed);
             return Outcome::deny(
                 Reason::AuthorityUnavailable,
@@ -340,23 +341,25 @@ impl Verifier {
                 Source::Authority,
             );
         };
-        if let Admit::Refuse(wait) = self.breaker.admit(std::time::Instant::now()) {
-            Counters::bump(&self.counters.authority_breaker);
-            return Outcome::deny(
-                Reason::AuthorityUnavailable,
-                format!(
-                    "authority unavailable (its last {} Verify calls failed; next try in {} ms)",
-                    self.breaker.threshold(),
-                    wait.as_millis()
-                ),
-                Source::Authority,
-            );
-        }
+        let ticket = match self.breaker.admit(std::time::Instant::now()) {
+            Admit::Call(ticket) => ticket,
+            Admit::Refuse(wait) => {
+                Counters::bump(&self.counters.authority_breaker);
+                return Outcome::deny(
+                    Reason::AuthorityUnavailable,
+                    format!(
+                        "authority unavailable ({} Verify calls in a row failed; next try in {} ms)",
+                        self.breaker.threshold(),
+                        wait.as_millis()
+                    ),
+                    Source::Authority,
+                );
+            }
+        };
         Counters::bump(&self.counters.authority_verifies);
         let asked = std::time::Instant::now();
-        let answer = self.upstream.verify(req.bundle).await;
+        let answer = self.call_authority(req.bundle, slot, ticket).await;
         self.counters.verify_latency.record(asked.elapsed());
-        self.breaker.record(std::time::Instant::now(), answer.as_ref().err().map(tonic::Status::code));
         let resp = match answer {
             Ok(resp) => resp,
             Err(status) => {
@@ -383,6 +386,29 @@ impl Verifier {
             .filter(|c| !c.is_third_party())
             .map(|c| c.id);
         self.evaluate_at(SystemTime::now(), first_party, req, Arc::from(resp.org.as_str()), family, Source::Authority)
+    }
+
+    /// The Verify call, in a task of its own that holds `slot`: it runs to
+    /// its deadline even when the check that asked is dropped (its caller
+    /// gave up first), so the breaker always learns how it ended and the
+    /// in-flight cap counts it until then.
+    fn call_authority(
+        &self,
+        bundle: &str,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        ticket: Ticket,
+    ) -> impl Future<Output = Result<pb::VerifyResponse, tonic::Status>> + use<> {
+        let (upstream, breaker, bundle) = (self.upstream.clone(), self.breaker.clone(), bundle.to_owned());
+        let call = tokio::spawn(
+            async move {
+                let _slot = slot;
+                let answer = upstream.verify(&bundle).await;
+                breaker.record(std::time::Instant::now(), ticket, answer.as_ref().err().map(tonic::Status::code));
+                answer
+            }
+            .in_current_span(),
+        );
+        async move { call.await.unwrap_or_else(|e| Err(tonic::Status::internal(format!("the Verify call failed: {e}")))) }
     }
 
     /// Caches what a valid Verify answer vouches for: the whole token and its

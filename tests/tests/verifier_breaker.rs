@@ -27,17 +27,7 @@ const RECOVERY: Duration = Duration::from_secs(30);
 /// and open the breaker, so later checks are refused at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_whose_callers_gave_up_still_open_the_breaker() {
-    let authority = Authority::start().await;
-    let proxy = Proxy::start(authority.addr()).await;
-    let verifier_token = authority.system_token("verifier", &[]).await;
-    let options = VerifierOptions {
-        args: ["--authority-timeout", "1s", "--breaker-failures", &FAILURES.to_string(), "--breaker-cool-down", "5s"]
-            .map(String::from)
-            .to_vec(),
-        ..VerifierOptions::default()
-    };
-    let eu = Verifier::start(&proxy.url(), &verifier_token, options).await;
-    eu.wait_synced().await;
+    let (authority, proxy, eu) = start(&["--authority-timeout", "1s", "--breaker-cool-down", "5s"]).await;
     authority.create_org("acme").await;
     let token = authority.mint("acme", &[]).await.token;
 
@@ -68,27 +58,17 @@ async fn calls_whose_callers_gave_up_still_open_the_breaker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_authority_is_not_asked_again_until_a_probe_gets_through() {
-    let authority = Authority::start().await;
-    let proxy = Proxy::start(authority.addr()).await;
-    let verifier_token = authority.system_token("verifier", &[]).await;
-    let options = VerifierOptions {
-        args: [
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--authority-timeout",
-            VERIFY_TIMEOUT,
-            "--breaker-failures",
-            &FAILURES.to_string(),
-            "--breaker-cool-down",
-            &format!("{}s", COOL_DOWN.as_secs()),
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..VerifierOptions::default()
-    };
-    let eu = Verifier::start(&proxy.url(), &verifier_token, options).await;
+    let cool_down = format!("{}s", COOL_DOWN.as_secs());
+    let (authority, proxy, eu) = start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--authority-timeout",
+        VERIFY_TIMEOUT,
+        "--breaker-cool-down",
+        &cool_down,
+    ])
+    .await;
     let metrics = eu.metrics_addr().await.unwrap();
-    eu.wait_synced().await;
     authority.create_org("acme").await;
     let mut tokens = Vec::new();
     for _ in 0..=CHECKS {
@@ -127,4 +107,19 @@ async fn an_unreachable_authority_is_not_asked_again_until_a_probe_gets_through(
     // Closed again: a token denied by the breaker before is now asked about.
     let a = eu.check(&tokens[0], "read").await;
     assert!(a.allowed && a.source() == Source::Authority, "{a:?}");
+}
+
+/// An authority, a proxy to it, and a synced verifier of it through the
+/// proxy that opens its breaker after `FAILURES`, with `args` besides.
+async fn start(args: &[&str]) -> (Authority, Proxy, Verifier) {
+    let authority = Authority::start().await;
+    let proxy = Proxy::start(authority.addr()).await;
+    let verifier_token = authority.system_token("verifier", &[]).await;
+    let mut all = vec!["--breaker-failures".to_owned(), FAILURES.to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let eu =
+        Verifier::start(&proxy.url(), &verifier_token, VerifierOptions { args: all, ..VerifierOptions::default() })
+            .await;
+    eu.wait_synced().await;
+    (authority, proxy, eu)
 }

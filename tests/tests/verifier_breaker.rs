@@ -4,7 +4,9 @@
 //! the rest are denied at once (authority unavailable) without a call, which
 //! the verifier's own counters show. When the link comes back, a probe call
 //! gets through and checks are answered by the authority again, with no
-//! restart.
+//! restart. And a stream silent past the threshold trips the breaker at
+//! once: with the cache dropped, checks do not all become Verify calls into
+//! the same silence.
 
 use std::time::Duration;
 
@@ -54,6 +56,52 @@ async fn calls_whose_callers_gave_up_still_open_the_breaker() {
     .await;
     assert!(!answer.allowed);
     assert_eq!(answer.reason(), Reason::AuthorityUnavailable, "{answer:?}");
+}
+
+/// Once the stream has been silent past the threshold, the cache is dropped
+/// and every check would need the authority: the verifier does not send
+/// them all into the silence. The first is a probe, the rest are denied at
+/// once; when the stream is heard again, checks are answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stream_trips_the_breaker() {
+    let (authority, proxy, eu) =
+        start(&["--metrics-listen", "127.0.0.1:0", "--authority-timeout", "1s", "--breaker-cool-down", "5s"]).await;
+    let metrics = eu.metrics_addr().await.unwrap();
+    authority.create_org("acme").await;
+    let token = authority.mint("acme", &[]).await.token;
+    eventually(Duration::from_secs(5), || async {
+        let a = eu.check(&token, "read").await;
+        if a.allowed && a.source() == Source::Cache { Ok(()) } else { Err(format!("not a cache hit yet: {a:?}")) }
+    })
+    .await;
+
+    proxy.set(Mode::BlackHole);
+    eventually(Duration::from_secs(10), || async {
+        let s = eu.status().await;
+        if s.fail_closed { Ok(()) } else { Err(format!("not failing closed: {s:?}")) }
+    })
+    .await;
+    let calls = || async {
+        let text = scrape(metrics).await.unwrap();
+        metric(&text, "tally_verifier_authority_verifies_total").expect("verifies counter")
+    };
+    let before = calls().await;
+    for i in 0..CHECKS {
+        let a = eu.check(&token, "read").await;
+        assert!(!a.allowed && a.reason() == Reason::AuthorityUnavailable, "check {i}: {a:?}");
+    }
+    // One probe (it waits out its 1 s deadline; the next is due 5 s later), not
+    // one call per check, nor the FAILURES it takes to open on failures alone.
+    assert_eq!(calls().await - before, 1.0, "only the probe went to the authority");
+
+    proxy.set(Mode::Pass);
+    proxy.close_all();
+    let answer = eventually(RECOVERY, || async {
+        let a = eu.check(&token, "read").await;
+        if a.allowed { Ok(a) } else { Err(format!("still denied: {a:?}")) }
+    })
+    .await;
+    assert!(answer.allowed, "{answer:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

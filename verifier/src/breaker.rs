@@ -22,6 +22,14 @@
 //! runs to its own deadline and reports here: the first callers of an outage
 //! wait out `--authority-timeout` or their own deadline, the later ones do not.
 //!
+//! The revocation stream is a second witness: when it has been silent past
+//! the fail-closed threshold, the verifier trips the breaker (`trip`) without
+//! waiting for Verify calls to fail: the next call is a probe and the others
+//! are denied until it answers. Without it, the moment the cache is dropped
+//! every check would become a Verify call into the silence, and up to
+//! `--max-authority-calls` of them would be parked until their deadline.
+//! When the stream is heard from again, `reset` closes it.
+//!
 //! Only availability is at stake here, never safety: an open breaker denies,
 //! and a closed one only lets the authority be asked. Time is passed in, so
 //! the rule is tested without waiting.
@@ -38,7 +46,14 @@ pub(crate) struct Breaker {
     failures: u32,
     cool_down: Duration,
     probe_wait: Duration,
-    state: Mutex<State>,
+    state: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    /// Probes handed out so far (numbers never repeat, across openings too).
+    probes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +61,8 @@ enum State {
     /// Calls go through; `failures` in a row so far.
     Closed { failures: u32 },
     /// Calls are refused until `until`; the first call at or after it is the
-    /// probe numbered `probe + 1`, and pushes `until` to its deadline.
+    /// next probe, and pushes `until` to its deadline. `probe`: the current
+    /// probe's number (0: none yet).
     Open { until: Instant, probe: u64 },
 }
 
@@ -68,26 +84,42 @@ impl Breaker {
     /// `cool_down`; gives up on a silent probe after `probe_wait` (the Verify
     /// deadline).
     pub(crate) fn new(failures: u32, cool_down: Duration, probe_wait: Duration) -> Self {
-        Self { failures, cool_down, probe_wait, state: Mutex::new(State::Closed { failures: 0 }) }
+        let inner = Inner { state: State::Closed { failures: 0 }, probes: 0 };
+        Self { failures, cool_down, probe_wait, state: Mutex::new(inner) }
     }
 
     pub(crate) fn admit(&self, now: Instant) -> Admit {
-        let mut state = self.state.lock().expect("breaker lock");
-        match *state {
+        let mut inner = self.state.lock().expect("breaker lock");
+        match inner.state {
             State::Closed { .. } => Admit::Call(Ticket(None)),
-            State::Open { until, probe } if now >= until => {
-                *state = State::Open { until: now + self.probe_wait, probe: probe + 1 };
-                Admit::Call(Ticket(Some(probe + 1)))
+            State::Open { until, .. } if now >= until => {
+                inner.probes += 1;
+                inner.state = State::Open { until: now + self.probe_wait, probe: inner.probes };
+                Admit::Call(Ticket(Some(inner.probes)))
             }
             State::Open { until, .. } => Admit::Refuse(until - now),
         }
     }
 
+    /// Opens it now with a probe due at once (the stream went silent past
+    /// the threshold); nothing when already open or when it never opens.
+    pub(crate) fn trip(&self, now: Instant) {
+        let mut inner = self.state.lock().expect("breaker lock");
+        if self.failures > 0 && matches!(inner.state, State::Closed { .. }) {
+            inner.state = State::Open { until: now, probe: 0 };
+        }
+    }
+
+    /// Closes it (the stream is heard from again: the authority is reachable).
+    pub(crate) fn reset(&self) {
+        self.state.lock().expect("breaker lock").state = State::Closed { failures: 0 };
+    }
+
     /// Records how an admitted call ended: `None` when the authority answered
     /// (whatever it said), or the failure's status code.
     pub(crate) fn record(&self, now: Instant, ticket: Ticket, failure: Option<Code>) {
-        let mut state = self.state.lock().expect("breaker lock");
-        *state = match (failure.filter(|c| unreachable(*c)), *state) {
+        let mut inner = self.state.lock().expect("breaker lock");
+        inner.state = match (failure.filter(|c| unreachable(*c)), inner.state) {
             (None, _) => State::Closed { failures: 0 },
             (Some(_), State::Closed { failures }) if self.failures == 0 || failures + 1 < self.failures => {
                 State::Closed { failures: failures.saturating_add(1) }
@@ -205,6 +237,40 @@ mod tests {
         assert!(matches!(b.admit(t + COOL + ms(2)), Admit::Refuse(_)), "no second probe");
         b.record(t + COOL + ms(5), p, None);
         assert_eq!(b.admit(t + COOL + ms(6)), Admit::Call(CALL));
+    }
+
+    #[test]
+    fn tripped_by_the_stream_it_probes_at_once_and_reset_closes_it() {
+        let (b, t) = (Breaker::new(5, COOL, PROBE), Instant::now());
+        b.trip(t);
+        let p = probe(&b, t);
+        assert!(matches!(b.admit(t + ms(1)), Admit::Refuse(_)), "the others wait for the probe");
+        b.record(t + ms(5), p, Some(Code::DeadlineExceeded));
+        assert_eq!(b.admit(t + ms(6)), Admit::Refuse(COOL - ms(1)));
+        b.trip(t + ms(7)); // already open: no new probe
+        assert!(matches!(b.admit(t + ms(8)), Admit::Refuse(_)));
+        b.reset();
+        assert_eq!(b.admit(t + ms(9)), Admit::Call(CALL));
+        // Off: tripping does nothing.
+        let off = Breaker::new(0, COOL, PROBE);
+        off.trip(t);
+        assert_eq!(off.admit(t), Admit::Call(CALL));
+    }
+
+    #[test]
+    fn probe_numbers_never_repeat() {
+        let (b, t) = (Breaker::new(1, COOL, PROBE), Instant::now());
+        b.record(t, CALL, Some(Code::Unavailable));
+        let old = probe(&b, t + COOL);
+        b.record(t + COOL + ms(1), CALL, None); // closed by another call's answer
+        b.record(t + COOL + ms(2), CALL, Some(Code::Unavailable)); // and open again
+        let new = probe(&b, t + 2 * COOL + ms(2));
+        assert_ne!(old, new);
+        // The old probe's late failure is not the current probe's.
+        b.record(t + 2 * COOL + ms(3), old, Some(Code::DeadlineExceeded));
+        // Counted, it would have allowed another probe a cool-down after it.
+        assert!(matches!(b.admit(t + 3 * COOL + ms(10)), Admit::Refuse(_)), "still awaiting the new probe");
+        assert!(matches!(b.admit(t + 2 * COOL + ms(2) + PROBE), Admit::Call(_)), "at the new probe's deadline");
     }
 
     #[test]

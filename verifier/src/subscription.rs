@@ -101,6 +101,7 @@ impl Verifier {
                     // Not while the link delivers too late to count as contact.
                     let fresh = self.sync.silence().is_some_and(|s| s <= self.settings.fail_closed_after);
                     if fresh && self.sync.set_fail_closed(false) {
+                        self.breaker.reset();
                         tracing::info!("authority contact restored: cache in use again");
                     }
                 }
@@ -203,6 +204,8 @@ impl Verifier {
                 self.sync.set_fail_closed(true);
                 self.cache.clear();
                 self.memo.clear();
+                // Into the same silence, Verify calls would only wait out their deadline.
+                self.breaker.trip(std::time::Instant::now());
                 tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
             }
         }

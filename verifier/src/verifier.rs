@@ -149,7 +149,7 @@ pub struct Verifier {
     /// Permits for Verify calls in flight (`Settings::max_authority_calls`).
     authority_calls: Arc<tokio::sync::Semaphore>,
     /// Denies at once while the authority is out of reach (breaker.rs).
-    breaker: Arc<Breaker>,
+    pub(crate) breaker: Arc<Breaker>,
 }
 
 /// Decodes `text` into `decoded` (no copy of its buffer) and views it.

@@ -133,11 +133,6 @@ impl Breaker {
             (Some(_), open) => open,
         };
     }
-
-    /// Consecutive failures that open the breaker (0: never).
-    pub(crate) fn threshold(&self) -> u32 {
-        self.failures
-    }
 }
 
 /// The codes that say the authority could not be reached or would not take

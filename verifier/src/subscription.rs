@@ -201,11 +201,13 @@ impl Verifier {
             self.revoked.prune(unix_ms(SystemTime::now()).saturating_sub(skew_ms));
             if self.sync.silence().is_some_and(|s| s > threshold) && !self.sync.fail_closed() {
                 let _apply = self.apply.lock().expect("apply lock");
+                // Into the same silence, Verify calls would only wait out their
+                // deadline. Tripped first, so a heartbeat that clears
+                // fail-closed right after can only reset it, never be overtaken.
+                self.breaker.trip(std::time::Instant::now());
                 self.sync.set_fail_closed(true);
                 self.cache.clear();
                 self.memo.clear();
-                // Into the same silence, Verify calls would only wait out their deadline.
-                self.breaker.trip(std::time::Instant::now());
                 tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
             }
         }

@@ -18,7 +18,7 @@ const FAILURES: u32 = 3;
 /// Long enough that no probe is due while the checks below run.
 const COOL_DOWN: Duration = Duration::from_secs(5);
 const VERIFY_TIMEOUT: &str = "300ms";
-/// Checks of tokens the verifier has never seen (each needs the authority).
+/// Checks made while the authority is out of reach (each needs it).
 const CHECKS: usize = 20;
 /// A probe every cool-down; the Verify connection black-holed before may
 /// need its keep-alive timeout (4 s) to be dropped and redialled.

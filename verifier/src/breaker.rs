@@ -25,7 +25,7 @@
 //! The revocation stream is a second witness: when it has been silent past
 //! the fail-closed threshold, the verifier trips the breaker (`trip`) without
 //! waiting for Verify calls to fail: the next call is a probe and the others
-//! are denied until it answers. Without it, the moment the cache is dropped
+//! are denied, as after failures. Without it, the moment the cache is dropped
 //! every check would become a Verify call into the silence, and up to
 //! `--max-authority-calls` of them would be parked until their deadline.
 //! When the stream is heard from again, `reset` closes it.

@@ -46,8 +46,8 @@ pub struct Settings {
     pub max_authority_calls: usize,
     /// Verify calls failing in a row for want of the authority (unreachable,
     /// timed out, overloaded) after which checks that need it are denied at
-    /// once, one probe call let through per `breaker_cool_down` (0: never;
-    /// the stream's silence also opens it, see breaker.rs).
+    /// once, one probe call let through per `breaker_cool_down`; the
+    /// stream's silence opens it too (breaker.rs). 0: it never opens.
     pub breaker_failures: u32,
     /// How long the breaker stays open between probes.
     pub breaker_cool_down: Duration,
@@ -349,7 +349,7 @@ impl Verifier {
                 return Outcome::deny(
                     Reason::AuthorityUnavailable,
                     format!(
-                        "authority unavailable (out of reach moments ago: breaker open; next try in {} ms)",
+                        "authority unavailable (breaker open: the authority was out of reach; next try in {} ms)",
                         wait.as_millis()
                     ),
                     Source::Authority,

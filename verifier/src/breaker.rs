@@ -46,7 +46,7 @@ pub(crate) struct Breaker {
     failures: u32,
     cool_down: Duration,
     probe_wait: Duration,
-    state: Mutex<Inner>,
+    inner: Mutex<Inner>,
 }
 
 #[derive(Debug)]
@@ -85,11 +85,11 @@ impl Breaker {
     /// deadline).
     pub(crate) fn new(failures: u32, cool_down: Duration, probe_wait: Duration) -> Self {
         let inner = Inner { state: State::Closed { failures: 0 }, probes: 0 };
-        Self { failures, cool_down, probe_wait, state: Mutex::new(inner) }
+        Self { failures, cool_down, probe_wait, inner: Mutex::new(inner) }
     }
 
     pub(crate) fn admit(&self, now: Instant) -> Admit {
-        let mut inner = self.state.lock().expect("breaker lock");
+        let mut inner = self.inner.lock().expect("breaker lock");
         match inner.state {
             State::Closed { .. } => Admit::Call(Ticket(None)),
             State::Open { until, .. } if now >= until => {
@@ -104,7 +104,7 @@ impl Breaker {
     /// Opens it now with a probe due at once (the stream went silent past
     /// the threshold); nothing when already open or when it never opens.
     pub(crate) fn trip(&self, now: Instant) {
-        let mut inner = self.state.lock().expect("breaker lock");
+        let mut inner = self.inner.lock().expect("breaker lock");
         if self.failures > 0 && matches!(inner.state, State::Closed { .. }) {
             inner.state = State::Open { until: now, probe: 0 };
         }
@@ -112,13 +112,13 @@ impl Breaker {
 
     /// Closes it (the stream is heard from again: the authority is reachable).
     pub(crate) fn reset(&self) {
-        self.state.lock().expect("breaker lock").state = State::Closed { failures: 0 };
+        self.inner.lock().expect("breaker lock").state = State::Closed { failures: 0 };
     }
 
     /// Records how an admitted call ended: `None` when the authority answered
     /// (whatever it said), or the failure's status code.
     pub(crate) fn record(&self, now: Instant, ticket: Ticket, failure: Option<Code>) {
-        let mut inner = self.state.lock().expect("breaker lock");
+        let mut inner = self.inner.lock().expect("breaker lock");
         inner.state = match (failure.filter(|c| unreachable(*c)), inner.state) {
             (None, _) => State::Closed { failures: 0 },
             (Some(_), State::Closed { failures }) if self.failures == 0 || failures + 1 < self.failures => {

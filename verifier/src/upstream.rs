@@ -101,9 +101,9 @@ impl Upstream {
     }
 
     /// Asks the authority to verify a bundle (request-independent).
-    pub async fn verify(&self, bundle: &str) -> Result<pb::VerifyResponse, Status> {
+    pub async fn verify(&self, bundle: String) -> Result<pb::VerifyResponse, Status> {
         let span = telemetry::client_span("tally.v1.Authority/Verify");
-        let mut req = span.in_scope(|| self.request(pb::VerifyRequest { bundle: bundle.to_owned() }));
+        let mut req = span.in_scope(|| self.request(pb::VerifyRequest { bundle }));
         req.set_timeout(self.timeout);
         let mut client = self.client.clone();
         let call = tokio::time::timeout(self.timeout, client.verify(req)).instrument(span);

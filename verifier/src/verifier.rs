@@ -402,7 +402,7 @@ impl Verifier {
         let call = tokio::spawn(
             async move {
                 let _slot = slot;
-                let answer = upstream.verify(&bundle).await;
+                let answer = upstream.verify(bundle).await;
                 breaker.record(std::time::Instant::now(), ticket, answer.as_ref().err().map(tonic::Status::code));
                 answer
             }

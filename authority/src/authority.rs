@@ -231,6 +231,8 @@ impl Authority {
             events,
             catch_ups: Default::default(),
             subscribers: Default::default(),
+            commits: Default::default(),
+            committed_changes: Default::default(),
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;
@@ -686,6 +688,7 @@ impl Authority {
         if let Some(row) = self.registry.get(family) {
             return Ok(Some(row));
         }
+        Counters::bump(&self.counters.registry_reads);
         let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT org, expires_at FROM tokens WHERE family = ?")
             .bind(family.0.as_slice())
             .fetch_optional(&self.readers)

@@ -27,6 +27,8 @@ pub struct Counters {
     pub rpc_timeouts: AtomicU64,
     /// Subscribe calls refused at the subscriber cap.
     pub subscribe_refused: AtomicU64,
+    /// Registry look-ups (Revoke by family) the remembered rows could not answer.
+    pub registry_reads: AtomicU64,
     /// Connections whose TLS handshake failed or timed out (shared with the accept loop).
     pub tls_refused: Arc<AtomicU64>,
 }
@@ -43,6 +45,7 @@ impl Default for Counters {
             shed: AtomicU64::new(0),
             rpc_timeouts: AtomicU64::new(0),
             subscribe_refused: AtomicU64::new(0),
+            registry_reads: AtomicU64::new(0),
             tls_refused: Arc::default(),
         }
     }
@@ -148,6 +151,27 @@ impl Authority {
             "counter",
             "Subscribers that caught up from the database.",
             self.catch_ups(),
+        );
+        sample(
+            &mut out,
+            "tally_authority_registry_reads_total",
+            "counter",
+            "Revoke-by-family look-ups that read the database (the family was minted before the remembered ones).",
+            load(&self.counters.registry_reads),
+        );
+        sample(
+            &mut out,
+            "tally_authority_commits_total",
+            "counter",
+            "Group commits of the single writer (one fsync each).",
+            load(&self.shared.commits),
+        );
+        sample(
+            &mut out,
+            "tally_authority_committed_changes_total",
+            "counter",
+            "Changes (revocations, mints, audit rows, key changes) those commits carried; divided by commits, the mean group size.",
+            load(&self.shared.committed_changes),
         );
         self.counters.rpc.render(
             &mut out,

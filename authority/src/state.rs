@@ -82,4 +82,8 @@ pub struct Shared {
     pub catch_ups: std::sync::atomic::AtomicU64,
     /// Subscribers connected now.
     pub subscribers: std::sync::atomic::AtomicU64,
+    /// Group commits the writer made (each one fsync).
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Changes those commits carried (changes ÷ commits: the mean group size).
+    pub committed_changes: std::sync::atomic::AtomicU64,
 }

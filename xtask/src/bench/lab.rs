@@ -175,6 +175,17 @@ impl Lab {
         Ok(metric(&text, "tally_authority_log_head_seq").context("tally_authority_log_head_seq")? as u64)
     }
 
+    /// The authority's write counters so far.
+    pub(crate) async fn writes(&self) -> anyhow::Result<Writes> {
+        let text = scrape(self.authority_metrics).await?;
+        let get = |name: &str| metric(&text, name).with_context(|| name.to_owned());
+        Ok(Writes {
+            commits: get("tally_authority_commits_total")?,
+            changes: get("tally_authority_committed_changes_total")?,
+            registry_reads: get("tally_authority_registry_reads_total")?,
+        })
+    }
+
     /// Revokes a family; returns its seq.
     pub(crate) async fn revoke_family(&self, family: &str) -> anyhow::Result<u64> {
         let target = Some(pb::revoke_request::Target::Family(family.to_owned()));
@@ -238,5 +249,24 @@ impl Lab {
         let profile = recording.finish().await?;
         eprintln!("bench: profile of {label}: {}", profile.display());
         outcome
+    }
+}
+
+/// The authority's write counters (`Lab::writes`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Writes {
+    /// Group commits.
+    pub(crate) commits: f64,
+    /// Changes those commits carried.
+    pub(crate) changes: f64,
+    /// Revoke-by-family look-ups that read the database.
+    pub(crate) registry_reads: f64,
+}
+
+impl Writes {
+    /// Mean changes per commit since `before`; `None` when nothing was committed.
+    pub(crate) fn changes_per_commit(&self, before: &Writes) -> Option<f64> {
+        let commits = self.commits - before.commits;
+        (commits > 0.0).then(|| (self.changes - before.changes) / commits)
     }
 }

@@ -94,6 +94,12 @@ pub(crate) struct AuthorityRun {
     pub(crate) rpc: String,
     pub(crate) callers: usize,
     pub(crate) outcome: Outcome,
+    /// Mean changes per group commit of the authority over the run (warm-up
+    /// included); `None` when it committed nothing.
+    pub(crate) changes_per_commit: Option<f64>,
+    /// Revoke-by-family look-ups over the run that the authority's memory of
+    /// recent mints could not answer (each a database read).
+    pub(crate) registry_reads: u64,
 }
 
 /// Verifier memory per cached entry.
@@ -279,6 +285,23 @@ impl Report {
              srv/cli µs/r: CPU per request of the servers / the load generator at saturation, srv%/cli%: their share of one CPU;\n \
              †: the run used up its prepared requests before the end, throughput is over the shorter window)\n"
         );
+        let groups: Vec<String> = self
+            .authority
+            .iter()
+            .filter_map(|a| a.changes_per_commit.map(|g| format!("{} × {} {g:.1}", a.rpc, a.callers)))
+            .collect();
+        if !groups.is_empty() {
+            let _ = writeln!(s, "authority group commits, changes per commit: {}", groups.join(", "));
+        }
+        let reads: Vec<String> = self
+            .authority
+            .iter()
+            .filter(|a| a.rpc == "Revoke")
+            .map(|a| format!("Revoke × {} {}", a.callers, a.registry_reads))
+            .collect();
+        if !reads.is_empty() {
+            let _ = writeln!(s, "registry look-ups that read the database: {}", reads.join(", "));
+        }
         if let Some(x) = &self.mix {
             let _ = writeln!(
                 s,

@@ -4,9 +4,12 @@
 //! and `action in …` (only those RPCs). The token's caveats are evaluated with
 //! the RPC's action and target org as the request.
 
-use tally_token::{Context, DecodedBundle, DenialKind, FamilyId, Predicate, evaluate};
+use std::sync::Arc;
+
+use tally_token::{CompiledCaveats, Context, DecodedBundle, DenialKind, FamilyId, Predicate};
 
 use crate::authority::{Authority, SYSTEM_ORG};
+use crate::bearers::VerifiedBearer;
 use crate::error::{Error, Result};
 use crate::writer::AuditRow;
 
@@ -89,6 +92,50 @@ impl Authority {
     ) -> Result<Caller, Refused> {
         let anonymous = |detail: &str| refused(true, "anonymous", detail);
         let text = bearer.ok_or_else(|| anonymous("missing bearer token"))?;
+        let bearer = match self.bearers.get(text) {
+            Some(seen) => seen,
+            None => self.verify_bearer(text)?,
+        };
+        let who = || bearer.family.to_hex();
+        // Every call: the key may have been retired, the token revoked, since it was verified.
+        let key_active = {
+            let keys = self.shared.keys.read().expect("key ring lock");
+            keys.keys.get(&bearer.key_id).is_some_and(|k| k.retired_at.is_none())
+        };
+        if !key_active {
+            return Err(anonymous("invalid bearer token"));
+        }
+        if self.is_revoked(&bearer.revocation_ids) {
+            return Err(refused(true, &who(), "bearer token revoked"));
+        }
+        // The role the token claims must be one this RPC accepts, and the token
+        // must claim it: for `role`, presence is required, unlike other caveats.
+        let role = roles.iter().copied().find(|r| bearer.role.as_deref() == Some(r.name())).ok_or_else(|| {
+            refused(false, &who(), &format!("{action} needs a token with role = {}", role_list(roles)))
+        })?;
+        let mut ctx = Context::at(self.clock.now());
+        ctx.action = Some(action);
+        ctx.org = target_org;
+        ctx.role = Some(role.name());
+        let claims = bearer.caveats.evaluate(&ctx).map_err(|d| match d.kind {
+            DenialKind::Expired | DenialKind::NotYetValid => refused(true, &who(), &d.to_string()),
+            _ => refused(false, &who(), &d.to_string()),
+        })?;
+        if claims.org == Some(SYSTEM_ORG) {
+            // System tokens are unscoped by having no org caveat; `org = system`
+            // would otherwise reach global powers through the system org.
+            return Err(refused(false, &who(), "`org = system` is not a valid operator scope"));
+        }
+        if target_org.is_none() && claims.org.is_some() {
+            return Err(refused(false, &who(), &format!("{action} is not allowed to an org-scoped token")));
+        }
+        Ok(Caller { family: bearer.family, role, org_scope: claims.org.map(str::to_owned) })
+    }
+
+    /// Decodes and verifies a bearer not seen before; remembers it when it
+    /// is a token of the system org (anything else is refused).
+    fn verify_bearer(&self, text: &str) -> Result<Arc<VerifiedBearer>, Refused> {
+        let anonymous = |detail: &str| refused(true, "anonymous", detail);
         let decoded = DecodedBundle::decode(text, &self.limits).map_err(|_| anonymous("malformed bearer token"))?;
         let bundle = decoded.view(&self.limits).map_err(|_| anonymous("malformed bearer token"))?;
         let verified = {
@@ -96,40 +143,22 @@ impl Authority {
             tally_token::verify_view(&bundle, &*keys, &self.limits).map_err(|_| anonymous("invalid bearer token"))?
         };
         let id = verified.id.expect("verify() only accepts Tally identifiers");
-        let who = id.family.to_hex();
         if self.key_org(id.key_id).as_deref() != Some(SYSTEM_ORG) {
-            return Err(refused(false, &who, "not a Tally API token (minted outside the system org)"));
+            return Err(refused(false, &id.family.to_hex(), "not a Tally API token (minted outside the system org)"));
         }
-        if self.is_revoked(&verified.revocation_ids()) {
-            return Err(refused(true, &who, "bearer token revoked"));
-        }
-        // The role the token claims must be one this RPC accepts, and the token
-        // must claim it: for `role`, presence is required, unlike other caveats.
-        let claimed = verified.first_party.iter().find_map(|c| match Predicate::parse_bytes(c) {
+        let role = verified.first_party.iter().find_map(|c| match Predicate::parse_bytes(c) {
             Ok(Predicate::Role(r)) => Some(r),
             _ => None,
         });
-        let role =
-            roles.iter().copied().find(|r| claimed.as_deref() == Some(r.name())).ok_or_else(|| {
-                refused(false, &who, &format!("{action} needs a token with role = {}", role_list(roles)))
-            })?;
-        let mut ctx = Context::at(self.clock.now());
-        ctx.action = Some(action);
-        ctx.org = target_org;
-        ctx.role = Some(role.name());
-        let claims = evaluate(verified.first_party.iter().copied(), &ctx).map_err(|d| match d.kind {
-            DenialKind::Expired | DenialKind::NotYetValid => refused(true, &who, &d.to_string()),
-            _ => refused(false, &who, &d.to_string()),
-        })?;
-        if claims.org == Some(SYSTEM_ORG) {
-            // System tokens are unscoped by having no org caveat; `org = system`
-            // would otherwise reach global powers through the system org.
-            return Err(refused(false, &who, "`org = system` is not a valid operator scope"));
-        }
-        if target_org.is_none() && claims.org.is_some() {
-            return Err(refused(false, &who, &format!("{action} is not allowed to an org-scoped token")));
-        }
-        Ok(Caller { family: id.family, role, org_scope: claims.org.map(str::to_owned) })
+        let bearer = Arc::new(VerifiedBearer {
+            key_id: id.key_id,
+            family: id.family,
+            revocation_ids: verified.revocation_ids(),
+            role,
+            caveats: CompiledCaveats::compile(verified.first_party.iter().copied()),
+        });
+        self.bearers.insert(text, bearer.clone());
+        Ok(bearer)
     }
 }
 

@@ -15,6 +15,7 @@ use tally_token::{
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::{Caller, Role};
+use crate::bearers::Bearers;
 use crate::clock::{Clock, unix_ms};
 use crate::db;
 use crate::error::{Error, Result};
@@ -83,6 +84,8 @@ pub struct Authority {
     pub(crate) counters: crate::metrics::Counters,
     /// Recently minted or looked-up registry rows.
     pub(crate) registry: RegistryCache,
+    /// API tokens whose signatures verified.
+    pub(crate) bearers: Bearers,
     /// One permit per revocation stream being served.
     pub(crate) subscriber_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -91,6 +94,10 @@ pub struct Authority {
 /// database reads of the registry) are always remembered, at most twice this many; a row is 48
 /// bytes in its map, about 13 MB at most in all.
 const REGISTRY_GENERATION: usize = 100_000;
+
+/// API tokens whose verification is remembered (operators' and verifiers'
+/// tokens: a few in use at a time).
+const BEARERS_REMEMBERED: usize = 1024;
 
 impl std::fmt::Debug for dyn Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -247,6 +254,7 @@ impl Authority {
             settings,
             counters: Default::default(),
             registry: RegistryCache::new(REGISTRY_GENERATION),
+            bearers: Bearers::new(BEARERS_REMEMBERED),
             subscriber_slots,
         }))
     }

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod authority;
+mod bearers;
 mod clock;
 mod db;
 mod error;

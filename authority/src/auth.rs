@@ -92,9 +92,9 @@ impl Authority {
     ) -> Result<Caller, Refused> {
         let anonymous = |detail: &str| refused(true, "anonymous", detail);
         let text = bearer.ok_or_else(|| anonymous("missing bearer token"))?;
-        let bearer = match self.bearers.get(text) {
-            Some(seen) => seen,
-            None => self.verify_bearer(text)?,
+        let (bearer, seen) = match self.bearers.get(text) {
+            Some(remembered) => (remembered, true),
+            None => (self.verify_bearer(text)?, false),
         };
         let who = || bearer.family.to_hex();
         // Every call: the key may have been retired, the token revoked, since it was verified.
@@ -129,11 +129,17 @@ impl Authority {
         if target_org.is_none() && claims.org.is_some() {
             return Err(refused(false, &who(), &format!("{action} is not allowed to an org-scoped token")));
         }
-        Ok(Caller { family: bearer.family, role, org_scope: claims.org.map(str::to_owned) })
+        let caller = Caller { family: bearer.family, role, org_scope: claims.org.map(str::to_owned) };
+        // Only a token that was let in is remembered: a revoked, expired or
+        // out-of-scope one is verified again each time it is presented.
+        if !seen {
+            self.bearers.insert(text, bearer);
+        }
+        Ok(caller)
     }
 
-    /// Decodes and verifies a bearer not seen before; remembers it when it
-    /// is a token of the system org (anything else is refused).
+    /// Decodes and verifies a bearer not seen before; refuses it unless it
+    /// is a token of the system org.
     fn verify_bearer(&self, text: &str) -> Result<Arc<VerifiedBearer>, Refused> {
         let anonymous = |detail: &str| refused(true, "anonymous", detail);
         let decoded = DecodedBundle::decode(text, &self.limits).map_err(|_| anonymous("malformed bearer token"))?;
@@ -150,15 +156,13 @@ impl Authority {
             Ok(Predicate::Role(r)) => Some(r),
             _ => None,
         });
-        let bearer = Arc::new(VerifiedBearer {
+        Ok(Arc::new(VerifiedBearer {
             key_id: id.key_id,
             family: id.family,
             revocation_ids: verified.revocation_ids(),
             role,
             caveats: CompiledCaveats::compile(verified.first_party.iter().copied()),
-        });
-        self.bearers.insert(text, bearer.clone());
-        Ok(bearer)
+        }))
     }
 }
 

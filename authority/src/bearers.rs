@@ -7,9 +7,11 @@
 //! claim and parsed caveats. What can change is checked on every call by the
 //! caller ([`crate::auth`]): that the key is not retired, that no revocation
 //! id is revoked, and the caveats against the request and the time. A hit
-//! needs the whole text to be equal, not its hash. Tokens of other orgs are
-//! not remembered (they are refused anyway), so only holders of system tokens
-//! can fill it; when full it is emptied and fills again.
+//! needs the whole text to be equal, not its hash. Only tokens that were let
+//! in are remembered (system-org tokens, not revoked, within their caveats),
+//! so only holders of working API tokens can fill it. When full, one entry
+//! makes room for the next: a holder attenuating its token into endless
+//! distinct texts costs the others speed (a verification), never a refusal.
 //!
 //! The memo holds bearer texts, which are secrets: its `Debug` shows only how
 //! many it holds.
@@ -61,8 +63,10 @@ impl Bearers {
     /// Remembers that `text` verified.
     pub(crate) fn insert(&self, text: &str, verified: Arc<VerifiedBearer>) {
         let mut memo = self.inner.lock().expect("bearer memo lock");
-        if memo.len() >= self.capacity {
-            memo.clear();
+        if memo.len() >= self.capacity
+            && let Some(any) = memo.keys().next().cloned()
+        {
+            memo.remove(&any);
         }
         memo.insert(text.into(), verified);
     }
@@ -102,7 +106,7 @@ mod tests {
         let memo = Bearers::new(4);
         for i in 0..10u8 {
             memo.insert(&format!("secret-token-{i}"), verified(i));
-            assert!(memo.len() <= 4);
+            assert_eq!(memo.len(), usize::from(i + 1).min(4));
         }
         assert!(memo.get("secret-token-9").is_some(), "the last one inserted is held");
         let shown = format!("{memo:?}");

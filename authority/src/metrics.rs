@@ -156,7 +156,7 @@ impl Authority {
             &mut out,
             "tally_authority_registry_reads_total",
             "counter",
-            "Revoke-by-family look-ups that read the database (the family was minted before the remembered ones).",
+            "Revoke-by-family look-ups the memory of recent mints could not answer, each a database read (families minted long ago, or never).",
             load(&self.counters.registry_reads),
         );
         sample(
@@ -170,7 +170,7 @@ impl Authority {
             &mut out,
             "tally_authority_committed_changes_total",
             "counter",
-            "Changes (revocations, mints, audit rows, key changes) those commits carried; divided by commits, the mean group size.",
+            "Requests to the writer those commits carried (revocations, mints, audit rows, key changes; one that failed in its savepoint too); divided by commits, the mean group size.",
             load(&self.shared.committed_changes),
         );
         self.counters.rpc.render(

@@ -140,29 +140,36 @@ impl Writer {
 /// Takes `first` and whatever is queued behind it, up to [`MAX_BATCH`]. While
 /// that keeps growing, the writer yields to let the requests on their way
 /// (decoded, being authorized) reach the queue, and takes them too; it stops
-/// at the first yield that brings nothing, or after [`GATHER_YIELDS`] yields
-/// or [`GATHER_FOR`]. A lone change costs one yield (nothing else is
-/// running); under concurrent load one fsync carries several times more
-/// changes (the idea of PostgreSQL's `commit_delay` and `commit_siblings`,
-/// with the wait ending as soon as nothing more is coming).
+/// at the first yield that brings nothing, after [`GATHER_YIELDS`] yields, or
+/// once [`GATHER_FOR`] has passed (checked between yields). A lone change
+/// costs one yield (nothing else is running); under concurrent load one
+/// fsync carries several times more changes (the idea of PostgreSQL's
+/// `commit_delay` and `commit_siblings`, with the wait ending as soon as
+/// nothing more is coming). Nothing is taken after a `Close`: what was sent
+/// later stays queued and is refused when the writer stops.
 async fn gather(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
     let started = Instant::now();
+    let mut closing = matches!(first.change, Change::Close);
     let mut batch = vec![first];
-    for pass in 0..=GATHER_YIELDS {
+    let mut yields = 0;
+    loop {
         let before = batch.len();
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && !closing {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(op) => {
+                    closing = matches!(op.change, Change::Close);
+                    batch.push(op);
+                }
                 Err(_) => break,
             }
         }
-        let grew = batch.len() > before || pass == 0;
-        if !grew || batch.len() >= MAX_BATCH || started.elapsed() >= GATHER_FOR {
-            break;
+        let grew = batch.len() > before || yields == 0;
+        if !grew || closing || batch.len() >= MAX_BATCH || yields == GATHER_YIELDS || started.elapsed() >= GATHER_FOR {
+            return batch;
         }
+        yields += 1;
         tokio::task::yield_now().await;
     }
-    batch
 }
 
 struct Task {
@@ -627,4 +634,69 @@ async fn insert_audit(tx: &mut SqliteConnection, a: &AuditRow, now: i64) -> Resu
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(change: Change) -> Op {
+        let audit = AuditRow {
+            actor: "test".into(),
+            action: "test",
+            org: None,
+            target: None,
+            outcome: "ok",
+            detail: String::new(),
+        };
+        Op { change, audit, reply: None }
+    }
+
+    /// Sends `n` audit-only ops, yielding after each: callers reaching the
+    /// queue one after the other while the writer gathers.
+    fn trickle(tx: mpsc::Sender<Op>, n: usize) {
+        tokio::spawn(async move {
+            for _ in 0..n {
+                tx.send(op(Change::AuditOnly)).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn gathers_what_keeps_arriving() {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        trickle(tx, 10);
+        let first = rx.recv().await.unwrap();
+        // Taking only what was queued would commit the first one alone.
+        assert_eq!(gather(first, &mut rx).await.len(), 10);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_change_is_not_held_and_a_batch_is_bounded() {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        tx.send(op(Change::AuditOnly)).await.unwrap();
+        let first = rx.recv().await.unwrap();
+        assert_eq!(gather(first, &mut rx).await.len(), 1);
+        for _ in 0..MAX_BATCH + 10 {
+            tx.send(op(Change::AuditOnly)).await.unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        assert_eq!(gather(first, &mut rx).await.len(), MAX_BATCH);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(gather(first, &mut rx).await.len(), 10);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn nothing_is_taken_after_a_close() {
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        tx.send(op(Change::AuditOnly)).await.unwrap();
+        tx.send(op(Change::Close)).await.unwrap();
+        tx.send(op(Change::AuditOnly)).await.unwrap();
+        let first = rx.recv().await.unwrap();
+        let batch = gather(first, &mut rx).await;
+        assert_eq!(batch.len(), 2);
+        assert!(matches!(batch[1].change, Change::Close));
+        assert!(rx.try_recv().is_ok(), "the change sent after the close is still queued");
+    }
 }

@@ -59,3 +59,21 @@ async fn an_accepted_token_is_checked_again_on_every_call() {
     assert_code(c.mint(bearer(mint("acme"), &op)).await, Code::Unauthenticated);
     assert_code(c.mint(bearer(mint("acme"), &h.bootstrap)).await, Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn a_remembered_token_keeps_its_role_and_others_stay_refused() {
+    let h = Harness::start().await;
+    let mut c = h.client();
+    h.create_org("acme").await;
+    let t = h.mint("acme", &[]).await;
+    // A verifier token, let in for Verify, stays refused for Mint.
+    let verifier = h.system_token("verifier", &[]).await;
+    for _ in 0..2 {
+        c.verify(bearer(pb::VerifyRequest { bundle: t.token.clone() }, &verifier)).await.unwrap();
+        assert_code(c.mint(bearer(mint("acme"), &verifier)).await, Code::PermissionDenied);
+    }
+    // A token of another org is refused every time.
+    for _ in 0..2 {
+        assert_code(c.mint(bearer(mint("acme"), &t.token)).await, Code::PermissionDenied);
+    }
+}

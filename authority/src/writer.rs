@@ -663,28 +663,30 @@ mod tests {
         });
     }
 
+    /// The next batch the writer would commit.
+    async fn next_batch(rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
+        let first = rx.recv().await.unwrap();
+        gather(first, rx).await
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn gathers_what_keeps_arriving() {
         let (tx, mut rx) = mpsc::channel(QUEUE);
         trickle(tx, 10);
-        let first = rx.recv().await.unwrap();
         // Taking only what was queued would commit the first one alone.
-        assert_eq!(gather(first, &mut rx).await.len(), 10);
+        assert_eq!(next_batch(&mut rx).await.len(), 10);
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_lone_change_is_not_held_and_a_batch_is_bounded() {
         let (tx, mut rx) = mpsc::channel(QUEUE);
         tx.send(op(Change::AuditOnly)).await.unwrap();
-        let first = rx.recv().await.unwrap();
-        assert_eq!(gather(first, &mut rx).await.len(), 1);
+        assert_eq!(next_batch(&mut rx).await.len(), 1);
         for _ in 0..MAX_BATCH + 10 {
             tx.send(op(Change::AuditOnly)).await.unwrap();
         }
-        let first = rx.recv().await.unwrap();
-        assert_eq!(gather(first, &mut rx).await.len(), MAX_BATCH);
-        let first = rx.recv().await.unwrap();
-        assert_eq!(gather(first, &mut rx).await.len(), 10);
+        assert_eq!(next_batch(&mut rx).await.len(), MAX_BATCH);
+        assert_eq!(next_batch(&mut rx).await.len(), 10);
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -693,8 +695,7 @@ mod tests {
         tx.send(op(Change::AuditOnly)).await.unwrap();
         tx.send(op(Change::Close)).await.unwrap();
         tx.send(op(Change::AuditOnly)).await.unwrap();
-        let first = rx.recv().await.unwrap();
-        let batch = gather(first, &mut rx).await;
+        let batch = next_batch(&mut rx).await;
         assert_eq!(batch.len(), 2);
         assert!(matches!(batch[1].change, Change::Close));
         assert!(rx.try_recv().is_ok(), "the change sent after the close is still queued");

@@ -310,6 +310,12 @@ impl Authority {
         self.shared.catch_ups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Group commits the writer made, and the changes they carried.
+    pub fn commits(&self) -> (u64, u64) {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        (load(&self.shared.commits), load(&self.shared.committed_changes))
+    }
+
     /// Subscribers connected now.
     pub fn subscribers(&self) -> u64 {
         self.shared.subscribers.load(std::sync::atomic::Ordering::Relaxed)

@@ -159,19 +159,20 @@ impl Authority {
             "Revoke-by-family look-ups the memory of recent mints could not answer, each a database read (families minted long ago, or never).",
             load(&self.counters.registry_reads),
         );
+        let (commits, committed_changes) = self.commits();
         sample(
             &mut out,
             "tally_authority_commits_total",
             "counter",
             "Group commits of the single writer (one fsync each).",
-            load(&self.shared.commits),
+            commits,
         );
         sample(
             &mut out,
             "tally_authority_committed_changes_total",
             "counter",
             "Requests to the writer those commits carried (revocations, mints, audit rows, key changes; one that failed in its savepoint too); divided by commits, the mean group size.",
-            load(&self.shared.committed_changes),
+            committed_changes,
         );
         self.counters.rpc.render(
             &mut out,

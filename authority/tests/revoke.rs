@@ -115,13 +115,6 @@ async fn holder_revokes_an_org_scoped_operator_token() {
     assert_code(h.client().mint(bearer(req, &scoped)).await, Code::Unauthenticated);
 }
 
-/// A counter's value in the authority's metrics.
-fn counter(h: &Harness, name: &str) -> u64 {
-    let text = h.authority.render_metrics();
-    let line = text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).unwrap();
-    line[name.len()..].trim().parse().unwrap()
-}
-
 #[tokio::test]
 async fn concurrent_revocations_share_commits() {
     let h = Harness::start().await;
@@ -131,8 +124,7 @@ async fn concurrent_revocations_share_commits() {
     for _ in 0..N {
         families.push(h.mint("acme", &[]).await.family);
     }
-    let (commits, changes) =
-        (counter(&h, "tally_authority_commits_total"), counter(&h, "tally_authority_committed_changes_total"));
+    let (commits, changes) = h.authority.commits();
     let calls = families.into_iter().map(|family| {
         let mut c = h.client();
         let req = bearer(revoke(Target::Family(family)), &h.bootstrap);
@@ -144,8 +136,8 @@ async fn concurrent_revocations_share_commits() {
     }
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "each revocation its own seq, none lost");
-    let commits = counter(&h, "tally_authority_commits_total") - commits;
-    let changes = counter(&h, "tally_authority_committed_changes_total") - changes;
+    let (commits_after, changes_after) = h.authority.commits();
+    let (commits, changes) = (commits_after - commits, changes_after - changes);
     assert_eq!(changes, N as u64);
     // One fsync each would be N commits.
     assert!(commits <= (N / 4) as u64, "{N} concurrent revocations took {commits} commits");

@@ -240,6 +240,7 @@ impl Authority {
             subscribers: Default::default(),
             commits: Default::default(),
             committed_changes: Default::default(),
+            commit_duration: Default::default(),
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_proto::metrics_http::sample;
-use tally_proto::telemetry::RpcMetrics;
+use tally_proto::telemetry::{RpcMetrics, header};
 
 use crate::authority::Authority;
 
@@ -174,6 +174,13 @@ impl Authority {
             "Requests to the writer those commits carried (revocations, mints, audit rows, key changes; one that failed in its savepoint too); divided by commits, the mean group size.",
             committed_changes,
         );
+        let commit = "tally_authority_commit_duration_seconds";
+        header(
+            &mut out,
+            commit,
+            "Time the single writer takes for one group commit, from BEGIN to the end of COMMIT (its fsync included); failed commits too.",
+        );
+        self.shared.commit_duration.render(&mut out, commit, "");
         self.counters.rpc.render(
             &mut out,
             "tally_authority_rpc_duration_seconds",

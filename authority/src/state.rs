@@ -86,4 +86,6 @@ pub struct Shared {
     pub commits: std::sync::atomic::AtomicU64,
     /// Changes those commits carried (changes ÷ commits: the mean group size).
     pub committed_changes: std::sync::atomic::AtomicU64,
+    /// Time from BEGIN to the end of COMMIT (its fsync included) of each group commit.
+    pub commit_duration: tally_proto::telemetry::Histogram,
 }

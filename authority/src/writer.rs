@@ -218,6 +218,7 @@ impl Task {
         let mut results = Vec::with_capacity(batch.len());
         let mut effects = Vec::new();
         let now = self.clock.now_ms();
+        let began = Instant::now();
         let committed = async {
             let mut tx = self.conn.begin().await?;
             // Revocations, mints and audit rows cannot fail on their own: they
@@ -252,6 +253,7 @@ impl Task {
             Ok::<_, Error>(())
         }
         .await;
+        self.shared.commit_duration.record(began.elapsed());
 
         if let Err(e) = committed {
             tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());

@@ -143,4 +143,10 @@ async fn counters_and_histograms_move_by_what_the_workload_did() {
     // Histogram buckets are cumulative and end at the count.
     let mint = r#"tally_authority_rpc_duration_seconds_bucket{method="tally.v1.Authority/Mint",le="+Inf"}"#;
     assert_eq!(a1.get(mint), a1.get(r#"tally_authority_rpc_duration_seconds_count{method="tally.v1.Authority/Mint"}"#));
+    // Every group commit is timed (the mints and revokes above made some).
+    let commits = "tally_authority_commits_total";
+    assert!(a1.get(commits) > a0.get(commits), "no commits counted");
+    assert_eq!(a1.get("tally_authority_commit_duration_seconds_count"), a1.get(commits));
+    assert_eq!(a1.get(r#"tally_authority_commit_duration_seconds_bucket{le="+Inf"}"#), a1.get(commits));
+    assert!(a1.get("tally_authority_commit_duration_seconds_sum") > 0.0);
 }

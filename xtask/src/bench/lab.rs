@@ -183,6 +183,8 @@ impl Lab {
             commits: get("tally_authority_commits_total")?,
             changes: get("tally_authority_committed_changes_total")?,
             registry_reads: get("tally_authority_registry_reads_total")?,
+            commit_seconds: get("tally_authority_commit_duration_seconds_sum")?,
+            at: std::time::Instant::now(),
         })
     }
 
@@ -261,6 +263,10 @@ pub(crate) struct Writes {
     pub(crate) changes: f64,
     /// Revoke-by-family look-ups that read the database.
     pub(crate) registry_reads: f64,
+    /// Time spent in group commits (BEGIN to the end of COMMIT), seconds.
+    pub(crate) commit_seconds: f64,
+    /// When the counters were read.
+    pub(crate) at: std::time::Instant,
 }
 
 impl Writes {
@@ -268,5 +274,14 @@ impl Writes {
     pub(crate) fn changes_per_commit(&self, before: &Writes) -> Option<f64> {
         let commits = self.commits - before.commits;
         (commits > 0.0).then(|| (self.changes - before.changes) / commits)
+    }
+
+    /// Mean time per group commit since `before` (µs), and the share of the
+    /// wall time between the two readings the writer spent committing.
+    pub(crate) fn commit_time(&self, before: &Writes) -> Option<(f64, f64)> {
+        let commits = self.commits - before.commits;
+        let spent = self.commit_seconds - before.commit_seconds;
+        let wall = self.at.duration_since(before.at).as_secs_f64();
+        (commits > 0.0 && wall > 0.0).then(|| (spent / commits * 1e6, spent / wall))
     }
 }

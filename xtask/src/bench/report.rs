@@ -97,6 +97,9 @@ pub(crate) struct AuthorityRun {
     /// Mean changes per group commit of the authority over the run (warm-up
     /// included); `None` when it committed nothing.
     pub(crate) changes_per_commit: Option<f64>,
+    /// Mean time per group commit (µs, BEGIN to the end of COMMIT) and the
+    /// share of the run the writer spent committing; `None` when it committed nothing.
+    pub(crate) commit_time: Option<(f64, f64)>,
     /// Revoke-by-family look-ups over the run that the authority's memory of
     /// recent mints could not answer (each a database read).
     pub(crate) registry_reads: u64,
@@ -292,6 +295,20 @@ impl Report {
             .collect();
         if !groups.is_empty() {
             let _ = writeln!(s, "authority group commits, changes per commit: {}", groups.join(", "));
+        }
+        let commit_times: Vec<String> = self
+            .authority
+            .iter()
+            .filter_map(|a| {
+                a.commit_time.map(|(us, busy)| format!("{} × {} {us:.0} µs ({:.0} %)", a.rpc, a.callers, busy * 100.0))
+            })
+            .collect();
+        if !commit_times.is_empty() {
+            let _ = writeln!(
+                s,
+                "authority commit time, mean (share of the run spent committing): {}",
+                commit_times.join(", ")
+            );
         }
         let reads: Vec<String> = self
             .authority

@@ -50,6 +50,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
             let outcome = lab.saturate(&format!("authority-{rpc}-{callers}"), &spec).await?;
             let after = lab.writes().await?;
             let changes_per_commit = after.changes_per_commit(&before);
+            let commit_time = after.commit_time(&before);
             let registry_reads = (after.registry_reads - before.registry_reads) as u64;
             ensure!(outcome.ok > 0 && outcome.errors == 0, "authority {rpc}: {:?}", outcome.first_error);
             progress.done(&format!(
@@ -61,6 +62,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
                 callers,
                 outcome,
                 changes_per_commit,
+                commit_time,
                 registry_reads,
             });
         }

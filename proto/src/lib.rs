@@ -48,6 +48,7 @@ pub const ENVOY_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!
 
 mod error;
 pub mod metrics_http;
+pub mod runtime;
 
 pub use error::Error;
 

@@ -89,7 +89,7 @@ pub fn init(service: &'static str) -> Result<Telemetry, Error> {
     Ok(Telemetry { provider })
 }
 
-/// The `main` of a Tally daemon: a Tokio runtime, telemetry installed before
+/// The `main` of a Tally daemon: the services' runtime ([`crate::runtime`]), telemetry installed before
 /// `body` runs and flushed after it; an error (telemetry's or the body's,
 /// with its causes) goes to stderr after the binary's `name`, and the exit
 /// code says whether there was one.
@@ -98,7 +98,7 @@ where
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let runtime = crate::runtime::build().expect("tokio runtime");
     let _entered = runtime.enter();
     let telemetry = match init(name) {
         Ok(t) => t,

@@ -46,8 +46,8 @@ impl Verifier for Echo {
 pub(crate) fn run(args: EchoArgs) -> anyhow::Result<()> {
     let bytes = hex::decode(&args.response_hex).context("--response-hex")?;
     let response = pb::CheckResponse::decode(bytes.as_slice()).context("decoding --response-hex")?;
-    // The verifier's runtime: tokio's default multi-thread runtime.
-    let runtime = tokio::runtime::Runtime::new()?;
+    // The verifier's runtime.
+    let runtime = tally_proto::runtime::build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen).await?;
         println!("listening on {}", listener.local_addr()?);

@@ -178,7 +178,7 @@ impl Authority {
         header(
             &mut out,
             commit,
-            "Time the single writer takes for one group commit, from BEGIN to the end of COMMIT (its fsync included); failed commits too.",
+            "Time the single writer took for each group commit counted in tally_authority_commits_total, from BEGIN to the end of COMMIT (its fsync included).",
         );
         self.shared.commit_duration.render(&mut out, commit, "");
         self.counters.rpc.render(

@@ -86,6 +86,7 @@ pub struct Shared {
     pub commits: std::sync::atomic::AtomicU64,
     /// Changes those commits carried (changes ÷ commits: the mean group size).
     pub committed_changes: std::sync::atomic::AtomicU64,
-    /// Time from BEGIN to the end of COMMIT (its fsync included) of each group commit.
+    /// Time from BEGIN to the end of COMMIT (its fsync included) of each
+    /// group commit that succeeded (as counted in `commits`).
     pub commit_duration: tally_proto::telemetry::Histogram,
 }

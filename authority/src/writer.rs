@@ -253,7 +253,6 @@ impl Task {
             Ok::<_, Error>(())
         }
         .await;
-        self.shared.commit_duration.record(began.elapsed());
 
         if let Err(e) = committed {
             tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());
@@ -278,6 +277,7 @@ impl Task {
             }
             return;
         }
+        self.shared.commit_duration.record(began.elapsed());
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         self.shared.committed_changes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.publish(effects).await;

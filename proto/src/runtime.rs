@@ -7,19 +7,24 @@
 //! then runs at once and writes that one response: a batch of replies (the
 //! writer's group commit answers dozens of Revokes at once; a read of many
 //! pipelined Checks spawns as many handlers) leaves in one `writev` per
-//! response. Without it, woken tasks queue in order, the handlers of a batch
-//! all run first, and each connection writes their responses together. In
-//! the bench (`cargo xtask bench --only authority`, side by side) that took
-//! Verify × 64 from about 22k/s to 39k/s and Revoke × 64 from about 19k/s to
-//! 22k/s on one core, and the authority's `writev` calls from 0.7 to about
-//! 0.1 per Revoke. Oxide turns it off in all their services for another
-//! reason: a task in the LIFO slot cannot be stolen by an idle worker
-//! (latency spikes).
+//! response. Without it, woken tasks queue in order, so the handlers of a
+//! batch tend to run before their connection task, which then writes their
+//! responses together (on one worker always; with several, idle workers
+//! steal from the queue and the order is looser). On one core (the bench,
+//! `cargo xtask bench --only authority`, side by side) that took the
+//! authority's `writev` calls from 0.7 to about 0.1 per Revoke, and raised
+//! Verify × 64 and Revoke × 64 (figures in the README). Oxide turns the slot
+//! off in their services for another reason: a task in it cannot be stolen
+//! by an idle worker (latency spikes).
 //!
 //! Turning it off is an unstable tokio API: `.cargo/config.toml` builds the
-//! workspace with `--cfg tokio_unstable`. A build without that flag (a
-//! `RUSTFLAGS` of its own replaces the config's) keeps the LIFO slot and
-//! works, only slower.
+//! workspace with `--cfg tokio_unstable`, which opens every unstable tokio
+//! API (outside semver: a tokio upgrade may change this one). A build
+//! without the flag keeps the LIFO slot and works, only slower; the proto
+//! crate's build script warns when that happens. Cargo drops the config's
+//! flags when `RUSTFLAGS` or `CARGO_ENCODED_RUSTFLAGS` is set, when any
+//! `target.….rustflags` applies (also from `~/.cargo/config.toml`), and
+//! when building outside the workspace (`cargo install --git`).
 
 use tokio::runtime::{Builder, Runtime};
 
@@ -98,6 +103,9 @@ mod tests {
             order.lock().unwrap().clone()
         });
         let first = order.iter().position(|o| o == "connection").expect("connection ran");
-        assert_eq!(first, HANDLERS, "the connection task ran between the handlers: {order:?}");
+        assert_eq!(
+            first, HANDLERS,
+            "the connection task ran between the handlers (built without --cfg tokio_unstable?): {order:?}"
+        );
     }
 }

@@ -89,10 +89,10 @@ pub fn init(service: &'static str) -> Result<Telemetry, Error> {
     Ok(Telemetry { provider })
 }
 
-/// The `main` of a Tally daemon: the services' runtime ([`crate::runtime`]), telemetry installed before
-/// `body` runs and flushed after it; an error (telemetry's or the body's,
-/// with its causes) goes to stderr after the binary's `name`, and the exit
-/// code says whether there was one.
+/// The `main` of a Tally daemon: the services' runtime ([`crate::runtime`]),
+/// telemetry installed before `body` runs and flushed after it; an error
+/// (telemetry's or the body's, with its causes) goes to stderr after the
+/// binary's `name`, and the exit code says whether there was one.
 pub fn run_main<F, E>(name: &'static str, body: impl FnOnce() -> F) -> std::process::ExitCode
 where
     F: std::future::Future<Output = Result<(), E>>,

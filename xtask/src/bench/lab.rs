@@ -276,12 +276,22 @@ impl Writes {
         (commits > 0.0).then(|| (self.changes - before.changes) / commits)
     }
 
-    /// Mean time per group commit since `before` (µs), and the share of the
-    /// wall time between the two readings the writer spent committing.
-    pub(crate) fn commit_time(&self, before: &Writes) -> Option<(f64, f64)> {
+    /// Mean time per group commit since `before`, and the share of the wall
+    /// time between the two readings the writer spent committing.
+    pub(crate) fn commit_time(&self, before: &Writes) -> Option<CommitTime> {
         let commits = self.commits - before.commits;
         let spent = self.commit_seconds - before.commit_seconds;
         let wall = self.at.duration_since(before.at).as_secs_f64();
-        (commits > 0.0 && wall > 0.0).then(|| (spent / commits * 1e6, spent / wall))
+        (commits > 0.0 && wall > 0.0).then(|| CommitTime { mean_us: spent / commits * 1e6, busy_share: spent / wall })
     }
+}
+
+/// How long the authority's group commits took over a run.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub(crate) struct CommitTime {
+    /// Mean per commit, BEGIN to the end of COMMIT (µs).
+    pub(crate) mean_us: f64,
+    /// Share of the time between the readings (the load generator's start-up,
+    /// warm-up and run) the writer spent committing.
+    pub(crate) busy_share: f64,
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use anyhow::ensure;
 use serde::Serialize;
 
+use super::lab::CommitTime;
 use super::load::Outcome;
 
 /// The whole report.
@@ -97,9 +98,9 @@ pub(crate) struct AuthorityRun {
     /// Mean changes per group commit of the authority over the run (warm-up
     /// included); `None` when it committed nothing.
     pub(crate) changes_per_commit: Option<f64>,
-    /// Mean time per group commit (µs, BEGIN to the end of COMMIT) and the
-    /// share of the run the writer spent committing; `None` when it committed nothing.
-    pub(crate) commit_time: Option<(f64, f64)>,
+    /// Mean time per group commit and the share of the run the writer spent
+    /// committing (warm-up included); `None` when it committed nothing.
+    pub(crate) commit_time: Option<CommitTime>,
     /// Revoke-by-family look-ups over the run that the authority's memory of
     /// recent mints could not answer (each a database read).
     pub(crate) registry_reads: u64,
@@ -300,7 +301,8 @@ impl Report {
             .authority
             .iter()
             .filter_map(|a| {
-                a.commit_time.map(|(us, busy)| format!("{} × {} {us:.0} µs ({:.0} %)", a.rpc, a.callers, busy * 100.0))
+                a.commit_time
+                    .map(|t| format!("{} × {} {:.0} µs ({:.0} %)", a.rpc, a.callers, t.mean_us, t.busy_share * 100.0))
             })
             .collect();
         if !commit_times.is_empty() {

@@ -289,38 +289,26 @@ impl Report {
              srv/cli µs/r: CPU per request of the servers / the load generator at saturation, srv%/cli%: their share of one CPU;\n \
              †: the run used up its prepared requests before the end, throughput is over the shorter window)\n"
         );
-        let groups: Vec<String> = self
-            .authority
-            .iter()
-            .filter_map(|a| a.changes_per_commit.map(|g| format!("{} × {} {g:.1}", a.rpc, a.callers)))
-            .collect();
-        if !groups.is_empty() {
-            let _ = writeln!(s, "authority group commits, changes per commit: {}", groups.join(", "));
-        }
-        let commit_times: Vec<String> = self
-            .authority
-            .iter()
-            .filter_map(|a| {
-                a.commit_time
-                    .map(|t| format!("{} × {} {:.0} µs ({:.0} %)", a.rpc, a.callers, t.mean_us, t.busy_share * 100.0))
-            })
-            .collect();
-        if !commit_times.is_empty() {
-            let _ = writeln!(
-                s,
-                "authority commit time, mean (share of the run spent committing): {}",
-                commit_times.join(", ")
-            );
-        }
-        let reads: Vec<String> = self
-            .authority
-            .iter()
-            .filter(|a| a.rpc == "Revoke")
-            .map(|a| format!("Revoke × {} {}", a.callers, a.registry_reads))
-            .collect();
-        if !reads.is_empty() {
-            let _ = writeln!(s, "registry look-ups that read the database: {}", reads.join(", "));
-        }
+        // One line per authority figure: each run that has it, as "Rpc × callers value".
+        let per_run = |s: &mut String, label: &str, value: &dyn Fn(&AuthorityRun) -> Option<String>| {
+            let runs: Vec<String> = self
+                .authority
+                .iter()
+                .filter_map(|a| value(a).map(|v| format!("{} × {} {v}", a.rpc, a.callers)))
+                .collect();
+            if !runs.is_empty() {
+                let _ = writeln!(s, "{label}: {}", runs.join(", "));
+            }
+        };
+        per_run(&mut s, "authority group commits, changes per commit", &|a| {
+            a.changes_per_commit.map(|g| format!("{g:.1}"))
+        });
+        per_run(&mut s, "authority commit time, mean (share of the run spent committing)", &|a| {
+            a.commit_time.map(|t| format!("{:.0} µs ({:.0} %)", t.mean_us, t.busy_share * 100.0))
+        });
+        per_run(&mut s, "registry look-ups that read the database", &|a| {
+            (a.rpc == "Revoke").then(|| a.registry_reads.to_string())
+        });
         if let Some(x) = &self.mix {
             let _ = writeln!(
                 s,

@@ -1,10 +1,14 @@
 //! The single writer: the one task that writes to SQLite. Requests queue on a
-//! channel; the writer takes everything queued (up to a batch limit), applies
-//! each in its own savepoint inside one transaction, and commits once: one
-//! fsync for the whole group (group commit). Only after the commit does it
-//! update the in-memory state, publish revocations to subscribers, and answer
-//! the callers, so a revocation is durable before `Revoke` returns and before
-//! it is streamed.
+//! channel; the writer takes everything queued (up to a batch limit) and
+//! commits it as one transaction: one fsync for the whole group (group
+//! commit). Revocations, mints and audit rows cannot fail on their own and are
+//! written with one multi-row INSERT per table, sent with BEGIN and COMMIT as
+//! one statement list (one round trip to the connection's thread); any other
+//! change gets its own savepoint, so its failure spares the rest. Only after
+//! the commit does it update the in-memory state, publish revocations to
+//! subscribers, and answer the callers, so a revocation is durable before
+//! `Revoke` returns and before it is streamed. A batch whose write fails is
+//! rolled back whole and its callers get `UNAVAILABLE`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -220,42 +224,51 @@ impl Task {
         let now = self.clock.now_ms();
         let began = Instant::now();
         let committed = async {
-            let mut tx = self.conn.begin().await?;
             // Revocations, mints and audit rows cannot fail on their own: they
-            // are staged and written with one multi-row INSERT per table.
-            // Everything else gets a savepoint so one failure spares the rest.
+            // are staged and written at the end with one multi-row INSERT per
+            // table. Everything else gets a savepoint so one failure spares the
+            // rest; only then is the transaction opened on its own.
+            let conn = &mut self.conn;
+            let mut open = false;
             let mut staged = Staged::default();
             for op in &batch {
                 if let Some(outcome) = stage(&mut staged, &mut self.head, op, &mut effects) {
                     results.push(Ok(outcome));
                     continue;
                 }
-                sqlx::query("SAVEPOINT op").execute(&mut *tx).await?;
+                if !open {
+                    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                    open = true;
+                }
+                sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
                 let before = self.head;
                 let mut op_effects = Vec::new();
-                let r = apply(&mut tx, &mut self.head, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
+                let r = apply(conn, &mut self.head, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
                 match r {
                     Ok(outcome) => {
-                        sqlx::query("RELEASE op").execute(&mut *tx).await?;
+                        sqlx::query("RELEASE op").execute(&mut *conn).await?;
                         effects.append(&mut op_effects);
                         results.push(Ok(outcome));
                     }
                     Err(e) => {
-                        sqlx::query("ROLLBACK TO op").execute(&mut *tx).await?;
-                        sqlx::query("RELEASE op").execute(&mut *tx).await?;
+                        sqlx::query("ROLLBACK TO op").execute(&mut *conn).await?;
+                        sqlx::query("RELEASE op").execute(&mut *conn).await?;
                         self.head = before;
                         results.push(Err(e));
                     }
                 }
             }
-            staged.write(&mut tx, now).await?;
-            tx.commit().await?;
-            Ok::<_, Error>(())
+            staged.commit(conn, open, now).await
         }
         .await;
 
         if let Err(e) = committed {
             tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());
+            // Whatever part of the transaction is still open is undone (an
+            // error if none is: nothing to undo then).
+            if let Err(e) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+                tracing::debug!(error = %e, "rollback after a failed commit");
+            }
             // A failed COMMIT may still have reached the disk: trust the database,
             // not the batch's bookkeeping, so no seq is ever handed out twice.
             self.head = match crate::db::load_head(&mut self.conn).await {
@@ -372,52 +385,52 @@ fn stage<'a>(staged: &mut Staged<'a>, head: &mut LogHead, op: &'a Op, effects: &
 }
 
 impl Staged<'_> {
-    async fn write(&self, tx: &mut SqliteConnection, now: i64) -> Result<()> {
+    /// Writes the staged rows and commits: one statement list, so one round
+    /// trip to the connection's thread for the whole batch. `open`: the
+    /// transaction was already begun (by a change that needed a savepoint).
+    async fn commit(&self, conn: &mut SqliteConnection, open: bool, now: i64) -> Result<()> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if open { "" } else { "BEGIN IMMEDIATE; " });
         for chunk in self.revocations.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) ",
-            );
+            q.push("INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) ");
             q.push_values(chunk, |mut b, (audit, e)| {
                 b.push_bind(e.seq as i64)
                     .push_bind(e.target.kind())
                     .push_bind(e.target.bytes())
-                    .push_bind(e.digest.to_vec())
-                    .push_bind(audit.detail.clone())
-                    .push_bind(audit.actor.clone())
+                    .push_bind(e.digest.as_slice())
+                    .push_bind(audit.detail.as_str())
+                    .push_bind(audit.actor.as_str())
                     .push_bind(now)
                     .push_bind(e.expires_at);
             });
-            q.build().execute(&mut *tx).await?;
+            q.push("; ");
         }
         for chunk in self.tokens.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at) ",
-            );
+            q.push("INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at) ");
             q.push_values(chunk, |mut b, row| {
-                b.push_bind(row.family.to_vec())
-                    .push_bind(row.org.clone())
+                b.push_bind(row.family.as_slice())
+                    .push_bind(row.org.as_str())
                     .push_bind(row.key_id.0 as i64)
-                    .push_bind(row.subject.clone())
+                    .push_bind(row.subject.as_deref())
                     .push_bind(now)
                     .push_bind(row.expires_at);
             });
-            q.build().execute(&mut *tx).await?;
+            q.push("; ");
         }
         for chunk in self.audit.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit (at, actor, action, org, target, outcome, detail) ",
-            );
+            q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
             q.push_values(chunk, |mut b, a| {
                 b.push_bind(now)
-                    .push_bind(a.actor.clone())
+                    .push_bind(a.actor.as_str())
                     .push_bind(a.action)
-                    .push_bind(a.org.clone())
-                    .push_bind(a.target.clone())
+                    .push_bind(a.org.as_deref())
+                    .push_bind(a.target.as_deref())
                     .push_bind(a.outcome)
-                    .push_bind(a.detail.clone());
+                    .push_bind(a.detail.as_str());
             });
-            q.build().execute(&mut *tx).await?;
+            q.push("; ");
         }
+        q.push("COMMIT");
+        q.build().execute(conn).await?;
         Ok(())
     }
 }

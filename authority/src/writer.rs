@@ -1,10 +1,11 @@
 //! The single writer: the one task that writes to SQLite. Requests queue on a
 //! channel; the writer takes everything queued (up to a batch limit) and
 //! commits it as one transaction: one fsync for the whole group (group
-//! commit). Revocations, mints and audit rows cannot fail on their own and are
-//! written with one multi-row INSERT per table, sent with BEGIN and COMMIT as
-//! one statement list (one round trip to the connection's thread); any other
-//! change gets its own savepoint, so its failure spares the rest. Only after
+//! commit). Revocations, mints and audit rows have nothing to check that can
+//! fail one alone: they are written with one multi-row INSERT per table, sent
+//! with COMMIT (and BEGIN, when nothing else is in the batch) as one statement
+//! list, one round trip to the connection's thread; any other change gets its
+//! own savepoint first, so its failure spares the rest. Only after
 //! the commit does it update the in-memory state, publish revocations to
 //! subscribers, and answer the callers, so a revocation is durable before
 //! `Revoke` returns and before it is streamed. A batch whose write fails is
@@ -224,7 +225,7 @@ impl Task {
         let now = self.clock.now_ms();
         let began = Instant::now();
         let committed = async {
-            // Revocations, mints and audit rows cannot fail on their own: they
+            // Revocations, mints and audit rows have nothing that fails alone: they
             // are staged and written at the end with one multi-row INSERT per
             // table. Everything else gets a savepoint so one failure spares the
             // rest; only then is the transaction opened on its own.
@@ -243,7 +244,10 @@ impl Task {
                 sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
                 let before = self.head;
                 let mut op_effects = Vec::new();
-                let r = apply(conn, &mut self.head, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
+                // Seqs staged earlier in this batch are not in the table yet.
+                let unwritten = staged.revocations.first().map(|(_, e)| e.seq);
+                let r =
+                    apply(conn, &mut self.head, unwritten, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
                 match r {
                     Ok(outcome) => {
                         sqlx::query("RELEASE op").execute(&mut *conn).await?;
@@ -264,14 +268,23 @@ impl Task {
 
         if let Err(e) = committed {
             tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());
-            // Whatever part of the transaction is still open is undone (an
-            // error if none is: nothing to undo then).
-            if let Err(e) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
-                tracing::debug!(error = %e, "rollback after a failed commit");
-            }
+            // Whatever part of the transaction is still open is undone. With
+            // none open (BEGIN failed, or SQLite rolled back already) there is
+            // nothing to undo; any other failure leaves the transaction open,
+            // so its COMMIT did not happen and the connection's view (which
+            // includes the uncommitted rows) must not be trusted below.
+            let still_open = match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+                Ok(_) => false,
+                Err(e) if e.to_string().contains("no transaction is active") => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "rollback after a failed commit failed");
+                    true
+                }
+            };
             // A failed COMMIT may still have reached the disk: trust the database,
             // not the batch's bookkeeping, so no seq is ever handed out twice.
-            self.head = match crate::db::load_head(&mut self.conn).await {
+            let stored = if still_open { Ok(start) } else { crate::db::load_head(&mut self.conn).await };
+            self.head = match stored {
                 Ok(stored) if stored != start => {
                     tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
                     match crate::db::load_revoked(&mut self.conn).await {
@@ -448,6 +461,7 @@ fn next_event(head: &mut LogHead, target: Target, expires_at: Option<i64>) -> Lo
 async fn apply(
     tx: &mut SqliteConnection,
     head: &mut LogHead,
+    unwritten: Option<u64>,
     kek: &Kek,
     clock: &dyn Clock,
     op: &Op,
@@ -509,7 +523,7 @@ async fn apply(
         // Staged by `stage()` and written in bulk; they never reach here.
         Change::Revoke(_) | Change::Mint(_) | Change::AuditOnly => return Ok(outcome),
         Change::Prune => {
-            outcome.pruned = prune(tx, head, now, effects).await?;
+            outcome.pruned = prune(tx, head, unwritten, now, effects).await?;
         }
         Change::Close => return Ok(outcome),
     }
@@ -605,8 +619,15 @@ async fn append(
 }
 
 /// Removes the oldest entries whose targets have expired, up to (never
-/// including) the first one still needed and never the newest.
-async fn prune(tx: &mut SqliteConnection, head: &mut LogHead, now: i64, effects: &mut Vec<Effect>) -> Result<u64> {
+/// including) the first one still needed and never the newest, nor any from
+/// `unwritten` on (seqs assigned in this batch, their rows not written yet).
+async fn prune(
+    tx: &mut SqliteConnection,
+    head: &mut LogHead,
+    unwritten: Option<u64>,
+    now: i64,
+    effects: &mut Vec<Effect>,
+) -> Result<u64> {
     if head.seq == 0 {
         return Ok(0);
     }
@@ -617,7 +638,7 @@ async fn prune(tx: &mut SqliteConnection, head: &mut LogHead, now: i64, effects:
             .bind(now - PRUNE_GRACE_MS)
             .fetch_one(&mut *tx)
             .await?;
-    let boundary = needed.map_or(head.seq, |s| (s as u64).min(head.seq));
+    let boundary = needed.map_or(head.seq, |s| (s as u64).min(head.seq)).min(unwritten.unwrap_or(u64::MAX));
     if boundary <= head.retained_from {
         return Ok(0);
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{FakeClock, Harness, bearer, fast_settings};
-use tally_authority::Settings;
+use tally_authority::{RevokeTarget, Settings};
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
 use tally_proto::v1::subscribe_event::Event;
@@ -163,6 +163,39 @@ async fn reset_on_seq_older_than_retained() {
     // A subscriber right at the retention edge resumes without a reset.
     let mut s = subscribe(&h, 3, &epoch, &all[2].digest).await;
     assert_eq!(until_head(&mut s, 4).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_prune_keeps_the_revocations_committed_with_it() {
+    let clock = FakeClock::new();
+    let h = Harness::start_with_clock(fast_settings(), Arc::new(clock.clone())).await;
+    h.create_org("acme").await;
+    // seq 1: a short-lived token's revocation, all expired once the clock moves.
+    let req = pb::MintRequest { org: "acme".into(), ttl_seconds: 60, ..Default::default() };
+    let token = h.client().mint(bearer(req, &h.bootstrap)).await.unwrap().into_inner().token;
+    let req = pb::RevokeRequest { target: Some(Target::Token(token)), reason: String::new() };
+    h.client().revoke(bearer(req, &h.bootstrap)).await.unwrap();
+    let first = until_head(&mut subscribe(&h, 0, "", &[]).await, 1).await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let (b, c) = (h.mint("acme", &[]).await.family, h.mint("acme", &[]).await.family);
+
+    // Two revocations and a prune queued together (the writer runs only once
+    // this task waits), so they commit as one batch.
+    let (commits, _) = h.authority.commits();
+    let a = &h.authority;
+    let (seq_b, seq_c, pruned) = tokio::join!(
+        a.revoke(Some(&h.bootstrap), RevokeTarget::Family(b), "test"),
+        a.revoke(Some(&h.bootstrap), RevokeTarget::Family(c), "test"),
+        a.prune(),
+    );
+    assert_eq!(h.authority.commits().0 - commits, 1, "one batch");
+    assert_eq!((seq_b.unwrap(), seq_c.unwrap(), pruned.unwrap()), (2, 3, 1));
+    // Seq 2 is kept, so it is retained: a subscriber that applied seq 1
+    // resumes with 2 and 3, without a reset.
+    assert_eq!(h.authority.head().retained_from, 2);
+    let epoch = h.authority.epoch().to_owned();
+    let mut s = subscribe(&h, 1, &epoch, &first[0].digest).await;
+    assert_eq!(until_head(&mut s, 3).await.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

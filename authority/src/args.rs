@@ -55,6 +55,9 @@ pub(crate) struct ServeArgs {
     /// Deadline of each call (Subscribe: until its stream starts); DEADLINE_EXCEEDED past it.
     #[arg(long, env = "TALLY_AUTHORITY_RPC_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub(crate) rpc_timeout: Duration,
+    /// Interval of HTTP/2 pings to each client; a connection that leaves one unanswered as long again is closed.
+    #[arg(long, env = "TALLY_AUTHORITY_HTTP2_KEEPALIVE", default_value = "20s", value_parser = positive_duration)]
+    pub(crate) http2_keepalive: Duration,
     /// Revocation streams served at once; a Subscribe beyond is refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "TALLY_AUTHORITY_MAX_SUBSCRIBERS", default_value_t = DEFAULT_MAX_SUBSCRIBERS, value_parser = at_least_one)]
     pub(crate) max_subscribers: usize,

@@ -32,6 +32,6 @@ pub use grpc::AuthorityService;
 pub use kek::Kek;
 pub use limits::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RPC_TIMEOUT, Limits};
 pub use log::{LogEvent, Target, next_digest};
-pub use server::{ServeOptions, serve, serve_with};
+pub use server::{DEFAULT_KEEPALIVE, ServeOptions, serve, serve_with};
 pub use state::LogHead;
 pub use stream::{Position, StreamEvent};

@@ -27,8 +27,8 @@ struct Cli {
 enum Command {
     /// Create a new database and print one bootstrap operator token.
     Init(args::InitArgs),
-    /// Serve the authority API.
-    Serve(args::ServeArgs),
+    /// Serve the authority API (boxed: far larger than `Init`'s arguments).
+    Serve(Box<args::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -83,8 +83,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     async move { stop.cancelled().await },
                 ));
             }
-            let options =
-                ServeOptions { tls, limits: Limits { max_in_flight: a.max_in_flight, rpc_timeout: a.rpc_timeout } };
+            let options = ServeOptions {
+                tls,
+                limits: Limits { max_in_flight: a.max_in_flight, rpc_timeout: a.rpc_timeout },
+                keepalive: a.http2_keepalive,
+            };
             tally_authority::serve_with(listener, authority.clone(), Some(a.prune_interval.into()), options, shutdown)
                 .await?;
             authority.close().await?;

@@ -23,13 +23,27 @@ use crate::limits::{LimitLayer, Limits};
 /// Largest request message accepted.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
+/// Default interval of HTTP/2 keep-alive pings to clients.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
+
 /// How to serve, beyond the listener.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// TLS (and client certificates, when it has a client CA); plain HTTP/2 when `None`.
     pub tls: Option<ServerTls>,
     /// In-flight cap and per-RPC deadline.
     pub limits: Limits,
+    /// Interval of HTTP/2 pings to each client; a connection whose ping is
+    /// not answered within the same time again is closed. A subscriber whose
+    /// path died silently (no FIN, no RST) would otherwise hold its stream and
+    /// its subscriber slot for as long as TCP accepts the heartbeats.
+    pub keepalive: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { tls: None, limits: Limits::default(), keepalive: DEFAULT_KEEPALIVE }
+    }
 }
 
 /// Serves in plain HTTP/2 with the default limits until `shutdown` fires, then drains.
@@ -94,6 +108,8 @@ pub async fn serve_with(
     };
     // Outermost first: every request is timed and traced, shed ones too.
     let router = Server::builder()
+        .http2_keepalive_interval(Some(options.keepalive))
+        .http2_keepalive_timeout(Some(options.keepalive))
         .layer(RpcLayer::new(authority.rpc_metrics()))
         .layer(LimitLayer::new(options.limits, authority.clone()))
         .add_service(health_service)

@@ -3,16 +3,19 @@
 //! the per-RPC deadline gets DEADLINE_EXCEEDED while a stream outlives that
 //! deadline; Subscribe past the subscriber cap is refused with
 //! RESOURCE_EXHAUSTED while the admitted streams go on; a verifier refused
-//! at the cap takes the slot when it frees. Slots are held by calls whose
-//! request body never ends (`raw::call_stalled`), so the assertions count
-//! statuses and never depend on how fast anything runs.
+//! at the cap takes the slot when it frees; a stream whose path died silently
+//! (a black-holing proxy) gives its slot back once an HTTP/2 keep-alive ping
+//! goes unanswered. In-flight slots are held by calls whose request body
+//! never ends (`raw::call_stalled`), so the assertions count statuses and
+//! never depend on how fast anything runs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tally_proto::v1::{ListOrgsRequest, MintRequest, SubscribeRequest, VerifyRequest};
 use tally_tests::{
-    Authority, AuthorityOptions, DEADLINE, Verifier, VerifierOptions, bearer, eventually, metric, raw, scrape,
+    Authority, AuthorityOptions, DEADLINE, Mode, Proxy, Verifier, VerifierOptions, bearer, eventually, metric, raw,
+    scrape,
 };
 use tokio::task::JoinSet;
 use tonic::{Code, Status};
@@ -192,4 +195,30 @@ async fn a_verifier_refused_at_the_cap_takes_the_slot_when_it_frees() {
 
     eu.kill_9();
     us.wait_synced().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_whose_path_died_silently_frees_its_slot() {
+    let a = authority(&["--max-subscribers", "1", "--http2-keepalive", "500ms"], Duration::from_millis(100)).await;
+    let verifier_token = a.system_token("verifier", &[]).await;
+    let subscribe = |url: String| {
+        let req = bearer(SubscribeRequest::default(), &verifier_token);
+        async move {
+            let mut c =
+                tally_proto::v1::authority_client::AuthorityClient::connect(url).await.map_err(|e| e.to_string())?;
+            c.subscribe(req).await.map(tonic::Response::into_inner).map_err(|s| format!("{s:?}"))
+        }
+    };
+    // The only slot, taken through a proxy.
+    let proxy = Proxy::start(a.addr()).await;
+    let mut held = subscribe(proxy.url()).await.unwrap();
+    assert!(matches!(held.message().await, Ok(Some(_))));
+    let refused = subscribe(a.url()).await.unwrap_err();
+    assert!(refused.contains("ResourceExhausted"), "{refused}");
+
+    // The path dies without a FIN or RST. The heartbeats still leave (the
+    // proxy swallows them), so only the unanswered pings show it is dead.
+    proxy.set(Mode::BlackHole);
+    let mut next = eventually(DEADLINE, || subscribe(a.url())).await;
+    assert!(matches!(next.message().await, Ok(Some(_))));
 }

@@ -55,8 +55,9 @@ pub(crate) struct ServeArgs {
     /// Deadline of each call (Subscribe: until its stream starts); DEADLINE_EXCEEDED past it.
     #[arg(long, env = "TALLY_AUTHORITY_RPC_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub(crate) rpc_timeout: Duration,
-    /// Interval of HTTP/2 pings to each client; a connection that leaves one unanswered as long again is closed.
-    #[arg(long, env = "TALLY_AUTHORITY_HTTP2_KEEPALIVE", default_value = "20s", value_parser = positive_duration)]
+    /// Silence on a connection after which the authority pings the client (HTTP/2); a connection that leaves
+    /// the ping unanswered as long again is closed. 100ms to 1h.
+    #[arg(long, env = "TALLY_AUTHORITY_HTTP2_KEEPALIVE", default_value = "20s", value_parser = keepalive)]
     pub(crate) http2_keepalive: Duration,
     /// Revocation streams served at once; a Subscribe beyond is refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "TALLY_AUTHORITY_MAX_SUBSCRIBERS", default_value_t = DEFAULT_MAX_SUBSCRIBERS, value_parser = at_least_one)]
@@ -79,6 +80,18 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A keep-alive interval: short enough never to overflow a deadline, long
+/// enough for a pong to come back (it is also the ping's timeout).
+fn keepalive(s: &str) -> Result<Duration, String> {
+    const SHORTEST: Duration = Duration::from_millis(100);
+    const LONGEST: Duration = Duration::from_secs(3600);
+    match humantime::parse_duration(s) {
+        Ok(d) if (SHORTEST..=LONGEST).contains(&d) => Ok(d),
+        Ok(_) => Err("must be between 100ms and 1h".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Cancels `token` on SIGINT or SIGTERM.
 pub(crate) async fn cancel_on_signal(token: CancellationToken) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -87,4 +100,23 @@ pub(crate) async fn cancel_on_signal(token: CancellationToken) {
         _ = term.recv() => {}
     }
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_bounded_and_defaults_to_the_library_default() {
+        use clap::Args;
+        let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == "http2_keepalive").expect("the flag");
+        let default = arg.get_default_values()[0].to_str().expect("utf-8");
+        assert_eq!(keepalive(default), Ok(tally_authority::DEFAULT_KEEPALIVE));
+        assert_eq!(keepalive("100ms"), Ok(Duration::from_millis(100)));
+        assert!(keepalive("1ns").is_err());
+        assert!(keepalive("2h").is_err());
+        assert!(keepalive("500000000000years").is_err());
+        assert!(keepalive("soon").is_err());
+    }
 }

@@ -33,10 +33,12 @@ pub struct ServeOptions {
     pub tls: Option<ServerTls>,
     /// In-flight cap and per-RPC deadline.
     pub limits: Limits,
-    /// Interval of HTTP/2 pings to each client; a connection whose ping is
-    /// not answered within the same time again is closed. A subscriber whose
-    /// path died silently (no FIN, no RST) would otherwise hold its stream and
-    /// its subscriber slot for as long as TCP accepts the heartbeats.
+    /// Silence on a connection (nothing read from the client) after which it
+    /// is pinged over HTTP/2; a ping not answered within the same time again
+    /// closes the connection. A subscriber whose path died silently (no FIN,
+    /// no RST) would otherwise hold its stream and its subscriber slot for as
+    /// long as TCP accepts the heartbeats; with this it is gone within about
+    /// twice the interval.
     pub keepalive: Duration,
 }
 

@@ -199,7 +199,7 @@ async fn a_verifier_refused_at_the_cap_takes_the_slot_when_it_frees() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_whose_path_died_silently_frees_its_slot() {
-    let a = authority(&["--max-subscribers", "1", "--http2-keepalive", "500ms"], Duration::from_millis(100)).await;
+    let a = authority(&["--max-subscribers", "1", "--http2-keepalive", "1s"], Duration::from_millis(100)).await;
     let verifier_token = a.system_token("verifier", &[]).await;
     let subscribe = |url: String| {
         let req = bearer(SubscribeRequest::default(), &verifier_token);
@@ -212,7 +212,8 @@ async fn a_subscriber_whose_path_died_silently_frees_its_slot() {
     // The only slot, taken through a proxy.
     let proxy = Proxy::start(a.addr()).await;
     let mut held = subscribe(proxy.url()).await.unwrap();
-    assert!(matches!(held.message().await, Ok(Some(_))));
+    let first = tokio::time::timeout(DEADLINE, held.message()).await.expect("the held stream starts");
+    assert!(matches!(first, Ok(Some(_))), "{first:?}");
     let refused = subscribe(a.url()).await.unwrap_err();
     assert!(refused.contains("ResourceExhausted"), "{refused}");
 
@@ -220,5 +221,6 @@ async fn a_subscriber_whose_path_died_silently_frees_its_slot() {
     // proxy swallows them), so only the unanswered pings show it is dead.
     proxy.set(Mode::BlackHole);
     let mut next = eventually(DEADLINE, || subscribe(a.url())).await;
-    assert!(matches!(next.message().await, Ok(Some(_))));
+    let first = tokio::time::timeout(DEADLINE, next.message()).await.expect("the new stream starts");
+    assert!(matches!(first, Ok(Some(_))), "{first:?}");
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tally_authority::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SUBSCRIBERS};
+use tally_authority::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_REGISTRY_REMEMBERED};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
@@ -62,12 +62,27 @@ pub(crate) struct ServeArgs {
     /// Revocation streams served at once; a Subscribe beyond is refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "TALLY_AUTHORITY_MAX_SUBSCRIBERS", default_value_t = DEFAULT_MAX_SUBSCRIBERS, value_parser = at_least_one)]
     pub(crate) max_subscribers: usize,
+    /// Registry rows kept in memory: revoking one of the last this many mints by family id reads no database.
+    /// Memory: up to about 13 MB per 100,000. 1 to 10,000,000.
+    #[arg(long, env = "TALLY_AUTHORITY_REGISTRY_REMEMBERED", default_value_t = DEFAULT_REGISTRY_REMEMBERED, value_parser = registry_rows)]
+    pub(crate) registry_remembered: usize,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A registry memory size: at least one row, and a bound a typo cannot pass
+/// (ten million rows is about 1.3 GB at most).
+fn registry_rows(s: &str) -> Result<usize, String> {
+    const MOST: usize = 10_000_000;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MOST).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be between 1 and {MOST}")),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -118,5 +133,20 @@ mod tests {
         assert!(keepalive("2h").is_err());
         assert!(keepalive("500000000000years").is_err());
         assert!(keepalive("soon").is_err());
+    }
+
+    #[test]
+    fn registry_memory_is_bounded_and_defaults_to_the_library_default() {
+        use clap::Args;
+        let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == "registry_remembered").expect("the flag");
+        let default = arg.get_default_values()[0].to_str().expect("utf-8");
+        assert_eq!(registry_rows(default), Ok(tally_authority::DEFAULT_REGISTRY_REMEMBERED));
+        assert_eq!(registry_rows("1"), Ok(1));
+        assert_eq!(registry_rows("10000000"), Ok(10_000_000));
+        assert!(registry_rows("0").is_err());
+        assert!(registry_rows("10000001").is_err());
+        assert!(registry_rows("-5").is_err());
+        assert!(registry_rows("lots").is_err());
     }
 }

@@ -32,6 +32,8 @@ pub const SYSTEM_ORG: &str = "system";
 const FANOUT_BUFFER: usize = 4096;
 /// Revocation streams served at once; more are refused (RESOURCE_EXHAUSTED).
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
+/// Registry rows remembered by default (see [`Settings::registry_remembered`]).
+pub const DEFAULT_REGISTRY_REMEMBERED: usize = 100_000;
 /// Longest free-text revocation reason.
 const MAX_REASON: usize = 256;
 /// Most caveats a Mint request may add.
@@ -56,6 +58,11 @@ pub struct Settings {
     /// Revocation streams served at once; a Subscribe beyond is refused
     /// with RESOURCE_EXHAUSTED (each stream holds a task and a bounded buffer).
     pub max_subscribers: usize,
+    /// Registry rows (family → org, expiry) kept in memory: the last this
+    /// many mints (or registry reads) are always remembered, at most twice
+    /// this many (a row is 48 bytes in its map: about 13 MB at most for the
+    /// default). Revoking a remembered family by id reads no database.
+    pub registry_remembered: usize,
 }
 
 impl Default for Settings {
@@ -68,6 +75,7 @@ impl Default for Settings {
             skew: tally_token::DEFAULT_SKEW,
             fanout_buffer: FANOUT_BUFFER,
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            registry_remembered: DEFAULT_REGISTRY_REMEMBERED,
         }
     }
 }
@@ -89,11 +97,6 @@ pub struct Authority {
     /// One permit per revocation stream being served.
     pub(crate) subscriber_slots: Arc<tokio::sync::Semaphore>,
 }
-
-/// Registry rows remembered per generation: the last this many mints (or
-/// database reads of the registry) are always remembered, at most twice this many; a row is 48
-/// bytes in its map, about 13 MB at most in all.
-const REGISTRY_GENERATION: usize = 100_000;
 
 /// API tokens whose verification is remembered (operators' and verifiers'
 /// tokens: a few in use at a time).
@@ -244,6 +247,7 @@ impl Authority {
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;
+        let registry = RegistryCache::new(settings.registry_remembered);
         let subscriber_slots =
             Arc::new(tokio::sync::Semaphore::new(settings.max_subscribers.min(tokio::sync::Semaphore::MAX_PERMITS)));
         Ok(Arc::new(Self {
@@ -254,7 +258,7 @@ impl Authority {
             limits,
             settings,
             counters: Default::default(),
-            registry: RegistryCache::new(REGISTRY_GENERATION),
+            registry,
             bearers: Bearers::new(BEARERS_REMEMBERED),
             subscriber_slots,
         }))

@@ -64,6 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 heartbeat: a.heartbeat_interval.into(),
                 default_ttl: a.default_ttl.into(),
                 max_subscribers: a.max_subscribers,
+                registry_remembered: a.registry_remembered,
                 ..Settings::default()
             };
             let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;

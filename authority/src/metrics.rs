@@ -68,6 +68,11 @@ impl Authority {
         self.counters.verify.load(Ordering::Relaxed)
     }
 
+    /// Revoke-by-family look-ups that read the registry from the database.
+    pub fn registry_reads(&self) -> u64 {
+        self.counters.registry_reads.load(Ordering::Relaxed)
+    }
+
     /// Prometheus text exposition of the authority's state and counters.
     pub fn render_metrics(&self) -> String {
         let mut out = String::new();
@@ -157,7 +162,7 @@ impl Authority {
             "tally_authority_registry_reads_total",
             "counter",
             "Revoke-by-family look-ups the memory of recent mints could not answer, each a database read (families minted long ago, or never).",
-            load(&self.counters.registry_reads),
+            self.registry_reads(),
         );
         let (commits, committed_changes) = self.commits();
         sample(

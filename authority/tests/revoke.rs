@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{Harness, assert_code, bearer};
+use common::{Harness, assert_code, bearer, fast_settings};
+use tally_authority::Settings;
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
 use tally_token::{Limits, Macaroon};
@@ -101,6 +102,29 @@ async fn who_may_revoke() {
     let family = tally_token::TallyId::decode(family.identifier()).unwrap().family.to_hex();
     c.revoke(bearer(revoke(Target::Family(family)), &h.bootstrap)).await.unwrap();
     assert_code(c.revoke(bearer(revoke(Target::Family(t.family.clone())), &op)).await, Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_family_the_registry_memory_forgot_is_read_from_the_database() {
+    let h = Harness::start_with(Settings { registry_remembered: 2, ..fast_settings() }).await;
+    let mut c = h.client();
+    h.create_org("acme").await;
+    let beta_op = h.system_token("operator", &["org = beta"]).await;
+    let first = h.mint("acme", &[]).await;
+    for _ in 0..4 {
+        h.mint("acme", &[]).await;
+    }
+    let last = h.mint("acme", &[]).await;
+
+    c.revoke(bearer(revoke(Target::Family(last.family)), &h.bootstrap)).await.unwrap();
+    assert_eq!(h.authority.registry_reads(), 0, "one of the last 2 mints is remembered");
+    // Five mints ago: forgotten, so read from the database, org included.
+    let first_family = || revoke(Target::Family(first.family.clone()));
+    assert_code(c.revoke(bearer(first_family(), &beta_op)).await, Code::PermissionDenied);
+    assert_eq!(h.authority.registry_reads(), 1);
+    c.revoke(bearer(first_family(), &h.bootstrap)).await.unwrap();
+    assert_eq!(h.authority.registry_reads(), 1, "the row read is remembered");
+    assert_eq!(h.verify(&first.token).await.reason(), pb::Reason::Revoked);
 }
 
 #[tokio::test]

@@ -30,6 +30,10 @@ const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(10);
 /// Concurrent Mint calls (over as many clones of a few connections) when making test tokens.
 const MINT_CALLERS: usize = 64;
 const MINT_CONNECTIONS: usize = 8;
+/// The authority's `--registry-remembered`: the last this many mints are
+/// always remembered, so a Revoke run of families minted just before it
+/// reads no database (a full Revoke × 64 run prepares 240k).
+pub(crate) const REGISTRY_REMEMBERED: usize = 250_000;
 
 /// One authority, its operator and verifier tokens, and where things run.
 #[derive(Debug)]
@@ -54,7 +58,12 @@ impl Lab {
         let options = AuthorityOptions {
             rust_log: RUST_LOG.into(),
             heartbeat: HEARTBEAT,
-            serve_args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+            serve_args: vec![
+                "--metrics-listen".into(),
+                "127.0.0.1:0".into(),
+                "--registry-remembered".into(),
+                REGISTRY_REMEMBERED.to_string(),
+            ],
             ..AuthorityOptions::default()
         };
         let mut authority = Authority::start_with(options).await;

@@ -6,7 +6,7 @@ use anyhow::ensure;
 use prost::Message;
 use tally_proto::v1 as pb;
 
-use crate::bench::lab::{Lab, ORG};
+use crate::bench::lab::{Lab, ORG, REGISTRY_REMEMBERED};
 use crate::bench::load::Workload;
 use crate::bench::progress::Progress;
 use crate::bench::report::{AuthorityRun, Report};
@@ -16,12 +16,10 @@ const CAVEATS: [&str; 3] = ["action in read,write", "resource = apps/web/*", "se
 const MAX_CONNECTIONS: usize = 8;
 /// Families minted per second of a Revoke run, alone and with many callers
 /// (above what this machine does), but never more than the authority is
-/// sure to remember ([`REMEMBERED`]): more would measure database look-ups
-/// (the report counts them). A run that uses them all up ends early and says so.
-const REVOKES_PER_S: [(usize, f64); 2] = [(1, 3_000.0), (64, 25_000.0)];
-/// The authority always remembers the registry rows of its last 100k mints
-/// (`REGISTRY_GENERATION` in `authority/src/authority.rs`).
-const REMEMBERED: usize = 100_000;
+/// sure to remember ([`REGISTRY_REMEMBERED`]): more would measure database
+/// look-ups (the report counts them). A run that uses them all up ends early
+/// and says so.
+const REVOKES_PER_S: [(usize, f64); 2] = [(1, 3_000.0), (64, 40_000.0)];
 
 pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> anyhow::Result<()> {
     let mint = pb::MintRequest { org: ORG.into(), caveats: CAVEATS.map(String::from).to_vec(), ..Default::default() };
@@ -75,7 +73,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
 /// database for a family minted long ago).
 async fn revocations(lab: &Lab, callers: usize) -> anyhow::Result<Workload> {
     let per_s = REVOKES_PER_S.iter().rev().find(|(c, _)| callers >= *c).map_or(REVOKES_PER_S[0].1, |r| r.1);
-    let n = ((per_s * (lab.plan.warmup + lab.plan.saturate).as_secs_f64()) as usize).min(REMEMBERED);
+    let n = ((per_s * (lab.plan.warmup + lab.plan.saturate).as_secs_f64()) as usize).min(REGISTRY_REMEMBERED);
     let families: Vec<String> = lab.mint(n, &[]).await?.into_iter().map(|m| m.family).collect();
     let file = lab.lines_file(&format!("revoke-{callers}.families"), &families)?;
     Ok(Workload::Revoke { file })

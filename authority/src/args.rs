@@ -121,13 +121,17 @@ pub(crate) async fn cancel_on_signal(token: CancellationToken) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keepalive_is_bounded_and_defaults_to_the_library_default() {
+    /// The default clap shows for `serve`'s flag `id`.
+    fn default_of(id: &str) -> String {
         use clap::Args;
         let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
-        let arg = cmd.get_arguments().find(|a| a.get_id() == "http2_keepalive").expect("the flag");
-        let default = arg.get_default_values()[0].to_str().expect("utf-8");
-        assert_eq!(keepalive(default), Ok(tally_authority::DEFAULT_KEEPALIVE));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id).expect("the flag");
+        arg.get_default_values()[0].to_str().expect("utf-8").to_owned()
+    }
+
+    #[test]
+    fn keepalive_is_bounded_and_defaults_to_the_library_default() {
+        assert_eq!(keepalive(&default_of("http2_keepalive")), Ok(tally_authority::DEFAULT_KEEPALIVE));
         assert_eq!(keepalive("100ms"), Ok(Duration::from_millis(100)));
         assert!(keepalive("1ns").is_err());
         assert!(keepalive("2h").is_err());
@@ -137,11 +141,7 @@ mod tests {
 
     #[test]
     fn registry_memory_is_bounded_and_defaults_to_the_library_default() {
-        use clap::Args;
-        let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
-        let arg = cmd.get_arguments().find(|a| a.get_id() == "registry_remembered").expect("the flag");
-        let default = arg.get_default_values()[0].to_str().expect("utf-8");
-        assert_eq!(registry_rows(default), Ok(tally_authority::DEFAULT_REGISTRY_REMEMBERED));
+        assert_eq!(registry_rows(&default_of("registry_remembered")), Ok(tally_authority::DEFAULT_REGISTRY_REMEMBERED));
         assert_eq!(registry_rows("1"), Ok(1));
         assert_eq!(registry_rows("10000000"), Ok(10_000_000));
         assert!(registry_rows("0").is_err());

@@ -34,6 +34,9 @@ const FANOUT_BUFFER: usize = 4096;
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 /// Registry rows remembered by default (see [`Settings::registry_remembered`]).
 pub const DEFAULT_REGISTRY_REMEMBERED: usize = 100_000;
+/// The most registry rows [`Settings::registry_remembered`] may ask for
+/// (about 2 GB of memory at most).
+pub const MAX_REGISTRY_REMEMBERED: usize = 10_000_000;
 /// Longest free-text revocation reason.
 const MAX_REASON: usize = 256;
 /// Most caveats a Mint request may add.
@@ -59,9 +62,11 @@ pub struct Settings {
     /// with RESOURCE_EXHAUSTED (each stream holds a task and a bounded buffer).
     pub max_subscribers: usize,
     /// Registry rows (family → org, expiry) kept in memory: the last this
-    /// many mints (or registry reads) are always remembered, at most twice
-    /// this many (a row is 48 bytes in its map: about 13 MB at most for the
-    /// default). Revoking a remembered family by id reads no database.
+    /// many mints or registry reads are always remembered, at most twice
+    /// this many. Revoking a remembered family by id reads no database.
+    /// Memory: about 13 MB at the default; hash tables grow by doubling, so
+    /// up to about 23 MB per 100,000 above it. Taken as 1 to
+    /// [`MAX_REGISTRY_REMEMBERED`] (0 counts as 1, more as the maximum).
     pub registry_remembered: usize,
 }
 
@@ -247,7 +252,7 @@ impl Authority {
         });
         let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
         let limits = settings.limits;
-        let registry = RegistryCache::new(settings.registry_remembered);
+        let registry = RegistryCache::new(settings.registry_remembered.min(MAX_REGISTRY_REMEMBERED));
         let subscriber_slots =
             Arc::new(tokio::sync::Semaphore::new(settings.max_subscribers.min(tokio::sync::Semaphore::MAX_PERMITS)));
         Ok(Arc::new(Self {

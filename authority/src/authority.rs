@@ -166,10 +166,12 @@ pub struct Verdict {
     pub key_id: Option<KeyId>,
     pub family: Option<FamilyId>,
     pub expires_at_ms: Option<i64>,
-    /// Genuine root chain signatures, when valid (secret).
+    /// Genuine root chain signatures, when valid (secret): element i is the
+    /// signature after `chain_from + i` caveats, up to the whole token.
     pub chain: Vec<Signature>,
-    /// Unbound discharge signatures, in bundle order, when valid (secret).
-    pub discharges: Vec<Signature>,
+    /// The position of `chain`'s first element (0 until [`Authority::verify`]
+    /// trims the chain to what a verifier may hold).
+    pub chain_from: usize,
     /// Log position as of which the token was not revoked.
     pub as_of_seq: u64,
     pub epoch: String,
@@ -504,17 +506,20 @@ impl Authority {
                 self.limits.max_token_bytes
             )));
         }
+        // At most MAX_MINT_CAVEATS + 3, so it fits.
+        let minted_caveats = m.caveats().len() as u16;
         let row = TokenRow {
             family: nonce,
             org: spec.org.clone(),
             key_id,
             subject: spec.subject.clone(),
             expires_at: Some(expires_secs * 1000),
+            minted_caveats,
         };
         let audit = self.audit(actor, "mint", Some(&spec.org), Some(id.family.to_hex()), &format!("key {key_id}"));
         self.writer.submit(Change::Mint(row), audit).await?;
         let expires_at = Some(expires_secs * 1000);
-        self.registry.insert(id.family, &spec.org, expires_at);
+        self.registry.insert(id.family, &spec.org, expires_at, Some(minted_caveats));
         Counters::bump(&self.counters.mint);
         Ok(Minted { token: m.to_text(), family: id.family, key_id, expires_at_ms: Some(expires_secs * 1000) })
     }
@@ -535,7 +540,7 @@ impl Authority {
             family: None,
             expires_at_ms: None,
             chain: Vec::new(),
-            discharges: Vec::new(),
+            chain_from: 0,
             as_of_seq: head.seq,
             epoch: self.shared.epoch.clone(),
             caveats: Vec::new(),
@@ -608,21 +613,55 @@ impl Authority {
             return Ok(v);
         }
         v.chain = verified.chain;
-        v.discharges = verified.discharges;
         Ok(v)
     }
 
-    /// Verify, for verifiers (and operators).
-    pub fn verify(&self, bearer: Option<&str>, bundle: &str) -> Result<Verdict> {
+    /// Verify, for verifiers (and operators). A verifier gets the chain
+    /// signatures of a valid token from the position it was minted at on
+    /// (DESIGN §3.7): whoever holds the signature at position k can append
+    /// any caveats from there, so a signature below the minted length would
+    /// let a verifier strip minted caveats (from the identifier alone it
+    /// could build the family with none). Operators get no signatures, nor
+    /// does anyone for Tally's own API tokens: those are never cached, and
+    /// their chain would let a verifier extend its own credential.
+    pub async fn verify(&self, bearer: Option<&str>, bundle: &str) -> Result<Verdict> {
         let caller = self.authorize(bearer, "verify", None, &[Role::Verifier, Role::Operator])?;
         let mut verdict = self.verify_bundle(bundle)?;
-        if caller.role != Role::Verifier {
-            // Chain signatures are secrets for verifiers' caches (DESIGN §3.4):
-            // whoever holds one can append caveats from there.
-            verdict.chain.clear();
-            verdict.discharges.clear();
+        let from = match caller.role {
+            Role::Verifier if !verdict.chain.is_empty() => self.cacheable_from(&verdict).await,
+            _ => None,
+        };
+        match from {
+            Some(from) => {
+                verdict.chain.drain(..from);
+                verdict.chain_from = from;
+            }
+            None => verdict.chain.clear(),
         }
         Ok(verdict)
+    }
+
+    /// Where a verifier's share of a valid token's chain starts: the number
+    /// of caveats it was minted with, from the registry. A token whose count
+    /// is not recorded (minted before it was) gets its presented signature
+    /// only, which its presenter holds anyway: it is then cached as an exact
+    /// token, with no descendant coverage. `None` for API tokens.
+    async fn cacheable_from(&self, v: &Verdict) -> Option<usize> {
+        let (family, org) = (v.family?, v.org.as_deref()?);
+        if org == SYSTEM_ORG {
+            return None;
+        }
+        let presented = v.chain.len() - 1;
+        let minted = match self.registered(&family).await {
+            Ok(Some(row)) if &*row.org == org => row.minted_caveats,
+            Ok(_) => None,
+            Err(e) => {
+                // The verdict stands; only the cache's share shrinks.
+                tracing::warn!(error = %e, %family, "registry read failed: handing out the presented signature only");
+                None
+            }
+        };
+        Some(minted.map_or(presented, usize::from).min(presented))
     }
 
     /// Introspection (RFC 7662-like), for operators of the token's org and verifiers.
@@ -706,18 +745,22 @@ impl Authority {
         }
     }
 
-    /// Registry lookup: (org, expiry) of a minted family. Rows never change,
-    /// so a remembered one is as good as the database's.
+    /// Registry lookup: (org, expiry, minted caveats) of a minted family.
+    /// Rows never change, so a remembered one is as good as the database's.
     async fn registered(&self, family: &FamilyId) -> Result<Option<Registered>> {
         if let Some(row) = self.registry.get(family) {
             return Ok(Some(row));
         }
         Counters::bump(&self.counters.registry_reads);
-        let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT org, expires_at FROM tokens WHERE family = ?")
-            .bind(family.0.as_slice())
-            .fetch_optional(&self.readers)
-            .await?;
-        Ok(row.map(|(org, expires_at)| self.registry.insert(*family, &org, expires_at)))
+        let row: Option<(String, Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT org, expires_at, minted_caveats FROM tokens WHERE family = ?")
+                .bind(family.0.as_slice())
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(row.map(|(org, expires_at, minted)| {
+            let minted = minted.and_then(|m| u16::try_from(m).ok());
+            self.registry.insert(*family, &org, expires_at, minted)
+        }))
     }
 
     /// Writes everything back into the database file and closes the readers:

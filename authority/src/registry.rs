@@ -1,7 +1,9 @@
-//! A bounded memory of the token registry: family id → (org, expiry). Revoke
-//! by family needs both (the org to authorize an org-scoped operator and to
-//! audit, the expiry to know when the log entry may be pruned), and asking
-//! SQLite costs a hand-off to a database thread per call. A registry row never
+//! A bounded memory of the token registry: family id → (org, expiry, minted
+//! caveats). Revoke by family needs the first two (the org to authorize an
+//! org-scoped operator and to audit, the expiry to know when the log entry
+//! may be pruned), Verify the third (how far into a chain a verifier may be
+//! handed signatures, DESIGN §3.7), and asking SQLite costs a hand-off to a
+//! database thread per call. A registry row never
 //! changes once written, so a remembered row is never stale. (Pruning deletes
 //! the rows of long-expired families; remembering one a little longer only
 //! keeps telling its org, as the database did before the prune.)
@@ -11,7 +13,7 @@
 //! young one takes its place. Memory is bounded by twice the generation size,
 //! the last `generation` rows inserted are always remembered, and there is no
 //! per-entry bookkeeping. Org names are interned: every row of an org shares
-//! one `Arc<str>`, so a row is its 48 bytes in the map and nothing on the heap.
+//! one `Arc<str>`, so a row is its 56 bytes in the map and nothing on the heap.
 //!
 //! A look-up does not move its row to the young generation. A family is
 //! typically revoked once, so a row that was looked up is the least likely to
@@ -31,6 +33,9 @@ pub struct Registered {
     pub org: Arc<str>,
     /// The family's expiry (unix ms), when it has one.
     pub expires_at: Option<i64>,
+    /// How many caveats the token was minted with; `None` for tokens minted
+    /// before the authority recorded it.
+    pub minted_caveats: Option<u16>,
 }
 
 /// The cache.
@@ -65,7 +70,13 @@ impl RegistryCache {
     }
 
     /// Remembers a row read from (or just written to) the registry.
-    pub fn insert(&self, family: FamilyId, org: &str, expires_at: Option<i64>) -> Registered {
+    pub fn insert(
+        &self,
+        family: FamilyId,
+        org: &str,
+        expires_at: Option<i64>,
+        minted_caveats: Option<u16>,
+    ) -> Registered {
         let mut g = self.inner.lock().expect("registry cache lock");
         let org = match g.orgs.get(org) {
             Some(shared) => shared.clone(),
@@ -81,7 +92,7 @@ impl RegistryCache {
         if g.young.len() >= self.generation && !g.young.contains_key(&family) {
             g.old = std::mem::take(&mut g.young);
         }
-        let row = Registered { org, expires_at };
+        let row = Registered { org, expires_at, minted_caveats };
         g.young.insert(family, row.clone());
         row
     }
@@ -98,7 +109,7 @@ mod tests {
     use super::*;
 
     fn row(org: &str) -> Registered {
-        Registered { org: org.into(), expires_at: Some(7) }
+        Registered { org: org.into(), expires_at: Some(7), minted_caveats: Some(3) }
     }
 
     fn family(i: u32) -> FamilyId {
@@ -111,7 +122,7 @@ mod tests {
     fn bounded_and_remembers_the_last_generation_of_inserts() {
         let cache = RegistryCache::new(100);
         for i in 0..1000 {
-            cache.insert(family(i), "beta", Some(7));
+            cache.insert(family(i), "beta", Some(7), Some(3));
             assert!(cache.len() <= 200, "after {i} inserts: {}", cache.len());
         }
         for i in 900..1000 {
@@ -127,7 +138,7 @@ mod tests {
         // generations and drop the old rows not yet read.
         let cache = RegistryCache::new(100);
         for i in 0..150 {
-            cache.insert(family(i), "acme", Some(7));
+            cache.insert(family(i), "acme", Some(7), Some(3));
         }
         for i in 0..150 {
             assert_eq!(cache.get(&family(i)), Some(row("acme")), "family {i}");
@@ -138,11 +149,11 @@ mod tests {
     #[test]
     fn rows_of_one_org_share_its_name() {
         let cache = RegistryCache::new(100);
-        let a = cache.insert(family(1), "acme", None);
-        let b = cache.insert(family(2), &String::from("acme"), Some(9));
+        let a = cache.insert(family(1), "acme", None, None);
+        let b = cache.insert(family(2), &String::from("acme"), Some(9), Some(3));
         assert!(Arc::ptr_eq(&a.org, &b.org));
         assert!(Arc::ptr_eq(&cache.get(&family(1)).unwrap().org, &b.org));
-        let c = cache.insert(family(3), "beta", None);
+        let c = cache.insert(family(3), "beta", None, None);
         assert_eq!(&*c.org, "beta");
     }
 }

@@ -62,6 +62,8 @@ pub struct TokenRow {
     pub key_id: KeyId,
     pub subject: Option<String>,
     pub expires_at: Option<i64>,
+    /// The caveats the token was minted with (DESIGN §3.7).
+    pub minted_caveats: u16,
 }
 
 /// What the writer is asked to do.
@@ -418,14 +420,15 @@ impl Staged<'_> {
             q.push("; ");
         }
         for chunk in self.tokens.chunks(INSERT_CHUNK) {
-            q.push("INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at) ");
+            q.push("INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at, minted_caveats) ");
             q.push_values(chunk, |mut b, row| {
                 b.push_bind(row.family.as_slice())
                     .push_bind(row.org.as_str())
                     .push_bind(row.key_id.0 as i64)
                     .push_bind(row.subject.as_deref())
                     .push_bind(now)
-                    .push_bind(row.expires_at);
+                    .push_bind(row.expires_at)
+                    .push_bind(i64::from(row.minted_caveats));
             });
             q.push("; ");
         }

@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{Harness, assert_code, bearer};
+use common::{Harness, assert_code, bearer, fast_settings};
+use tally_authority::Settings;
 use tally_proto::v1 as pb;
 use tally_token::{Limits, Macaroon};
 use tonic::{Code, Request};
@@ -31,7 +32,7 @@ async fn mint_then_verify() {
     // Operators may call Verify, but chain signatures are for verifiers only.
     let as_operator = h.client().verify(bearer(pb::VerifyRequest { bundle: minted.token.clone() }, &h.bootstrap)).await;
     let as_operator = as_operator.unwrap().into_inner();
-    assert!(as_operator.valid && as_operator.chain.is_empty() && as_operator.discharges.is_empty());
+    assert!(as_operator.valid && as_operator.chain.is_empty());
 
     let v = h.verify(&minted.token).await;
     assert!(v.valid, "{v:?}");
@@ -39,16 +40,19 @@ async fn mint_then_verify() {
     assert_eq!(v.org, "acme");
     assert_eq!(hex(&v.family), minted.family);
     assert_eq!(v.expires_at_unix_ms, minted.expires_at_unix_ms);
-    assert_eq!(v.chain.len(), 5, "one signature per prefix");
-    assert_eq!(v.chain[4], m.signature().as_bytes().to_vec());
+    // Signatures from the minted length on (DESIGN §3.7): here the token itself.
+    assert_eq!((v.chain_from, v.chain.len()), (4, 1), "no signature of a shorter prefix");
+    assert_eq!(v.chain[0], m.signature().as_bytes().to_vec());
     assert!(!v.epoch.is_empty());
 
-    // An attenuated descendant verifies too, with a longer chain.
+    // An attenuated descendant verifies too: the minted signature and its own.
     let mut child = m.clone();
     child.add_first_party("resource = docs/*");
     let v = h.verify(&child.to_text()).await;
     assert!(v.valid);
-    assert_eq!(v.chain.len(), 6);
+    assert_eq!((v.chain_from, v.chain.len()), (4, 2));
+    assert_eq!(v.chain[0], m.signature().as_bytes().to_vec());
+    assert_eq!(v.chain[1], child.signature().as_bytes().to_vec());
 }
 
 #[tokio::test]
@@ -145,4 +149,37 @@ async fn introspect() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A token minted before the authority recorded how many caveats it was
+/// minted with (its registry row says NULL): a verifier gets the presented
+/// token's own signature only, which its presenter holds anyway, never a
+/// shorter prefix's.
+#[tokio::test]
+async fn an_unrecorded_minted_length_hands_out_the_presented_signature_only() {
+    let h = Harness::start_with(Settings { registry_remembered: 1, ..fast_settings() }).await;
+    h.create_org("acme").await;
+    let old = h.mint("acme", &["action in read"]).await;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", h.db.display())).await.unwrap();
+    let family = (0..old.family.len()).step_by(2).map(|i| u8::from_str_radix(&old.family[i..i + 2], 16).unwrap());
+    let done = sqlx::query("UPDATE tokens SET minted_caveats = NULL WHERE family = ?")
+        .bind(family.collect::<Vec<u8>>())
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    db.close().await;
+    // The registry memory forgets the row (it keeps two generations of one).
+    for _ in 0..3 {
+        h.mint("acme", &[]).await;
+    }
+    let reads = h.authority.registry_reads();
+
+    let mut child = Macaroon::from_text(&old.token, &Limits::default()).unwrap();
+    child.add_first_party("resource = docs/*");
+    let v = h.verify(&child.to_text()).await;
+    assert!(v.valid, "{v:?}");
+    assert_eq!((v.chain_from, v.chain.len()), (child.caveats().len() as u32, 1));
+    assert_eq!(v.chain[0], child.signature().as_bytes().to_vec());
+    assert!(h.authority.registry_reads() > reads, "the row was read from the database");
 }

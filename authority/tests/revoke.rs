@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{Harness, assert_code, bearer, fast_settings};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{FakeClock, Harness, assert_code, bearer, fast_settings};
 use tally_authority::Settings;
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
@@ -168,4 +171,37 @@ async fn concurrent_revocations_share_commits() {
     assert_eq!(changes, N as u64);
     // One fsync each would be N commits.
     assert!(commits <= (N / 4) as u64, "{N} concurrent revocations took {commits} commits");
+}
+
+/// A revoked family's log entry is pruned an hour after the family's expiry;
+/// no token of it may verify again afterwards. Every minted token carries its
+/// `expires` caveat, which no holder or verifier can strip (DESIGN §3.7), so
+/// the token and every attenuation of it are expired by then.
+#[tokio::test]
+async fn no_token_of_a_pruned_family_verifies_again() {
+    let clock = FakeClock::new();
+    let h = Harness::start_with_clock(fast_settings(), Arc::new(clock.clone())).await;
+    h.create_org("acme").await;
+    let req = pb::MintRequest { org: "acme".into(), ttl_seconds: 60, ..Default::default() };
+    let minted = h.client().mint(bearer(req, &h.bootstrap)).await.unwrap().into_inner();
+    let mut child = Macaroon::from_text(&minted.token, &Limits::default()).unwrap();
+    child.add_first_party("action in read");
+    let tokens = [minted.token.clone(), child.to_text()];
+    h.client().revoke(bearer(revoke(Target::Family(minted.family.clone())), &h.bootstrap)).await.unwrap();
+    for t in &tokens {
+        assert_eq!(h.verify(t).await.reason(), pb::Reason::Revoked);
+    }
+    // A revocation after it keeps the pruned one from being the newest entry.
+    let later = h.mint("acme", &[]).await;
+    h.client().revoke(bearer(revoke(Target::Family(later.family)), &h.bootstrap)).await.unwrap();
+
+    clock.advance(Duration::from_secs(60 + 3600 + 1));
+    assert_eq!(h.authority.prune().await.unwrap(), 1, "the family's entry is gone");
+    let family = tally_token::FamilyId::from_hex(&minted.family).unwrap();
+    assert!(!h.authority.is_revoked(&[tally_token::RevocationId::Family(family)]));
+    for t in &tokens {
+        let v = h.verify(t).await;
+        assert_eq!(v.reason(), pb::Reason::Expired, "{v:?}");
+        assert!(v.chain.is_empty());
+    }
 }

@@ -31,10 +31,13 @@ fn cached_token(v: &Verifier, key_id: u64, nonce: u8) -> (String, Macaroon) {
     m.add_first_party("action in read,write");
     let bundle = Bundle::single(m.clone());
     let chain = verify_with_key(&bundle, &key.derive(), &Limits::default()).unwrap().chain;
+    // As minted: the authority hands out its own signature alone (DESIGN §3.7).
+    let minted = chain.len() - 1;
     let resp = pb::VerifyResponse {
         valid: true,
         org: "acme".into(),
-        chain: chain.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        chain: chain[minted..].iter().map(|s| s.as_bytes().to_vec()).collect(),
+        chain_from: minted as u32,
         epoch: EPOCH.into(),
         ..Default::default()
     };

@@ -412,14 +412,19 @@ impl Verifier {
     }
 
     /// Caches what a valid Verify answer vouches for: the whole token and its
-    /// identifier-only prefix (so any descendant of the family hits).
+    /// minted prefix (so any attenuation of the minted token, which is every
+    /// other token of its family, hits). The authority hands out signatures
+    /// from the minted length on only (DESIGN §3.7), and none for Tally's own
+    /// API tokens; an answer that does not line up with the token is ignored.
     pub fn remember(&self, bundle: &BundleRef<'_>, resp: &pb::VerifyResponse) {
         let root = &bundle.root;
         let caveats = &root.caveats;
         if !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return; // third-party tokens always go to the authority (see ARCHITECTURE.md)
         }
-        if resp.epoch != self.sync.position().epoch || resp.chain.len() != caveats.len() + 1 {
+        let n = caveats.len();
+        let from = resp.chain_from as usize;
+        if resp.epoch != self.sync.position().epoch || from > n || resp.chain.len() != n - from + 1 {
             return;
         }
         let Ok(id) = TallyId::decode(root.identifier) else { return };
@@ -430,20 +435,29 @@ impl Verifier {
             return;
         }
         let expires_at_ms = if resp.expires_at_unix_ms == 0 { i64::MAX } else { resp.expires_at_unix_ms };
+        // The minted prefix lives as long as its own `expires` caveats allow,
+        // not as long as the (possibly shorter-lived) presented token.
+        let minted_expiry = caveats[..from]
+            .iter()
+            .filter_map(|c| match Predicate::parse_bytes(c.id) {
+                Ok(Predicate::Expires(t)) => Some((t / 1_000_000) as i64),
+                _ => None,
+            })
+            .fold(i64::MAX, i64::min);
         let base = Cached {
             sig: chain[0].clone(),
             family: id.family,
             key_id: id.key_id,
-            expires_at_ms,
+            expires_at_ms: minted_expiry,
             org: resp.org.as_str().into(),
         };
         let now = unix_ms(SystemTime::now());
         let mut keys = PrefixKeys::of(root);
-        if !caveats.is_empty() {
-            let full = Cached { sig: chain[caveats.len()].clone(), ..base.clone() };
-            self.insert_checked((keys.key(caveats.len()), caveats.len()), full, &chain, None, now);
+        if from < n {
+            let full = Cached { sig: chain[n - from].clone(), expires_at_ms, ..base.clone() };
+            self.insert_checked((keys.key(n), n), full, &chain, None, now);
         }
-        self.insert_checked((keys.key(0), 0), base, &chain[..1], None, now);
+        self.insert_checked((keys.key(from), from), base, &chain[..1], None, now);
     }
 
     fn evaluate_at<'c>(

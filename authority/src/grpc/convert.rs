@@ -31,9 +31,9 @@ pub(crate) fn verify_response(v: Verdict) -> pb::VerifyResponse {
         family: v.family.map(|f| f.0.to_vec()).unwrap_or_default(),
         expires_at_unix_ms: v.expires_at_ms.unwrap_or(0),
         chain: v.chain.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        discharges: v.discharges.iter().map(|s| pb::DischargeCache { signature: s.as_bytes().to_vec() }).collect(),
         as_of_seq: v.as_of_seq,
         epoch: v.epoch,
+        chain_from: v.chain_from as u32,
     }
 }
 

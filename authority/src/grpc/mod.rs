@@ -110,7 +110,7 @@ impl AuthorityApi for AuthorityService {
     #[tracing::instrument(name = "tally.v1.Authority/Verify", skip_all, err(level = "info"))]
     async fn verify(&self, req: Request<pb::VerifyRequest>) -> Result<Response<pb::VerifyResponse>, Status> {
         let bearer = bearer(&req)?;
-        let verdict = self.authority.verify(bearer.as_deref(), &req.into_inner().bundle)?;
+        let verdict = self.authority.verify(bearer.as_deref(), &req.into_inner().bundle).await?;
         Ok(Response::new(convert::verify_response(verdict)))
     }
 

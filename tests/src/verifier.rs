@@ -163,6 +163,11 @@ impl Verifier {
         &mut self.child
     }
 
+    /// Pid of the process (tests read its `/proc/PID/fd`).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// Replaces the token file's contents (the verifier re-reads it when refused).
     pub fn write_token(&self, token: &str) {
         std::fs::write(&self.token_file, token).expect("writing the verifier token file");

@@ -1,11 +1,12 @@
 //! Following the authority's revocation stream: resume from the last applied
 //! seq, reconnect with jittered exponential backoff, treat a reset, an epoch
-//! change or a gap as "flush everything", and fail closed when the authority
-//! goes silent (a watchdog, so a black-holed connection is noticed by missing
-//! heartbeats, not by a TCP error).
+//! change or a gap as "flush everything", treat heartbeats announcing a head
+//! that no event comes to reach as a gap too (a stall), and fail closed when
+//! the authority goes silent (a watchdog, so a black-holed connection is
+//! noticed by missing heartbeats, not by a TCP error).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tally_proto::v1 as pb;
 use tally_proto::v1::revocation_target::Target;
@@ -14,6 +15,7 @@ use tally_token::{FamilyId, KeyId};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Counters;
+use crate::sync::Stall;
 use crate::verifier::{Verifier, unix_ms};
 
 /// First reconnect delay (before jitter).
@@ -32,35 +34,50 @@ impl Verifier {
         let mut attempt: u32 = 0;
         // Without a message for this long the stream is presumed dead and redialled.
         let read_timeout = (self.settings.fail_closed_after / 2).max(Duration::from_millis(100));
+        let stall_bound = stall_bound(self.settings.fail_closed_after);
         while !shutdown.is_cancelled() {
             let pos = self.sync.position();
             match self.upstream.subscribe(&pos).await {
-                Ok(mut stream) => loop {
-                    let msg = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        m = tokio::time::timeout(read_timeout, stream.message()) => m,
-                    };
-                    match msg {
-                        Ok(Ok(Some(ev))) => {
-                            attempt = 0;
-                            if let Flow::Reconnect = self.apply_event(ev) {
+                Ok(mut stream) => {
+                    self.sync.watch_lag_new_stream(Instant::now());
+                    loop {
+                        let stall_at = self.sync.stall_deadline(stall_bound);
+                        let msg = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            // Checked on time, not only when the next message comes.
+                            _ = sleep_until(stall_at) => {
+                                match self.check_stall(Instant::now(), stall_bound) {
+                                    Flow::Reconnect => break,
+                                    Flow::Continue => continue,
+                                }
+                            }
+                            m = tokio::time::timeout(read_timeout, stream.message()) => m,
+                        };
+                        match msg {
+                            Ok(Ok(Some(ev))) => {
+                                attempt = 0;
+                                if let Flow::Reconnect = self.apply_event(ev) {
+                                    break;
+                                }
+                                if let Flow::Reconnect = self.check_stall(Instant::now(), stall_bound) {
+                                    break;
+                                }
+                            }
+                            Ok(Ok(None)) => {
+                                tracing::info!("revocation stream ended by the authority");
+                                break;
+                            }
+                            Ok(Err(status)) => {
+                                tracing::warn!(code = ?status.code(), "revocation stream failed");
+                                break;
+                            }
+                            Err(_) => {
+                                tracing::warn!(?read_timeout, "revocation stream silent; reconnecting");
                                 break;
                             }
                         }
-                        Ok(Ok(None)) => {
-                            tracing::info!("revocation stream ended by the authority");
-                            break;
-                        }
-                        Ok(Err(status)) => {
-                            tracing::warn!(code = ?status.code(), "revocation stream failed");
-                            break;
-                        }
-                        Err(_) => {
-                            tracing::warn!(?read_timeout, "revocation stream silent; reconnecting");
-                            break;
-                        }
                     }
-                },
+                }
                 Err(status) => {
                     tracing::warn!(code = ?status.code(), error = %why(&status), "cannot subscribe to the authority");
                     if status.code() == tonic::Code::Unauthenticated {
@@ -77,9 +94,45 @@ impl Verifier {
         }
     }
 
+    /// Acts on a stall at `now` (see `sync::Lag`): the first at a position
+    /// stops answering from the cache and resubscribes from the applied seq;
+    /// the same one again on the next stream resets.
+    pub(crate) fn check_stall(&self, now: Instant, bound: Duration) -> Flow {
+        let Some(stall) = self.sync.stalled(now, bound) else { return Flow::Continue };
+        let pos = self.sync.position();
+        match stall {
+            Stall::Resubscribe => {
+                tracing::warn!(
+                    applied = pos.applied_seq,
+                    head = pos.head_seen,
+                    ?bound,
+                    "the authority announces a head its stream does not deliver: cache unused, resubscribing from the applied seq"
+                );
+                // Under the lock inserts take, so none lands after this.
+                let _apply = self.apply.lock().expect("apply lock");
+                self.sync.set_synced(false);
+            }
+            Stall::Reset => {
+                tracing::warn!(
+                    applied = pos.applied_seq,
+                    head = pos.head_seen,
+                    "the authority's stream stalled behind its announced head again"
+                );
+                self.reset_local("stalled behind the announced head on two streams in a row");
+            }
+        }
+        Flow::Reconnect
+    }
+
     pub(crate) fn apply_event(&self, ev: pb::SubscribeEvent) -> Flow {
         self.sync.touch_sent(ev.sent_at_unix_ms, unix_ms(SystemTime::now()), self.settings.skew);
-        match ev.event {
+        let flow = self.apply_message(ev.event);
+        self.sync.watch_lag(Instant::now());
+        flow
+    }
+
+    fn apply_message(&self, event: Option<Event>) -> Flow {
+        match event {
             Some(Event::Revocation(r)) => self.apply_revocation(r),
             Some(Event::Heartbeat(hb)) => {
                 let pos = self.sync.position();
@@ -174,6 +227,7 @@ impl Verifier {
         tracing::warn!(why, "flushing cache and resubscribing from scratch");
         self.flush_all();
         self.sync.update(|p| *p = Default::default());
+        self.sync.forget_lag();
     }
 
     fn flush_all(&self) {
@@ -214,6 +268,34 @@ impl Verifier {
     }
 }
 
+/// How long the applied seq may stay below a head the authority announced
+/// with no event applied before that counts as a stall: half the silence
+/// threshold, like the stream's read timeout. It cannot be a number of
+/// heartbeats: the verifier does not know the authority's interval. The
+/// threshold is the operator's word for how long the cache may answer
+/// without the authority's word, and end to end a revocation is denied
+/// within threshold + one heartbeat of its acknowledgement; a heartbeat
+/// announces it within one interval, so a verifier that is told of it but
+/// never sent it stops answering from its cache within half the threshold
+/// after that, inside the promise, and has the other half to resubscribe
+/// and catch up before it would fail closed. A legitimate lag is far
+/// shorter: heartbeats go ahead of waiting events by the time an event takes
+/// from commit to the stream (milliseconds), and a backlog being replayed
+/// applies events all along, each of which restarts the watch; a link on
+/// which no event crosses for half the threshold is one the read timeout of
+/// the same length would redial anyway.
+fn stall_bound(fail_closed_after: Duration) -> Duration {
+    (fail_closed_after / 2).max(Duration::from_millis(100))
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A status's message with its causes: a TLS failure (an untrusted
 /// certificate, a refused client certificate) says only "transport error"
 /// without them. Statuses never carry tokens, so this is safe to log.
@@ -231,4 +313,83 @@ fn jittered(attempt: u32) -> Duration {
     let _ = getrandom::getrandom(&mut r);
     let frac = u64::from_le_bytes(r) as f64 / u64::MAX as f64;
     cap.mul_f64(frac).max(Duration::from_millis(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Settings, Upstream};
+
+    const EPOCH: &str = "stall-test";
+    const BOUND: Duration = Duration::from_secs(1);
+
+    /// Inside a runtime (the lazy channel needs one).
+    fn verifier() -> Verifier {
+        // Never dialled: the stream's messages are applied by hand.
+        let upstream = Upstream::new("http://127.0.0.1:9", "unused", Duration::from_secs(1)).unwrap();
+        Verifier::new(upstream, Settings { fail_closed_after: 2 * BOUND, ..Settings::default() })
+    }
+
+    fn revocation(seq: u64) -> pb::SubscribeEvent {
+        let target = pb::RevocationTarget { target: Some(Target::Family(vec![seq as u8; 16])) };
+        let r = pb::Revocation { seq, target: Some(target), digest: vec![seq as u8; 16], expires_at_unix_ms: 0 };
+        pb::SubscribeEvent { event: Some(Event::Revocation(r)), sent_at_unix_ms: 0 }
+    }
+
+    fn heartbeat(head_seq: u64) -> pb::SubscribeEvent {
+        let hb = pb::Heartbeat { head_seq, epoch: EPOCH.into() };
+        pb::SubscribeEvent { event: Some(Event::Heartbeat(hb)), sent_at_unix_ms: 0 }
+    }
+
+    fn apply(v: &Verifier, ev: pb::SubscribeEvent) {
+        assert!(matches!(v.apply_event(ev), Flow::Continue));
+    }
+
+    #[tokio::test]
+    async fn heartbeats_ahead_of_events_that_never_come_unsync_then_reset() {
+        let v = verifier();
+        for seq in 1..=8 {
+            apply(&v, revocation(seq));
+        }
+        apply(&v, heartbeat(8));
+        assert!(v.sync.synced());
+        // The head moves to 10; 9 and 10 never come.
+        let t0 = Instant::now();
+        apply(&v, heartbeat(10));
+        apply(&v, heartbeat(10));
+        assert!(v.sync.synced(), "heartbeats may run ahead of events for a while");
+        assert!(matches!(v.check_stall(t0, BOUND), Flow::Continue));
+        assert!(matches!(v.check_stall(t0 + BOUND + Duration::from_millis(50), BOUND), Flow::Reconnect));
+        assert!(!v.sync.synced(), "the cache no longer answers");
+        assert_eq!((v.sync.position().applied_seq, v.sync.resets()), (8, 0), "resubscribes from its position");
+
+        // The next stream says the same and delivers nothing.
+        let t1 = Instant::now();
+        v.sync.watch_lag_new_stream(t1);
+        apply(&v, heartbeat(10));
+        assert!(matches!(v.check_stall(t1 + BOUND / 2, BOUND), Flow::Continue));
+        assert!(matches!(v.check_stall(t1 + BOUND + Duration::from_millis(50), BOUND), Flow::Reconnect));
+        let pos = v.sync.position();
+        assert_eq!((pos.applied_seq, pos.epoch.as_str(), v.sync.resets()), (0, "", 1), "reset: from 0");
+        assert!(!v.sync.synced());
+        assert_eq!(v.revoked.len(), 0, "the deny list went with it");
+    }
+
+    #[tokio::test]
+    async fn a_resubscribe_that_delivers_syncs_again_without_a_reset() {
+        let v = verifier();
+        for seq in 1..=8 {
+            apply(&v, revocation(seq));
+        }
+        apply(&v, heartbeat(10));
+        assert!(matches!(v.check_stall(Instant::now() + 2 * BOUND, BOUND), Flow::Reconnect));
+        // The authority replays 9 and 10 from its database on the new stream.
+        v.sync.watch_lag_new_stream(Instant::now());
+        apply(&v, revocation(9));
+        apply(&v, revocation(10));
+        apply(&v, heartbeat(10));
+        assert!(v.sync.synced());
+        assert!(matches!(v.check_stall(Instant::now() + 10 * BOUND, BOUND), Flow::Continue));
+        assert_eq!(v.sync.resets(), 0);
+    }
 }

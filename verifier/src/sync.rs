@@ -1,6 +1,8 @@
 //! Where the verifier stands with the revocation stream: epoch, applied seq,
-//! last contact. The cache is trusted only while `usable()`: synced since the
-//! last reset, and heard from the authority within the silence threshold.
+//! last contact, and whether the applied seq keeps up with the head the
+//! authority announces. The cache is trusted only while `usable()`: synced
+//! since the last reset (and since the last stall), and heard from the
+//! authority within the silence threshold.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +22,37 @@ pub struct SyncState {
     last_contact: AtomicU64,
     /// Woken whenever `synced` or `fail_closed` changes (readiness follows at once).
     changed: tokio::sync::Notify,
+    /// Whether the applied seq keeps up with the announced head.
+    lag: Mutex<Lag>,
+}
+
+/// Watches that events come to fill the difference between the head the
+/// authority announces (heartbeats, resets) and the applied seq. Heartbeats
+/// alone count as contact, so an authority that announces a head and never
+/// sends the events up to it (a second process that wrote the same database,
+/// a bug in its fan-out) would otherwise leave the verifier "synced" behind
+/// the log for as long as its heartbeats keep coming.
+#[derive(Debug, Default)]
+struct Lag {
+    /// Since when the applied seq has been below the announced head, and the
+    /// applied seq then. Restarted whenever an event is applied (something
+    /// came to fill the difference) and when a stream opens (it gets the
+    /// whole bound to deliver); cleared once the applied seq reaches the head.
+    behind: Option<(Instant, u64)>,
+    /// The applied seq at the last stall; cleared once caught up.
+    stalled_at: Option<u64>,
+}
+
+/// What a stall (behind the announced head, no event for the whole bound) calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// The first at this position: stop answering from the cache and
+    /// resubscribe from the applied seq (the authority replays from its
+    /// database, which holds what its live stream missed).
+    Resubscribe,
+    /// Again at the position of the previous stall, on a later stream: the
+    /// authority cannot deliver what it announces from there, so start over.
+    Reset,
 }
 
 /// Position in the stream.
@@ -41,6 +74,7 @@ impl Default for SyncState {
             born: Instant::now(),
             last_contact: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
+            lag: Mutex::default(),
         }
     }
 }
@@ -116,6 +150,58 @@ impl SyncState {
         }
     }
 
+    /// Notes at `now` where the applied seq stands against the announced
+    /// head, after a message was applied: caught up clears the watch (and the
+    /// memory of a stall); behind starts it, or restarts it when an event was
+    /// applied since it started.
+    pub fn watch_lag(&self, now: Instant) {
+        let (applied, head) = {
+            let p = self.pos.lock().expect("sync lock");
+            (p.applied_seq, p.head_seen)
+        };
+        let mut lag = self.lag.lock().expect("lag lock");
+        if applied >= head {
+            *lag = Lag::default();
+        } else if lag.behind.is_none_or(|(_, at)| at != applied) {
+            lag.behind = Some((now, applied));
+        }
+    }
+
+    /// A stream opened at `now`: if behind, it gets the whole bound to
+    /// deliver (the time spent reconnecting is not its fault).
+    pub fn watch_lag_new_stream(&self, now: Instant) {
+        let mut lag = self.lag.lock().expect("lag lock");
+        if let Some((since, _)) = lag.behind.as_mut() {
+            *since = now;
+        }
+    }
+
+    /// Forgets the watch and any stall (a local reset starts from nothing).
+    pub fn forget_lag(&self) {
+        *self.lag.lock().expect("lag lock") = Lag::default();
+    }
+
+    /// When the current watch runs out after `bound`, if behind.
+    pub fn stall_deadline(&self, bound: Duration) -> Option<Instant> {
+        self.lag.lock().expect("lag lock").behind.map(|(since, _)| since + bound)
+    }
+
+    /// Whether, at `now`, the applied seq has stayed below the announced head
+    /// with no event applied for `bound`, and what that calls for. A stall
+    /// ends the watch: the next stream starts its own.
+    pub fn stalled(&self, now: Instant, bound: Duration) -> Option<Stall> {
+        let applied = self.pos.lock().expect("sync lock").applied_seq;
+        let mut lag = self.lag.lock().expect("lag lock");
+        let (since, _) = lag.behind?;
+        if now.saturating_duration_since(since) < bound {
+            return None;
+        }
+        lag.behind = None;
+        let again = lag.stalled_at == Some(applied);
+        lag.stalled_at = Some(applied);
+        Some(if again { Stall::Reset } else { Stall::Resubscribe })
+    }
+
     pub fn count_reset(&self) {
         self.resets.fetch_add(1, Ordering::Relaxed);
     }
@@ -156,6 +242,80 @@ mod tests {
             s.touch_sent(sent_at, 1_000_000, SKEW);
             assert!(s.silence().unwrap() < Duration::from_millis(100), "sent at {sent_at}");
         }
+    }
+
+    const BOUND: Duration = Duration::from_secs(1);
+
+    /// Applies what a message would: an event up to `applied`, a heartbeat announcing `head`.
+    fn at(s: &SyncState, applied: u64, head: u64, now: Instant) {
+        s.update(|p| {
+            p.applied_seq = applied;
+            p.head_seen = p.head_seen.max(head);
+        });
+        s.watch_lag(now);
+    }
+
+    #[test]
+    fn a_head_announced_and_never_reached_stalls_then_resets_on_the_next_stream() {
+        let (s, t0) = (aged(), Instant::now());
+        at(&s, 8, 8, t0);
+        assert_eq!(s.stall_deadline(BOUND), None, "caught up: nothing to watch");
+        // Heartbeats announce 10; 9 and 10 never come.
+        for i in 0..10 {
+            at(&s, 8, 10, t0 + Duration::from_millis(100 * i));
+        }
+        assert_eq!(s.stall_deadline(BOUND), Some(t0 + BOUND), "heartbeats alone do not restart the watch");
+        assert_eq!(s.stalled(t0 + BOUND - Duration::from_millis(1), BOUND), None);
+        assert_eq!(s.stalled(t0 + BOUND, BOUND), Some(Stall::Resubscribe));
+        assert_eq!(s.stall_deadline(BOUND), None, "the stall ended the watch");
+        // The next stream: the same heartbeats, still nothing past 8.
+        let t1 = t0 + 3 * BOUND;
+        s.watch_lag_new_stream(t1);
+        at(&s, 8, 10, t1);
+        assert_eq!(s.stalled(t1 + BOUND / 2, BOUND), None);
+        assert_eq!(s.stalled(t1 + BOUND, BOUND), Some(Stall::Reset));
+    }
+
+    #[test]
+    fn events_that_keep_coming_behind_the_heartbeats_never_stall() {
+        let (s, t0) = (aged(), Instant::now());
+        // Each heartbeat runs 5 ahead; the events follow 10 ms apart, for 30 bounds.
+        for i in 1..=3_000u64 {
+            let now = t0 + Duration::from_millis(10 * i);
+            at(&s, i, i + 5, now);
+            assert_eq!(s.stalled(now, BOUND), None, "at {i}");
+        }
+    }
+
+    #[test]
+    fn progress_or_catching_up_after_a_stall_makes_the_next_one_a_first() {
+        let (s, t0) = (aged(), Instant::now());
+        at(&s, 8, 12, t0);
+        assert_eq!(s.stalled(t0 + BOUND, BOUND), Some(Stall::Resubscribe));
+        // The next stream delivers 9 and 10, then stops short of 12.
+        let t1 = t0 + 2 * BOUND;
+        s.watch_lag_new_stream(t1);
+        at(&s, 10, 12, t1);
+        assert_eq!(s.stalled(t1 + BOUND, BOUND), Some(Stall::Resubscribe), "not the same stall");
+        // Caught up at 10 (a reset announced head 10): the memory of the stall goes too.
+        let t2 = t1 + 2 * BOUND;
+        s.update(|p| p.head_seen = 10);
+        s.watch_lag(t2);
+        at(&s, 10, 12, t2);
+        assert_eq!(s.stalled(t2 + BOUND, BOUND), Some(Stall::Resubscribe));
+    }
+
+    #[test]
+    fn a_new_stream_gets_the_whole_bound() {
+        let (s, t0) = (aged(), Instant::now());
+        at(&s, 8, 10, t0);
+        // Reconnecting took longer than the bound; the new stream has not spoken yet.
+        let t1 = t0 + 5 * BOUND;
+        s.watch_lag_new_stream(t1);
+        assert_eq!(s.stalled(t1, BOUND), None);
+        assert_eq!(s.stall_deadline(BOUND), Some(t1 + BOUND));
+        s.forget_lag();
+        assert_eq!(s.stall_deadline(BOUND), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The verifier's connection to the authority: Verify on a cache miss and the
-//! revocation stream, each request carrying the verifier's own token.
+//! revocation stream, each request carrying the verifier's own token, which
+//! must be a verifier's (`role = verifier`, no other role).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,9 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status, Streaming};
 use tracing::Instrument;
 
-use crate::error::Error;
+use tally_token::{Bundle, Limits, Predicate};
+
+use crate::error::{Error, TokenRefused};
 use crate::sync::Position;
 
 /// How long to wait for a TCP connection to the authority.
@@ -70,20 +73,22 @@ impl Upstream {
         Ok(self)
     }
 
-    /// Like [`Upstream::new`], with the token read from `path` (and re-read on refusal).
+    /// Like [`Upstream::new`], with the token read from `path` (and re-read
+    /// on refusal); refused unless it is a verifier's token.
     pub fn with_token_file(url: &str, path: &Path, timeout: Duration) -> Result<Self, Error> {
-        let token = read_token(path)?;
+        let token = read_verifier_token(path)?;
         let mut upstream = Self::new(url, &token, timeout)?;
         upstream.token_file = Some(path.to_owned());
         Ok(upstream)
     }
 
-    /// Re-reads the token file (after the authority refused the token).
+    /// Re-reads the token file (after the authority refused the token); the
+    /// old token stays when the file no longer holds a verifier's token.
     pub fn reload_token(&self) {
         let Some(path) = &self.token_file else { return };
-        match read_token(path).and_then(|t| bearer_value(&t)) {
+        match read_verifier_token(path).and_then(|t| bearer_value(&t)) {
             Ok(value) => *self.bearer.write().expect("bearer lock") = value,
-            Err(e) => tracing::warn!(error = %e, "cannot reload the verifier token"),
+            Err(e) => tracing::warn!(error = %e, "cannot reload the verifier token; keeping the old one"),
         }
     }
 
@@ -152,8 +157,40 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn read_token(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read token file {}: {e}", path.display())))
+/// The token in `path`, if it is a verifier's.
+fn read_verifier_token(path: &Path) -> Result<String, Error> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read token file {}: {e}", path.display())))?;
+    verifier_role(token.trim()).map_err(|why| why.in_file(path))?;
+    Ok(token)
+}
+
+/// Refuses a token that is not a verifier's: it must parse, carry a `role`
+/// caveat, and every `role` caveat must say `verifier`. A verifier runs next
+/// to the services, often where more people can read its files than the
+/// authority's; an operator token there hands whoever reads it the power to
+/// mint and revoke (and breaks the threat model's "a compromised verifier
+/// can never act on Tally's API"). The verifier holds no root key, so it
+/// reads the caveats only; whether the token is genuine is the authority's
+/// to say, on the first call.
+fn verifier_role(token: &str) -> Result<(), TokenRefused> {
+    let bundle = Bundle::parse(token, &Limits::default()).map_err(|_| TokenRefused::Malformed)?;
+    let mut found: Vec<String> = Vec::new();
+    let first_party = std::iter::once(&bundle.root)
+        .chain(&bundle.discharges)
+        .flat_map(|m| m.caveats())
+        .filter(|c| !c.is_third_party());
+    for caveat in first_party {
+        match Predicate::parse_bytes(&caveat.id) {
+            Ok(Predicate::Role(role)) if !found.contains(&role) => found.push(role),
+            _ => {}
+        }
+    }
+    match found.as_slice() {
+        [] => Err(TokenRefused::NoRole),
+        [role] if role == "verifier" => Ok(()),
+        _ => Err(TokenRefused::WrongRole { found }),
+    }
 }
 
 fn bearer_value(token: &str) -> Result<MetadataValue<Ascii>, Error> {
@@ -163,4 +200,87 @@ fn bearer_value(token: &str) -> Result<MetadataValue<Ascii>, Error> {
     // Never indexed by HTTP/2 header compression.
     value.set_sensitive(true);
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_token::{KeyId, Macaroon, RootKey, TallyId};
+
+    /// A file of this test process (no tempfile dependency here); removed on drop.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str) -> Self {
+            Self(std::env::temp_dir().join(format!("tally-verifier-{}-{name}", std::process::id())))
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn token(caveats: &[&str]) -> String {
+        let mut m = Macaroon::mint(&RootKey::from_bytes([9; 32]), TallyId::new(KeyId(1), [4; 16]).encode(), None);
+        for &c in caveats {
+            m.add_first_party(c);
+        }
+        m.to_text()
+    }
+
+    #[test]
+    fn only_a_verifier_role_and_no_other_passes() {
+        assert_eq!(verifier_role(&token(&["role = verifier"])), Ok(()));
+        assert_eq!(
+            verifier_role(&token(&["role = verifier", "expires < 2999-01-01T00:00:00Z", "role = verifier"])),
+            Ok(())
+        );
+        assert_eq!(verifier_role(&token(&[])), Err(TokenRefused::NoRole));
+        assert_eq!(verifier_role(&token(&["action in verify"])), Err(TokenRefused::NoRole));
+        assert_eq!(
+            verifier_role(&token(&["role = operator"])),
+            Err(TokenRefused::WrongRole { found: vec!["operator".into()] })
+        );
+        // Two roles never hold: attenuating an operator token does not make a verifier's.
+        assert_eq!(
+            verifier_role(&token(&["role = operator", "role = verifier"])),
+            Err(TokenRefused::WrongRole { found: vec!["operator".into(), "verifier".into()] })
+        );
+        assert_eq!(verifier_role("not a token"), Err(TokenRefused::Malformed));
+        assert_eq!(verifier_role(""), Err(TokenRefused::Malformed));
+    }
+
+    #[test]
+    fn a_refused_token_file_is_named_with_its_role_and_never_quoted() {
+        let file = TempFile::new("refused.token");
+        let path = &file.0;
+        let operator = token(&["role = operator"]);
+        std::fs::write(path, format!("{operator}\n")).unwrap();
+        let err = Upstream::with_token_file("http://127.0.0.1:9", path, Duration::from_secs(1)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()) && text.contains("`operator`"), "{text}");
+        assert!(!text.contains(&operator[..16]) && !text.contains('\n'), "{text}");
+        let long = format!("role = {}", "x".repeat(200));
+        let why = verifier_role(&token(&[&long])).unwrap_err().to_string();
+        assert!(why.len() < 100, "{why}");
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_old_token_when_the_file_holds_no_verifier_token() {
+        let file = TempFile::new("reloaded.token");
+        let path = &file.0;
+        let (verifier, next) = (token(&["role = verifier"]), token(&["role = verifier", "action in verify"]));
+        std::fs::write(path, &verifier).unwrap();
+        let upstream = Upstream::with_token_file("http://127.0.0.1:9", path, Duration::from_secs(1)).unwrap();
+        let bearer = || upstream.bearer.read().unwrap().to_str().unwrap().to_owned();
+        assert_eq!(bearer(), format!("Bearer {verifier}"));
+        std::fs::write(path, token(&["role = operator"])).unwrap();
+        upstream.reload_token();
+        assert_eq!(bearer(), format!("Bearer {verifier}"), "an operator token is not taken");
+        std::fs::write(path, &next).unwrap();
+        upstream.reload_token();
+        assert_eq!(bearer(), format!("Bearer {next}"), "a verifier token is");
+    }
 }

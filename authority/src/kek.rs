@@ -1,6 +1,7 @@
 //! The key-encryption key: root keys are stored only sealed under it
 //! (XChaCha20-Poly1305, a random 24-byte nonce per seal, the key id and org as
-//! associated data so a sealed key cannot be moved to another row).
+//! associated data so a sealed key cannot be moved to another row). Its file
+//! should be its owner's alone: a warning says so when it is not.
 
 use std::fmt;
 use std::path::Path;
@@ -25,9 +26,21 @@ impl fmt::Debug for Kek {
 
 impl Kek {
     /// Reads a KEK file: 64 hex characters (surrounding whitespace ignored).
+    /// Warns (as ssh does of a private key) when group or others may read or
+    /// write it: whoever reads it and a copy of the database (a backup) has
+    /// every root key, and whoever writes it can keep the authority from
+    /// opening them. A warning, not a refusal: some deployments share the
+    /// file with a group on purpose (a Kubernetes secret mounted for the
+    /// pod's fsGroup). Never the file's content, only its name and mode.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read KEK file {}: {e}", path.display())))?;
+        if let Some(mode) = too_open(path) {
+            tracing::warn!(
+                "permissions {mode:04o} for KEK file {} are too open: it should be readable by its owner only (chmod 600)",
+                path.display()
+            );
+        }
         Self::from_hex(&text)
             .ok_or_else(|| Error::Config(format!("KEK file {} must hold 64 hex characters (32 bytes)", path.display())))
     }
@@ -69,6 +82,25 @@ impl Kek {
     }
 }
 
+/// Group and others: none of their bits should be set on a KEK file.
+#[cfg(unix)]
+const NOT_OWNER: u32 = 0o077;
+
+/// The file's permission bits when group or others may read, write or
+/// execute it; `None` when only its owner may (or it cannot be told).
+#[cfg(unix)]
+fn too_open(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & NOT_OWNER != 0).then_some(mode)
+}
+
+/// Elsewhere permissions are not unix modes: nothing to say.
+#[cfg(not(unix))]
+fn too_open(_path: &Path) -> Option<u32> {
+    None
+}
+
 fn aad(key_id: KeyId, org: &str) -> Vec<u8> {
     let mut aad = AAD_DOMAIN.to_vec();
     aad.extend_from_slice(&key_id.0.to_be_bytes());
@@ -92,5 +124,22 @@ mod tests {
         let wrong = Kek::from_hex(&"22".repeat(32)).unwrap();
         assert!(matches!(wrong.open(KeyId(1), "acme", &sealed), Err(Error::WrongKek(1))));
         assert_eq!(format!("{kek:?}"), "Kek(<redacted>)");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_kek_file_open_to_group_or_others_is_too_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.hex");
+        std::fs::write(&path, "11".repeat(32)).unwrap();
+        for (mode, open) in [(0o600, false), (0o400, false), (0o644, true), (0o640, true), (0o604, true), (0o620, true)]
+        {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(too_open(&path), open.then_some(mode), "{mode:o}");
+            // Warned about or not, the KEK is read.
+            assert!(Kek::from_file(&path).is_ok(), "{mode:o}");
+        }
+        assert_eq!(too_open(&dir.path().join("missing")), None);
     }
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -43,6 +44,9 @@ pub struct AuthorityOptions {
     /// certificates required from its CA. The harness's own client presents
     /// the operator certificate.
     pub tls: Option<CertFiles>,
+    /// Permission bits of the KEK file (its owner's alone by default, as an
+    /// operator should keep it; the authority warns otherwise).
+    pub kek_mode: u32,
 }
 
 impl Default for AuthorityOptions {
@@ -53,6 +57,7 @@ impl Default for AuthorityOptions {
             serve_args: Vec::new(),
             env: Vec::new(),
             tls: None,
+            kek_mode: 0o600,
         }
     }
 }
@@ -98,6 +103,7 @@ impl Authority {
         let db = dir.path().join("authority.db");
         let kek_file = dir.path().join("kek.hex");
         std::fs::write(&kek_file, format!("{TEST_KEK_HEX}\n"))?;
+        std::fs::set_permissions(&kek_file, std::fs::Permissions::from_mode(options.kek_mode))?;
 
         let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
         let mut init = Child::spawn(&bin, init_args(&db, &kek_file), &[("RUST_LOG", &options.rust_log)])?;

@@ -105,39 +105,7 @@ impl Verifier {
     }
 
     async fn try_start(authority_url: &str, token: &str, options: VerifierOptions) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let token_file = dir.path().join("verifier.token");
-        std::fs::write(&token_file, token)?;
-        let fail_closed = format!("{}ms", options.fail_closed_after.as_millis());
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "serve".into(),
-            "--authority".into(),
-            authority_url.into(),
-            "--token-file".into(),
-            token_file.clone().into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--region".into(),
-            options.region.clone().into(),
-            "--fail-closed-after".into(),
-            fail_closed.into(),
-        ];
-        if let Some(tls) = &options.authority_tls {
-            args.extend(tls.args());
-        }
-        if let Some(c) = &options.check_tls {
-            args.extend([
-                "--tls-cert".into(),
-                c.check_cert.clone().into(),
-                "--tls-key".into(),
-                c.check_key.clone().into(),
-            ]);
-        }
-        args.extend(options.args.iter().map(Into::into));
-        let bin = binary_in(VERIFIER.package, VERIFIER.name);
-        let mut env = vec![("RUST_LOG", options.rust_log.as_str())];
-        env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let child = Child::spawn(&bin, args, &env)?;
+        let (child, token_file, dir) = spawn(authority_url, token, &options)?;
         let line = child.wait_for_stdout(DEADLINE, |l| l.starts_with(LISTENING)).await?;
         let addr: SocketAddr = line[LISTENING.len()..].trim().parse().with_context(|| format!("parsing {line:?}"))?;
         let channel = match &options.check_tls {
@@ -149,6 +117,21 @@ impl Verifier {
         };
         let client = VerifierClient::new(channel);
         Ok(Self { child, addr, client, token_file, _dir: dir })
+    }
+
+    /// Runs a verifier that is expected to refuse to start: returns its exit
+    /// status and the exited process (its output). Panics when it starts
+    /// serving instead, or does neither within the deadline.
+    pub async fn start_refused(authority_url: &str, token: &str, options: VerifierOptions) -> (ExitStatus, Child) {
+        let (mut child, _token_file, _dir) = spawn(authority_url, token, &options).expect("spawning tally-verifier");
+        let stdout = child.stdout().clone();
+        let status = tokio::select! {
+            status = child.wait(DEADLINE) => status.expect("tally-verifier was expected to exit"),
+            Ok(line) = stdout.wait_for(DEADLINE, |l| l.starts_with(LISTENING)) => {
+                panic!("tally-verifier was expected to refuse to start; it serves ({line:?})")
+            }
+        };
+        (status, child)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -220,6 +203,39 @@ impl Verifier {
     pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         self.child.stop(Duration::from_secs(10)).await
     }
+}
+
+/// Writes `token` to a file of a new temp dir and spawns `serve` with `options`.
+fn spawn(authority_url: &str, token: &str, options: &VerifierOptions) -> anyhow::Result<(Child, PathBuf, TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("verifier.token");
+    std::fs::write(&token_file, token)?;
+    let fail_closed = format!("{}ms", options.fail_closed_after.as_millis());
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--authority".into(),
+        authority_url.into(),
+        "--token-file".into(),
+        token_file.clone().into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--region".into(),
+        options.region.clone().into(),
+        "--fail-closed-after".into(),
+        fail_closed.into(),
+    ];
+    if let Some(tls) = &options.authority_tls {
+        args.extend(tls.args());
+    }
+    if let Some(c) = &options.check_tls {
+        args.extend(["--tls-cert".into(), c.check_cert.clone().into(), "--tls-key".into(), c.check_key.clone().into()]);
+    }
+    args.extend(options.args.iter().map(Into::into));
+    let bin = binary_in(VERIFIER.package, VERIFIER.name);
+    let mut env = vec![("RUST_LOG", options.rust_log.as_str())];
+    env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let child = Child::spawn(&bin, args, &env)?;
+    Ok((child, token_file, dir))
 }
 
 /// `GET /metrics` from a metrics endpoint, as text.

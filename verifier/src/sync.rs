@@ -190,9 +190,9 @@ impl SyncState {
     /// with no event applied for `bound`, and what that calls for. A stall
     /// ends the watch: the next stream starts its own.
     pub fn stalled(&self, now: Instant, bound: Duration) -> Option<Stall> {
-        let applied = self.pos.lock().expect("sync lock").applied_seq;
         let mut lag = self.lag.lock().expect("lag lock");
-        let (since, _) = lag.behind?;
+        // The applied seq now: any event applied since would have restarted the watch.
+        let (since, applied) = lag.behind?;
         if now.saturating_duration_since(since) < bound {
             return None;
         }

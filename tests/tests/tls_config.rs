@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use tally_tests::{AUTHORITY, CertFiles, Child, DEADLINE, TEST_KEK_HEX, VERIFIER, binary_in, certs};
+use tally_token::{KeyId, Macaroon, RootKey, TallyId};
 
 struct Files {
     certs: CertFiles,
@@ -25,7 +26,11 @@ fn files() -> Files {
         path.display().to_string()
     };
     let kek = write("kek.hex", TEST_KEK_HEX);
-    let token = write("verifier.token", "tly_placeholder");
+    // A `role = verifier` token (under a key only this test knows): the
+    // verifier refuses any other credential before it reads its TLS files.
+    let mut m = Macaroon::mint(&RootKey::from_bytes([1; 32]), TallyId::new(KeyId(1), [2; 16]).encode(), None);
+    m.add_first_party("role = verifier");
+    let token = write("verifier.token", &m.to_text());
     let garbage = write("garbage.pem", "-----BEGIN PRIVATE KEY-----\nnot base64 at all\n");
     Files { certs, kek, token, garbage, _dir: dir }
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tally_authority::{
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_REGISTRY_REMEMBERED, MAX_REGISTRY_REMEMBERED,
+    DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_ANONYMOUS_PER_CLIENT,
+    DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBERS,
+    DEFAULT_REGISTRY_REMEMBERED, MAX_REGISTRY_REMEMBERED,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -51,10 +53,35 @@ pub(crate) struct ServeArgs {
     /// PEM CA certificate(s): every client must present a certificate signed by one (mTLS).
     #[arg(long, env = "TALLY_AUTHORITY_TLS_CLIENT_CA", requires = "tls_cert", value_name = "FILE")]
     pub(crate) tls_client_ca: Option<PathBuf>,
-    /// Requests in flight at once, over all connections; more are answered UNAVAILABLE at once.
+    /// Requests with valid API credentials handled at once, over all connections, each taken once its message
+    /// was read; more are answered UNAVAILABLE at once.
     #[arg(long, env = "TALLY_AUTHORITY_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = at_least_one)]
     pub(crate) max_in_flight: usize,
-    /// Deadline of each call (Subscribe: until its stream starts); DEADLINE_EXCEEDED past it.
+    /// Requests without valid API credentials (holders revoking their tokens, refusals) admitted at once, being
+    /// read or handled; more are answered UNAVAILABLE at once. They never take a slot of --max-in-flight.
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_ANONYMOUS", default_value_t = DEFAULT_MAX_ANONYMOUS, value_parser = at_least_one)]
+    pub(crate) max_anonymous: usize,
+    /// Requests without valid API credentials admitted at once from one client address (IPv6: one /64); more are
+    /// answered RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_ANONYMOUS_PER_CLIENT", default_value_t = DEFAULT_MAX_ANONYMOUS_PER_CLIENT, value_parser = at_least_one)]
+    pub(crate) max_anonymous_per_client: usize,
+    /// Revocations of a token by its holder (Revoke with the token and no API credential) per second from one
+    /// client address, twice as many in a burst; RESOURCE_EXHAUSTED past it.
+    #[arg(long, env = "TALLY_AUTHORITY_ANONYMOUS_REVOKES_PER_SECOND", default_value_t = DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) anonymous_revokes_per_second: u32,
+    /// Branch revocations (a holder revoking one attenuation of a token) kept per token family; past it a holder
+    /// gets RESOURCE_EXHAUSTED and the family must be revoked whole (by an operator, or by revoking the minted
+    /// token). Each is kept in every verifier's memory until the family expires.
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_BRANCH_REVOCATIONS", default_value_t = DEFAULT_MAX_BRANCH_REVOCATIONS, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub(crate) max_branch_revocations: u32,
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_STREAMS_PER_CONNECTION", default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_streams_per_connection: u32,
+    /// Longest a request's message may take to arrive once its headers have; DEADLINE_EXCEEDED past it.
+    #[arg(long, env = "TALLY_AUTHORITY_READ_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub(crate) read_timeout: Duration,
+    /// Deadline of each call, reading its message included (Subscribe: until its stream starts);
+    /// DEADLINE_EXCEEDED past it.
     #[arg(long, env = "TALLY_AUTHORITY_RPC_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub(crate) rpc_timeout: Duration,
     /// Silence on a connection after which the authority pings the client (HTTP/2); a connection that leaves
@@ -138,6 +165,19 @@ mod tests {
         assert!(keepalive("2h").is_err());
         assert!(keepalive("500000000000years").is_err());
         assert!(keepalive("soon").is_err());
+    }
+
+    #[test]
+    fn admission_flags_default_to_the_library_defaults() {
+        let limits = tally_authority::Limits::default();
+        let parsed = |id| default_of(id).parse::<u64>().unwrap();
+        assert_eq!(parsed("max_in_flight"), limits.max_in_flight as u64);
+        assert_eq!(parsed("max_anonymous"), limits.max_anonymous as u64);
+        assert_eq!(parsed("max_anonymous_per_client"), limits.max_anonymous_per_client as u64);
+
+        assert_eq!(parsed("max_streams_per_connection"), u64::from(limits.max_streams_per_connection));
+        assert_eq!(positive_duration(&default_of("read_timeout")), Ok(limits.read_timeout));
+        assert_eq!(positive_duration(&default_of("rpc_timeout")), Ok(limits.rpc_timeout));
     }
 
     #[test]

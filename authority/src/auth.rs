@@ -58,7 +58,39 @@ struct Refused {
     detail: String,
 }
 
+/// The token of an `authorization` header value `Bearer <token>` (or
+/// `bearer`), trimmed; `None` when the value is not of that form.
+pub(crate) fn bearer_text(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim())
+}
+
 impl Authority {
+    /// Whether `text` is a live credential of Tally's API: a token of the
+    /// system org whose chain verifies, under an active key, not revoked,
+    /// not expired. What it may do is decided per call ([`Authority::authorize`]);
+    /// admission only needs to know it is no anonymous caller. Nothing is
+    /// audited or remembered here.
+    pub(crate) fn is_api_credential(&self, text: &str) -> bool {
+        let bearer = match self.bearers.get(text) {
+            Some(remembered) => remembered,
+            None => match self.verify_bearer(text) {
+                Ok(verified) => verified,
+                Err(_) => return false,
+            },
+        };
+        let skew_ms = self.settings.skew.as_millis() as i64;
+        self.key_active(bearer.key_id)
+            && !self.is_revoked(&bearer.revocation_ids)
+            && bearer.expires_at_ms.is_none_or(|e| self.clock.now_ms() < e + skew_ms)
+    }
+
+    fn key_active(&self, key_id: tally_token::KeyId) -> bool {
+        let keys = self.shared.keys.read().expect("key ring lock");
+        keys.keys.get(&key_id).is_some_and(|k| k.retired_at.is_none())
+    }
+
     /// Checks the bearer for `action` on `target_org` (None: a global action)
     /// by one of `roles`. Refusals are audited (by family id, never the token).
     pub fn authorize(
@@ -98,11 +130,7 @@ impl Authority {
         };
         let who = || bearer.family.to_hex();
         // Every call: the key may have been retired, the token revoked, since it was verified.
-        let key_active = {
-            let keys = self.shared.keys.read().expect("key ring lock");
-            keys.keys.get(&bearer.key_id).is_some_and(|k| k.retired_at.is_none())
-        };
-        if !key_active {
+        if !self.key_active(bearer.key_id) {
             return Err(anonymous("invalid bearer token"));
         }
         if self.is_revoked(&bearer.revocation_ids) {
@@ -156,11 +184,20 @@ impl Authority {
             Ok(Predicate::Role(r)) => Some(r),
             _ => None,
         });
+        let expires_at_ms = verified
+            .first_party
+            .iter()
+            .filter_map(|c| match Predicate::parse_bytes(c) {
+                Ok(Predicate::Expires(t)) => Some((t / 1_000_000) as i64),
+                _ => None,
+            })
+            .min();
         Ok(Arc::new(VerifiedBearer {
             key_id: id.key_id,
             family: id.family,
             revocation_ids: verified.revocation_ids(),
             role,
+            expires_at_ms,
             caveats: CompiledCaveats::compile(verified.first_party.iter().copied()),
         }))
     }

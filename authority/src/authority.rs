@@ -3,9 +3,13 @@
 //! takes the bearer text and authorizes it itself (`auth.rs`), because the
 //! target org is often known only after a lookup.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use sqlx::SqlitePool;
 use tally_token::{
@@ -41,6 +45,17 @@ pub const MAX_REGISTRY_REMEMBERED: usize = 10_000_000;
 const MAX_REASON: usize = 256;
 /// Most caveats a Mint request may add.
 const MAX_MINT_CAVEATS: usize = 32;
+/// Revocations of a token by its holder (no API credential) per second from
+/// one client address, by default; twice as many in a burst. A holder
+/// revokes its own token once; this bounds how fast anyone can grow the log.
+pub const DEFAULT_ANONYMOUS_REVOKES_PER_SECOND: u32 = 10;
+/// Branch revocations kept per family, by default. Each one is a log entry
+/// held by the authority and by every verifier until the family expires (up
+/// to a year), and a holder can make endless attenuations to revoke.
+pub const DEFAULT_MAX_BRANCH_REVOCATIONS: u32 = 64;
+/// Client addresses the holders' rate limiter may remember before it forgets
+/// those whose allowance has refilled.
+const RATE_LIMITED_CLIENTS: usize = 65_536;
 
 /// Tunables of a running authority.
 #[derive(Debug, Clone)]
@@ -68,6 +83,13 @@ pub struct Settings {
     /// up to about 23 MB per 100,000 above it. Taken as 1 to
     /// [`MAX_REGISTRY_REMEMBERED`] (0 counts as 1, more as the maximum).
     pub registry_remembered: usize,
+    /// Revocations of a token by its holder per second from one client
+    /// address (twice as many in a burst); RESOURCE_EXHAUSTED past it.
+    /// Callers with a valid API credential are not limited.
+    pub anonymous_revokes_per_second: u32,
+    /// Branch revocations kept per family; a holder revoking one more gets
+    /// RESOURCE_EXHAUSTED (the family can still be revoked whole).
+    pub max_branch_revocations: u32,
 }
 
 impl Default for Settings {
@@ -81,6 +103,8 @@ impl Default for Settings {
             fanout_buffer: FANOUT_BUFFER,
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             registry_remembered: DEFAULT_REGISTRY_REMEMBERED,
+            anonymous_revokes_per_second: DEFAULT_ANONYMOUS_REVOKES_PER_SECOND,
+            max_branch_revocations: DEFAULT_MAX_BRANCH_REVOCATIONS,
         }
     }
 }
@@ -101,6 +125,8 @@ pub struct Authority {
     pub(crate) bearers: Bearers,
     /// One permit per revocation stream being served.
     pub(crate) subscriber_slots: Arc<tokio::sync::Semaphore>,
+    /// Holders' revocations per client address.
+    pub(crate) holder_revokes: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 /// API tokens whose verification is remembered (operators' and verifiers'
@@ -252,7 +278,11 @@ impl Authority {
             committed_changes: Default::default(),
             commit_duration: Default::default(),
         });
-        let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone());
+        let max_branches = settings.max_branch_revocations.max(1);
+        let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone(), loaded.branches, max_branches);
+        let rate = NonZeroU32::new(settings.anonymous_revokes_per_second.max(1)).expect("at least 1");
+        let holder_revokes =
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(rate.saturating_mul(2.try_into().expect("2"))));
         let limits = settings.limits;
         let registry = RegistryCache::new(settings.registry_remembered.min(MAX_REGISTRY_REMEMBERED));
         let subscriber_slots =
@@ -268,6 +298,7 @@ impl Authority {
             registry,
             bearers: Bearers::new(BEARERS_REMEMBERED),
             subscriber_slots,
+            holder_revokes,
         }))
     }
 
@@ -675,26 +706,69 @@ impl Authority {
         Ok(verdict)
     }
 
-    /// Revokes. Returns the seq of the (last) log entry written.
-    pub async fn revoke(&self, bearer: Option<&str>, target: RevokeTarget, reason: &str) -> Result<u64> {
-        let seq = self.revoke_target(bearer, target, reason).await?;
+    /// Revokes. `client` is the caller's address (`None` in-process): a
+    /// holder revoking its token without an API credential is rate-limited
+    /// by it. Returns the seq of the (last) log entry written.
+    pub async fn revoke(
+        &self,
+        bearer: Option<&str>,
+        client: Option<IpAddr>,
+        target: RevokeTarget,
+        reason: &str,
+    ) -> Result<u64> {
+        let seq = self.revoke_target(bearer, client, target, reason).await?;
         Counters::bump(&self.counters.revoke);
         Ok(seq)
     }
 
-    async fn revoke_target(&self, bearer: Option<&str>, target: RevokeTarget, reason: &str) -> Result<u64> {
+    /// Refuses a holder's revocation past its address's allowance, unless
+    /// the caller holds a valid API credential.
+    fn holder_allowance(&self, bearer: Option<&str>, client: Option<IpAddr>) -> Result<()> {
+        if bearer.is_some_and(|b| self.is_api_credential(b)) {
+            return Ok(());
+        }
+        if self.holder_revokes.len() > RATE_LIMITED_CLIENTS {
+            self.holder_revokes.retain_recent();
+        }
+        let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if self.holder_revokes.check_key(&client).is_err() {
+            Counters::bump(&self.counters.rate_limited);
+            return Err(Error::ResourceExhausted(format!(
+                "revocations by token holders are limited to {} a second from one address: retry later, or ask an operator",
+                self.settings.anonymous_revokes_per_second
+            )));
+        }
+        Ok(())
+    }
+
+    async fn revoke_target(
+        &self,
+        bearer: Option<&str>,
+        client: Option<IpAddr>,
+        target: RevokeTarget,
+        reason: &str,
+    ) -> Result<u64> {
         if reason.len() > MAX_REASON {
             return Err(Error::InvalidArgument(format!("reason longer than {MAX_REASON} bytes")));
         }
         match target {
             RevokeTarget::Token(text) => {
+                self.holder_allowance(bearer, client)?;
                 // Possession is the credential (RFC 7009): a token that verifies
                 // may be revoked by whoever presents it.
                 let verdict = self.verify_bundle(&text)?;
                 let family = verdict.family.filter(|_| !verdict.chain.is_empty()).ok_or_else(|| {
                     Error::InvalidArgument(format!("token does not verify ({}): nothing to revoke", verdict.detail))
                 })?;
-                let target = if verdict.chain.len() == 1 {
+                // The token as minted: every token of the family descends from
+                // it, so its branch is the whole family; said so, it takes no
+                // part of the family's bound on branch revocations.
+                let presented = verdict.chain.len() - 1;
+                let minted = match self.registered(&family).await {
+                    Ok(row) => row.and_then(|r| r.minted_caveats).map(usize::from),
+                    Err(_) => None,
+                };
+                let target = if presented == 0 || minted == Some(presented) {
                     Target::Family(family.0)
                 } else {
                     let RevocationId::Branch(b) = RevocationId::branch(verdict.chain.last().expect("non-empty")) else {

@@ -32,6 +32,8 @@ pub(crate) struct VerifiedBearer {
     pub revocation_ids: Vec<RevocationId>,
     /// The value of its first `role` caveat.
     pub role: Option<String>,
+    /// Its earliest `expires` (unix ms), for admission (the caveats decide per call).
+    pub expires_at_ms: Option<i64>,
     /// Every first-party caveat, parsed, evaluated on every call.
     pub caveats: CompiledCaveats,
 }
@@ -87,6 +89,7 @@ mod tests {
             family: FamilyId([n; 16]),
             revocation_ids: vec![RevocationId::Family(FamilyId([n; 16]))],
             role: Some("operator".into()),
+            expires_at_ms: None,
             caveats: CompiledCaveats::compile([b"role = operator".as_slice()]),
         })
     }

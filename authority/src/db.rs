@@ -60,7 +60,13 @@ pub struct Loaded {
     pub keys: KeyRing,
     pub revoked: Revoked,
     pub head: LogHead,
+    /// Branch revocations in the log, per family.
+    pub branches: BranchCounts,
 }
+
+/// Branch revocations in the log per family (each bounded by
+/// `Settings::max_branch_revocations`).
+pub type BranchCounts = std::collections::HashMap<[u8; 16], u32>;
 
 /// Reads the state, opening every sealed key with `kek` (a wrong KEK fails here).
 pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
@@ -94,7 +100,8 @@ pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
     let revoked = Revoked { ids: load_revoked(conn).await? };
 
     let head = load_head(conn).await?;
-    Ok(Loaded { epoch, keys, revoked, head })
+    let branches = load_branch_counts(conn).await?;
+    Ok(Loaded { epoch, keys, revoked, head, branches })
 }
 
 /// The log head as stored: last seq and digest, oldest retained seq.
@@ -118,6 +125,19 @@ pub(crate) async fn load_head(conn: &mut SqliteConnection) -> Result<LogHead> {
     let retained_from = retained.and_then(|v| v.parse().ok()).unwrap_or(1);
     // Pruning never removes the newest entry, so the head is always in the table.
     Ok(LogHead { retained_from: retained_from.max(1), ..head })
+}
+
+/// How many branch revocations the log holds per family.
+pub(crate) async fn load_branch_counts(conn: &mut SqliteConnection) -> Result<BranchCounts> {
+    let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT substr(target, 1, 16), COUNT(*) FROM revocations WHERE kind = 'branch' GROUP BY substr(target, 1, 16)",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(family, n)| Some((family.try_into().ok()?, u32::try_from(n).unwrap_or(u32::MAX))))
+        .collect())
 }
 
 /// Every revoked family and branch id in the log (key revocations live in the key ring).

@@ -2,6 +2,7 @@
 //! revocation. `Authority` is the domain; `grpc` adapts it to `tally.v1`;
 //! `server::serve` runs it on a bound listener.
 
+mod admission;
 mod audit;
 mod auth;
 mod authority;
@@ -11,7 +12,6 @@ mod db;
 mod error;
 mod grpc;
 mod kek;
-mod limits;
 mod log;
 mod metrics;
 mod registry;
@@ -20,17 +20,21 @@ mod state;
 mod stream;
 mod writer;
 
+pub use admission::{
+    DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_ANONYMOUS_PER_CLIENT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_STREAMS_PER_CONNECTION,
+    DEFAULT_READ_TIMEOUT, DEFAULT_RPC_TIMEOUT, Limits, MAX_MESSAGE_BYTES,
+};
 pub use audit::{AuditEntry, AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use auth::{Caller, Role};
 pub use authority::{
-    Authority, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_REGISTRY_REMEMBERED, KeyInfo, MAX_REGISTRY_REMEMBERED, MintSpec,
-    Minted, OrgInfo, Reason, RevokeTarget, SYSTEM_ORG, Settings, Verdict,
+    Authority, DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_SUBSCRIBERS,
+    DEFAULT_REGISTRY_REMEMBERED, KeyInfo, MAX_REGISTRY_REMEMBERED, MintSpec, Minted, OrgInfo, Reason, RevokeTarget,
+    SYSTEM_ORG, Settings, Verdict,
 };
 pub use clock::{Clock, SystemClock, unix_ms};
 pub use error::{Error, Result};
 pub use grpc::AuthorityService;
 pub use kek::Kek;
-pub use limits::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_RPC_TIMEOUT, Limits};
 pub use log::{LogEvent, Target, next_digest};
 pub use server::{DEFAULT_KEEPALIVE, ServeOptions, serve, serve_with};
 pub use state::LogHead;

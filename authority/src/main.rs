@@ -65,6 +65,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 default_ttl: a.default_ttl.into(),
                 max_subscribers: a.max_subscribers,
                 registry_remembered: a.registry_remembered,
+                anonymous_revokes_per_second: a.anonymous_revokes_per_second,
+                max_branch_revocations: a.max_branch_revocations,
                 ..Settings::default()
             };
             let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;
@@ -86,7 +88,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let options = ServeOptions {
                 tls,
-                limits: Limits { max_in_flight: a.max_in_flight, rpc_timeout: a.rpc_timeout },
+                limits: Limits {
+                    max_in_flight: a.max_in_flight,
+                    max_anonymous: a.max_anonymous,
+                    max_anonymous_per_client: a.max_anonymous_per_client,
+                    max_streams_per_connection: a.max_streams_per_connection,
+                    read_timeout: a.read_timeout,
+                    rpc_timeout: a.rpc_timeout,
+                },
                 keepalive: a.http2_keepalive,
             };
             tally_authority::serve_with(listener, authority.clone(), Some(a.prune_interval.into()), options, shutdown)

@@ -19,12 +19,18 @@ pub struct Counters {
     pub refused: AtomicU64,
     /// Latency per RPC, recorded by the server's `RpcLayer`.
     pub rpc: Arc<RpcMetrics>,
-    /// Requests holding an in-flight slot now.
+    /// Requests being handled now (their message read and admitted).
     pub in_flight: AtomicU64,
-    /// Requests shed with UNAVAILABLE because the in-flight limit was reached.
+    /// Requests whose message is being read now.
+    pub reading: AtomicU64,
+    /// Requests refused at admission (no slot, or a client's anonymous share used up).
     pub shed: AtomicU64,
     /// Requests that ran past the per-RPC timeout.
     pub rpc_timeouts: AtomicU64,
+    /// Requests whose message did not arrive within the read timeout.
+    pub read_timeouts: AtomicU64,
+    /// Anonymous Revoke calls refused by the per-address rate limit.
+    pub rate_limited: AtomicU64,
     /// Subscribe calls refused at the subscriber cap.
     pub subscribe_refused: AtomicU64,
     /// Registry look-ups (Revoke by family) the remembered rows could not answer.
@@ -42,8 +48,11 @@ impl Default for Counters {
             refused: AtomicU64::new(0),
             rpc: Arc::new(RpcMetrics::for_services(&["tally.v1.Authority"])),
             in_flight: AtomicU64::new(0),
+            reading: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             rpc_timeouts: AtomicU64::new(0),
+            read_timeouts: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             subscribe_refused: AtomicU64::new(0),
             registry_reads: AtomicU64::new(0),
             tls_refused: Arc::default(),
@@ -104,15 +113,36 @@ impl Authority {
             &mut out,
             "tally_authority_in_flight",
             "gauge",
-            "Requests in flight (health checks not counted).",
+            "Requests being handled, their message read (health checks not counted).",
             load(&self.counters.in_flight),
+        );
+        sample(
+            &mut out,
+            "tally_authority_reading",
+            "gauge",
+            "Requests whose message is being read.",
+            load(&self.counters.reading),
         );
         sample(
             &mut out,
             "tally_authority_shed_total",
             "counter",
-            "Requests refused with UNAVAILABLE because too many were in flight.",
+            "Requests refused at admission: UNAVAILABLE when no slot was free, RESOURCE_EXHAUSTED when one address had too many requests without credentials.",
             load(&self.counters.shed),
+        );
+        sample(
+            &mut out,
+            "tally_authority_read_timeouts_total",
+            "counter",
+            "Requests whose message did not arrive within the read timeout (DEADLINE_EXCEEDED).",
+            load(&self.counters.read_timeouts),
+        );
+        sample(
+            &mut out,
+            "tally_authority_rate_limited_total",
+            "counter",
+            "Anonymous Revoke calls refused by the per-address rate limit (RESOURCE_EXHAUSTED).",
+            load(&self.counters.rate_limited),
         );
         sample(
             &mut out,

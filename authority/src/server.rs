@@ -1,6 +1,6 @@
 //! Serving: the gRPC server (authority, health, reflection) on an
 //! already-bound listener, so tests can bind port 0, in plain HTTP/2 or
-//! TLS (mTLS when a client CA is given); request limits (`limits.rs`);
+//! TLS (mTLS when a client CA is given); admission (`admission.rs`);
 //! background pruning; graceful shutdown (streams end, in-flight calls finish).
 
 use std::sync::Arc;
@@ -15,13 +15,10 @@ use tonic::transport::Server;
 // Accepted sockets get TCP_NODELAY: without it small gRPC responses wait ~40 ms for Nagle.
 use tonic::transport::server::TcpIncoming;
 
+use crate::admission::{AdmissionLayer, Limits, MAX_MESSAGE_BYTES};
 use crate::authority::Authority;
 use crate::error::{Error, Result};
 use crate::grpc::AuthorityService;
-use crate::limits::{LimitLayer, Limits};
-
-/// Largest request message accepted.
-const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 /// Default interval of HTTP/2 keep-alive pings to clients.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
@@ -31,7 +28,7 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
 pub struct ServeOptions {
     /// TLS (and client certificates, when it has a client CA); plain HTTP/2 when `None`.
     pub tls: Option<ServerTls>,
-    /// In-flight cap and per-RPC deadline.
+    /// Admission: slots, the anonymous budget, streams per connection, deadlines.
     pub limits: Limits,
     /// Silence on a connection (nothing read from the client) after which it
     /// is pinged over HTTP/2; a ping not answered within the same time again
@@ -112,8 +109,9 @@ pub async fn serve_with(
     let router = Server::builder()
         .http2_keepalive_interval(Some(options.keepalive))
         .http2_keepalive_timeout(Some(options.keepalive))
+        .max_concurrent_streams(options.limits.max_streams_per_connection)
         .layer(RpcLayer::new(authority.rpc_metrics()))
-        .layer(LimitLayer::new(options.limits, authority.clone()))
+        .layer(AdmissionLayer::new(options.limits, authority.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service);

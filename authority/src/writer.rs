@@ -21,6 +21,7 @@ use tally_token::{KeyId, RootKey};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
+use crate::db::BranchCounts;
 use crate::error::{Error, Result};
 use crate::kek::Kek;
 use crate::log::{LogEvent, Target, next_digest};
@@ -116,11 +117,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`, which must be the only writing connection.
-    pub fn spawn(conn: SqliteConnection, shared: Arc<Shared>, kek: Arc<Kek>, clock: Arc<dyn Clock>) -> Self {
+    /// Starts the writer task on `conn`, which must be the only writing
+    /// connection; `branches` are the log's branch revocations per family,
+    /// of which it lets a family have at most `max_branches`.
+    pub fn spawn(
+        conn: SqliteConnection,
+        shared: Arc<Shared>,
+        kek: Arc<Kek>,
+        clock: Arc<dyn Clock>,
+        branches: BranchCounts,
+        max_branches: u32,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let head = *shared.head.borrow();
-        let task = Task { conn, shared, kek, clock, head };
+        let task = Task { conn, shared, kek, clock, head, branches, max_branches };
         tokio::spawn(task.run(rx));
         Self { tx }
     }
@@ -186,6 +196,10 @@ struct Task {
     clock: Arc<dyn Clock>,
     /// The log head including changes of the batch being applied.
     head: LogHead,
+    /// Branch revocations per family in the committed log.
+    branches: BranchCounts,
+    /// The most a family may have (`Settings::max_branch_revocations`).
+    max_branches: u32,
 }
 
 /// What a committed change does to the in-memory state.
@@ -226,6 +240,7 @@ impl Task {
         let mut effects = Vec::new();
         let now = self.clock.now_ms();
         let began = Instant::now();
+        let mut staged = Staged::default();
         let committed = async {
             // Revocations, mints and audit rows have nothing that fails alone: they
             // are staged and written at the end with one multi-row INSERT per
@@ -233,10 +248,10 @@ impl Task {
             // rest; only then is the transaction opened on its own.
             let conn = &mut self.conn;
             let mut open = false;
-            let mut staged = Staged::default();
+            let bound = BranchBound { committed: &self.branches, max: self.max_branches };
             for op in &batch {
-                if let Some(outcome) = stage(&mut staged, &mut self.head, op, &mut effects) {
-                    results.push(Ok(outcome));
+                if let Some(outcome) = stage(&mut staged, &mut self.head, op, &bound, &mut effects) {
+                    results.push(outcome);
                     continue;
                 }
                 if !open {
@@ -289,10 +304,7 @@ impl Task {
             self.head = match stored {
                 Ok(stored) if stored != start => {
                     tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
-                    match crate::db::load_revoked(&mut self.conn).await {
-                        Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
-                        Err(e) => tracing::error!(error = %e, "reloading revoked ids failed"),
-                    }
+                    self.reload_revoked().await;
                     self.shared.head.send_replace(stored);
                     stored
                 }
@@ -305,6 +317,9 @@ impl Task {
             }
             return;
         }
+        for (family, n) in staged.branches {
+            *self.branches.entry(family).or_default() += n;
+        }
         self.shared.commit_duration.record(began.elapsed());
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         self.shared.committed_changes.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -313,6 +328,19 @@ impl Task {
             if let Some(reply) = op.reply {
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// Reads the revoked ids and the branch counts back from the database
+    /// (after a prune, or a batch whose failure left the log unknown).
+    async fn reload_revoked(&mut self) {
+        match crate::db::load_revoked(&mut self.conn).await {
+            Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
+            Err(e) => tracing::error!(error = %e, "reloading revoked ids failed"),
+        }
+        match crate::db::load_branch_counts(&mut self.conn).await {
+            Ok(branches) => self.branches = branches,
+            Err(e) => tracing::error!(error = %e, "reloading branch counts failed"),
         }
     }
 
@@ -351,10 +379,7 @@ impl Task {
             }
         }
         if reload {
-            match crate::db::load_revoked(&mut self.conn).await {
-                Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
-                Err(e) => tracing::error!(error = %e, "reloading revoked ids after prune failed"),
-            }
+            self.reload_revoked().await;
         }
         for event in events {
             // No receivers is fine: nobody subscribed.
@@ -374,16 +399,53 @@ struct Staged<'a> {
     revocations: Vec<(&'a AuditRow, LogEvent)>,
     tokens: Vec<&'a TokenRow>,
     audit: Vec<&'a AuditRow>,
+    /// Branch revocations the batch adds, per family.
+    branches: BranchCounts,
+}
+
+/// The bound on branch revocations per family, against the committed log.
+struct BranchBound<'a> {
+    committed: &'a BranchCounts,
+    max: u32,
 }
 
 /// Largest multi-row INSERT (rows), well under SQLite's bound-parameter limit.
 const INSERT_CHUNK: usize = 256;
 
-/// Stages a simple change (assigning seqs now); `None` for the others.
-fn stage<'a>(staged: &mut Staged<'a>, head: &mut LogHead, op: &'a Op, effects: &mut Vec<Effect>) -> Option<Outcome> {
+/// Stages a simple change (assigning seqs now); `None` for the others. A
+/// branch revocation past its family's bound is refused here, so the bound
+/// holds however many arrive at once.
+fn stage<'a>(
+    staged: &mut Staged<'a>,
+    head: &mut LogHead,
+    op: &'a Op,
+    bound: &BranchBound<'_>,
+    effects: &mut Vec<Effect>,
+) -> Option<Result<Outcome>> {
     let mut outcome = Outcome::default();
     match &op.change {
         Change::Revoke(targets) => {
+            let mut adds = BranchCounts::new();
+            for (target, _) in targets {
+                if let Target::Branch { family, .. } = target {
+                    *adds.entry(*family).or_default() += 1;
+                }
+            }
+            for (family, n) in &adds {
+                let count = |m: &BranchCounts| m.get(family).copied().unwrap_or(0);
+                let had = count(bound.committed) + count(&staged.branches);
+                if had + n > bound.max {
+                    return Some(Err(Error::ResourceExhausted(format!(
+                        "family {} has {had} branch revocations, the most kept per family is {}: revoke the whole \
+                         family instead (an operator can, or the holder of the token as minted)",
+                        hex::encode(family),
+                        bound.max
+                    ))));
+                }
+            }
+            for (family, n) in adds {
+                *staged.branches.entry(family).or_default() += n;
+            }
             for (target, expires_at) in targets {
                 let event = next_event(head, *target, *expires_at);
                 outcome.seq = event.seq;
@@ -396,7 +458,7 @@ fn stage<'a>(staged: &mut Staged<'a>, head: &mut LogHead, op: &'a Op, effects: &
         _ => return None,
     }
     staged.audit.push(&op.audit);
-    Some(outcome)
+    Some(Ok(outcome))
 }
 
 impl Staged<'_> {

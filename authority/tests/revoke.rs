@@ -205,3 +205,89 @@ async fn no_token_of_a_pruned_family_verifies_again() {
         assert!(v.chain.is_empty());
     }
 }
+
+/// A holder can revoke attenuations of its token one by one (each a branch
+/// kept in every verifier's memory until the family expires), but only up to
+/// the bound per family; the token as minted is revoked as its family, which
+/// the bound does not stop.
+#[tokio::test]
+async fn branch_revocations_are_bounded_per_family() {
+    let h = Harness::start_with(Settings { max_branch_revocations: 3, ..fast_settings() }).await;
+    let mut c = h.client();
+    h.create_org("acme").await;
+    let minted = h.mint("acme", &[]).await;
+    let parent = Macaroon::from_text(&minted.token, &Limits::default()).unwrap();
+    let attenuation = |i: usize| {
+        let mut t = parent.clone();
+        t.add_first_party(format!("resource = r/{i}"));
+        t.to_text()
+    };
+    let by_holder = |text: String| Request::new(revoke(Target::Token(text)));
+    for i in 0..3 {
+        c.revoke(by_holder(attenuation(i))).await.unwrap();
+    }
+    let refused = c.revoke(by_holder(attenuation(3))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("revoke the whole family"), "{refused:?}");
+    assert!(h.verify(&attenuation(3)).await.valid, "the refused one was not revoked");
+    let head = h.authority.head().seq;
+
+    // Another family has its own bound.
+    let other = h.mint("acme", &[]).await.token;
+    let mut t = Macaroon::from_text(&other, &Limits::default()).unwrap();
+    t.add_first_party("resource = x");
+    c.revoke(by_holder(t.to_text())).await.unwrap();
+
+    // The token as minted: its family.
+    c.revoke(by_holder(minted.token.clone())).await.unwrap();
+    assert_eq!(h.authority.head().seq, head + 2);
+    let family = tally_token::FamilyId::from_hex(&minted.family).unwrap();
+    assert!(h.authority.is_revoked(&[tally_token::RevocationId::Family(family)]));
+    assert_eq!(h.verify(&attenuation(9)).await.reason(), pb::Reason::Revoked);
+
+    // The bound is the log's: a restart counts the branches already kept.
+    let (dir, db, bootstrap) = h.stop().await;
+    let settings = Settings { max_branch_revocations: 3, ..fast_settings() };
+    let h = Harness::serve(dir, db, bootstrap, settings, Arc::new(tally_authority::SystemClock)).await;
+    let mut c = h.client();
+    let third = h.mint("acme", &[]).await.token;
+    for i in 0..3 {
+        let mut t = Macaroon::from_text(&third, &Limits::default()).unwrap();
+        t.add_first_party(format!("resource = r/{i}"));
+        c.revoke(by_holder(t.to_text())).await.unwrap();
+    }
+    // The family of `other` has one already: two more fit, the third does not.
+    for i in 0..3 {
+        let mut t = Macaroon::from_text(&other, &Limits::default()).unwrap();
+        t.add_first_party(format!("resource = y/{i}"));
+        let r = c.revoke(by_holder(t.to_text())).await;
+        assert_eq!(r.is_ok(), i < 2, "{i}: {r:?}");
+    }
+}
+
+/// Holders' revocations (no API credential) are rate-limited per client
+/// address; an operator's are not.
+#[tokio::test]
+async fn holder_revocations_are_rate_limited_per_address() {
+    let h = Harness::start_with(Settings { anonymous_revokes_per_second: 1, ..fast_settings() }).await;
+    let mut c = h.client();
+    h.create_org("acme").await;
+    let mut refused = 0;
+    // One a second, two in a burst: ten at once cannot all pass.
+    for _ in 0..10 {
+        let token = h.mint("acme", &[]).await.token;
+        match c.revoke(Request::new(revoke(Target::Token(token)))).await {
+            Ok(_) => {}
+            Err(s) => {
+                assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+                assert!(s.message().contains("retry later"), "{s:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "ten holder revocations in a row, none refused");
+    for _ in 0..10 {
+        let token = h.mint("acme", &[]).await.token;
+        c.revoke(bearer(revoke(Target::Token(token)), &h.bootstrap)).await.unwrap();
+    }
+}

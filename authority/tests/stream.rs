@@ -184,8 +184,8 @@ async fn a_prune_keeps_the_revocations_committed_with_it() {
     let (commits, _) = h.authority.commits();
     let a = &h.authority;
     let (seq_b, seq_c, pruned) = tokio::join!(
-        a.revoke(Some(&h.bootstrap), RevokeTarget::Family(b), "test"),
-        a.revoke(Some(&h.bootstrap), RevokeTarget::Family(c), "test"),
+        a.revoke(Some(&h.bootstrap), None, RevokeTarget::Family(b), "test"),
+        a.revoke(Some(&h.bootstrap), None, RevokeTarget::Family(c), "test"),
         a.prune(),
     );
     assert_eq!(h.authority.commits().0 - commits, 1, "one batch");

@@ -5,13 +5,17 @@
 //! RESOURCE_EXHAUSTED while the admitted streams go on; a verifier refused
 //! at the cap takes the slot when it frees; a stream whose path died silently
 //! (a black-holing proxy) gives its slot back once an HTTP/2 keep-alive ping
-//! goes unanswered. In-flight slots are held by calls whose request body
-//! never ends (`raw::call_stalled`), so the assertions count statuses and
-//! never depend on how fast anything runs.
+//! goes unanswered; a request whose message never arrives
+//! (`raw::call_stalled`) holds no slot and is cut at the read timeout.
+//! In-flight slots are held by Mints stalled in the writer behind a SQLite
+//! write lock the test holds, so the assertions count statuses and never
+//! depend on how fast anything runs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tally_proto::v1::{ListOrgsRequest, MintRequest, SubscribeRequest, VerifyRequest};
 use tally_tests::{
     Authority, AuthorityOptions, DEADLINE, Mode, Proxy, Verifier, VerifierOptions, bearer, eventually, metric, raw,
@@ -63,43 +67,64 @@ fn unavailable(answers: &[Result<(), Status>]) -> usize {
     answers.iter().filter(|a| a.as_ref().is_err_and(|s| s.code() == Code::Unavailable)).count()
 }
 
+/// Two Mints that hold both slots of `--max-in-flight 2`: read and
+/// admitted, they wait in the writer while the test holds SQLite's write
+/// lock (a storage stall). The writer gives up on the lock after its busy
+/// timeout (5 s), so the caller checks `mints` are still running.
+async fn stall_two_mints(a: &Authority, db: &mut SqliteConnection) -> JoinSet<Result<(), Status>> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *db).await.unwrap();
+    let mut mints = JoinSet::new();
+    for _ in 0..2 {
+        let (mut c, boot) = (a.client(), a.bootstrap().to_owned());
+        mints.spawn(async move {
+            c.mint(bearer(MintRequest { org: "acme".into(), ..Default::default() }, &boot)).await.map(drop)
+        });
+    }
+    mints
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_cap_calls_are_shed_with_unavailable_and_none_queue() {
     let mut a = authority(&["--max-in-flight", "2", "--rpc-timeout", "10m"], Duration::from_millis(200)).await;
     a.create_org("acme").await;
     let verifier_token = a.system_token("verifier", &[]).await;
     let channel = raw::channel(a.addr()).await.unwrap();
-    let auth = format!("Bearer {verifier_token}");
-
-    // Two calls that never finish hold both slots (nothing else is in flight
-    // to take one first).
-    let mut stalled = JoinSet::new();
-    for _ in 0..2 {
-        let (channel, auth) = (channel.clone(), auth.clone());
-        stalled.spawn(async move { raw::call_stalled(&channel, VERIFY, &[("authorization", auth.as_bytes())]).await });
-    }
     let metrics = metrics_addr(&mut a).await;
-    eventually(DEADLINE, || async {
-        let in_flight = metric(&scrape(metrics).await.unwrap(), "tally_authority_in_flight");
-        if in_flight == Some(2.0) { Ok(()) } else { Err(format!("in flight: {in_flight:?}")) }
-    })
-    .await;
-    assert_eq!(authority_metric(&mut a, "tally_authority_shed_total").await, 0.0);
+    let mut db = SqliteConnectOptions::new().filename(a.db_path()).connect().await.unwrap();
 
-    // Every call of a burst is answered UNAVAILABLE, at once: none waits for a slot.
-    let answers = burst(&a, &verifier_token).await;
+    // Every call of a burst is answered UNAVAILABLE, at once: none waits for a
+    // slot. (Tried again should the writer give up on the lock first.)
+    let mut rounds = 0;
+    let (answers, mut mints) = loop {
+        rounds += 1;
+        let mints = stall_two_mints(&a, &mut db).await;
+        eventually(DEADLINE, || async {
+            let in_flight = metric(&scrape(metrics).await.unwrap(), "tally_authority_in_flight");
+            if in_flight == Some(2.0) { Ok(()) } else { Err(format!("in flight: {in_flight:?}")) }
+        })
+        .await;
+        let shed_before = authority_metric(&mut a, "tally_authority_shed_total").await;
+        let answers = burst(&a, &verifier_token).await;
+        // Health checks are not shed: probes keep seeing an overloaded authority alive.
+        assert!(raw::health(&channel, "tally.v1.Authority").await.unwrap(), "health is answered while saturated");
+        let shed = authority_metric(&mut a, "tally_authority_shed_total").await - shed_before;
+        let in_flight = authority_metric(&mut a, "tally_authority_in_flight").await;
+        if in_flight == 2.0 || rounds == 3 {
+            assert_eq!(shed, BURST as f64);
+            break (answers, mints);
+        }
+        sqlx::query("ROLLBACK").execute(&mut db).await.unwrap();
+        mints.join_all().await;
+    };
     assert_eq!(unavailable(&answers), BURST, "{answers:?}");
     let message = answers[0].as_ref().unwrap_err().message().to_owned();
     assert!(message.contains("overloaded"), "{message}");
-    // Health checks are not shed: probes keep seeing an overloaded authority alive.
-    assert!(raw::health(&channel, "tally.v1.Authority").await.unwrap(), "health is answered while saturated");
-    assert_eq!(authority_metric(&mut a, "tally_authority_shed_total").await, BURST as f64);
-    assert_eq!(authority_metric(&mut a, "tally_authority_in_flight").await, 2.0);
-    assert!(stalled.try_join_next().is_none(), "the stalled calls are still waiting");
+    assert!(mints.try_join_next().is_none(), "the stalled calls are still waiting");
 
-    // Cancelled, they free their slots; a burst then gets some answers, and
+    // Done, they free their slots; a burst then gets some answers, and
     // whatever it does not get is shed, never queued.
-    stalled.abort_all();
+    sqlx::query("ROLLBACK").execute(&mut db).await.unwrap();
+    mints.join_all().await;
     eventually(DEADLINE, || {
         let mut c = a.client();
         let req = bearer(VerifyRequest { bundle: verifier_token.clone() }, &verifier_token);
@@ -114,6 +139,37 @@ async fn past_the_in_flight_cap_calls_are_shed_with_unavailable_and_none_queue()
     assert_eq!(ok + shed, BURST, "only OK or UNAVAILABLE: {answers:?}");
     assert_eq!(authority_metric(&mut a, "tally_authority_shed_total").await - shed_before, shed as f64);
     raw::assert_alive(a.process(), &channel, "tally.v1.Authority").await.unwrap();
+}
+
+/// A request whose message never arrives holds no slot: with the only slot
+/// free, other calls go on while it waits, and it is answered
+/// DEADLINE_EXCEEDED at the read timeout however long the RPC deadline is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_message_never_arrives_holds_no_slot() {
+    let mut a = authority(
+        &["--max-in-flight", "1", "--rpc-timeout", "10m", "--read-timeout", "1s"],
+        Duration::from_millis(200),
+    )
+    .await;
+    let verifier_token = a.system_token("verifier", &[]).await;
+    let channel = raw::channel(a.addr()).await.unwrap();
+    let auth = format!("Bearer {verifier_token}");
+    let metrics = metrics_addr(&mut a).await;
+    let stalled =
+        tokio::spawn(async move { raw::call_stalled(&channel, VERIFY, &[("authorization", auth.as_bytes())]).await });
+    eventually(DEADLINE, || async {
+        let reading = metric(&scrape(metrics).await.unwrap(), "tally_authority_reading");
+        if reading == Some(1.0) { Ok(()) } else { Err(format!("reading: {reading:?}")) }
+    })
+    .await;
+    assert_eq!(authority_metric(&mut a, "tally_authority_in_flight").await, 0.0);
+    let req = bearer(VerifyRequest { bundle: verifier_token.clone() }, &verifier_token);
+    a.client().verify(req).await.expect("the one slot is free");
+
+    let reply = tokio::time::timeout(DEADLINE, stalled).await.expect("answered at the read timeout").unwrap().unwrap();
+    assert_eq!(reply.code, Code::DeadlineExceeded, "{reply:?}");
+    assert_eq!(authority_metric(&mut a, "tally_authority_read_timeouts_total").await, 1.0);
+    assert_eq!(authority_metric(&mut a, "tally_authority_rpc_timeouts_total").await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,11 +39,9 @@ impl AuthorityService {
 fn bearer<T>(req: &Request<T>) -> Result<Option<String>, Status> {
     let Some(value) = req.metadata().get("authorization") else { return Ok(None) };
     let value = value.to_str().map_err(|_| Status::unauthenticated("authorization metadata is not text"))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
+    let token = crate::auth::bearer_text(value.as_bytes())
         .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
-    Ok(Some(token.trim().to_owned()))
+    Ok(Some(token.to_owned()))
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeEvent, Status>> + Send>>;
@@ -118,6 +116,7 @@ impl AuthorityApi for AuthorityService {
     async fn revoke(&self, req: Request<pb::RevokeRequest>) -> Result<Response<pb::RevokeResponse>, Status> {
         use pb::revoke_request::Target as T;
         let bearer = bearer(&req)?;
+        let client = crate::admission::client_key(req.remote_addr());
         let r = req.into_inner();
         let target = match r.target {
             Some(T::Token(t)) => RevokeTarget::Token(t),
@@ -126,7 +125,7 @@ impl AuthorityApi for AuthorityService {
             Some(T::Org(o)) => RevokeTarget::Org(o),
             None => return Err(Status::invalid_argument("revoke needs a target: token, family, key_id or org")),
         };
-        let seq = self.authority.revoke(bearer.as_deref(), target, &r.reason).await?;
+        let seq = self.authority.revoke(bearer.as_deref(), Some(client), target, &r.reason).await?;
         Ok(Response::new(pb::RevokeResponse { seq }))
     }
 

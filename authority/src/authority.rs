@@ -127,6 +127,8 @@ pub struct Authority {
     pub(crate) subscriber_slots: Arc<tokio::sync::Semaphore>,
     /// Holders' revocations per client address.
     pub(crate) holder_revokes: DefaultKeyedRateLimiter<IpAddr>,
+    /// The database's exclusive lock, released when the authority is dropped.
+    _lock: std::fs::File,
 }
 
 /// API tokens whose verification is remembered (operators' and verifiers'
@@ -261,6 +263,8 @@ impl Authority {
                 path.display()
             )));
         }
+        // First, before a migration or a read: no other process serves it.
+        let lock = db::lock(path)?;
         let mut conn = db::open_writer(path, false).await?;
         let loaded = db::load(&mut conn, &kek).await?;
         let readers = db::open_readers(path).await?;
@@ -299,6 +303,7 @@ impl Authority {
             bearers: Bearers::new(BEARERS_REMEMBERED),
             subscriber_slots,
             holder_revokes,
+            _lock: lock,
         }))
     }
 

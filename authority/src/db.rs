@@ -36,6 +36,26 @@ fn options(path: &Path, create: bool) -> Result<SqliteConnectOptions> {
         .disable_statement_logging())
 }
 
+/// Takes the exclusive lock that makes one process the only authority on the
+/// database at `path` (an advisory `flock` on the file itself, which SQLite's
+/// own `fcntl` locks do not touch), held until the returned file is dropped.
+/// Two authorities on one file would each believe it holds the log's head:
+/// both would hand out the same seqs, and each would stream only its own.
+pub fn lock(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::Config(format!("cannot open database {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "database {} is in use by another tally-authority: one database serves one authority process (stop the other first)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::Config(format!("cannot lock database {}: {e}", path.display())))
+        }
+    }
+}
+
 /// The writer's own connection (the only one that writes).
 pub async fn open_writer(path: &Path, create: bool) -> Result<SqliteConnection> {
     let mut conn = options(path, create)?.connect().await?;

@@ -10,6 +10,10 @@
 //! after. The real `tally-verifier` must stop answering from its cache (not
 //! synced, health NOT_SERVING), resubscribe from 8, and, as the lie persists
 //! on the next stream, reset (flush, resubscribe from 0).
+//!
+//! The authority's half, with the real binary: a second `serve` on the
+//! database of a running authority refuses to start, with one line, and the
+//! first goes on serving.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tally_authority::{Target, next_digest};
 use tally_proto::v1 as pb;
 use tally_proto::v1::authority_server::{Authority as AuthorityApi, AuthorityServer};
-use tally_tests::{Verifier, VerifierOptions, eventually, raw};
+use tally_tests::{AUTHORITY, Authority, Child, Verifier, VerifierOptions, binary_in, eventually, raw};
 use tally_token::{KeyId, Macaroon, RootKey, TallyId};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -256,4 +260,35 @@ async fn heartbeats_announcing_a_head_the_stream_never_delivers_unsync_then_rese
     }
     let log = v.stderr_lines().join("\n");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_authority_on_one_database_refuses_to_start() {
+    let mut a = Authority::start().await;
+    a.create_org("acme").await;
+    let kek_file = a.dir().join("kek.hex");
+    let args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--db".into(),
+        a.db_path().into(),
+        "--kek-file".into(),
+        kek_file.into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let mut second = Child::spawn(&binary_in(AUTHORITY.package, AUTHORITY.name), args, &[]).unwrap();
+    let status = second.wait(DEADLINE).await.expect("the second authority exits");
+    assert!(!status.success(), "a second authority served the same database");
+    let stderr = second.stderr().snapshot();
+    assert_eq!(stderr.len(), 1, "one clear line: {stderr:?}");
+    assert!(stderr[0].contains("in use by another tally-authority"), "{stderr:?}");
+    assert!(second.stdout().snapshot().iter().all(|l| !l.starts_with("listening on")), "it never listened");
+
+    // The first one goes on: it mints and revokes, and is the log's only writer.
+    let minted = a.mint("acme", &[]).await;
+    let req =
+        pb::RevokeRequest { target: Some(pb::revoke_request::Target::Family(minted.family)), reason: String::new() };
+    let seq = a.client().revoke(tally_tests::bearer(req, a.bootstrap())).await.unwrap().into_inner().seq;
+    assert_eq!(seq, 1);
+    assert!(a.process().try_status().is_none(), "the first authority runs");
 }

@@ -109,10 +109,10 @@ pub async fn load(conn: &mut SqliteConnection, kek: &Kek) -> Result<Loaded> {
         let sealed: Vec<u8> = row.get(2);
         let retired_at: Option<i64> = row.get(4);
         let derived = kek.open(key_id, &org, &sealed)?.derive();
-        if retired_at.is_none() {
-            if let Some(o) = keys.orgs.get_mut(&org) {
-                o.current_key = key_id; // ascending order: the newest active key wins
-            }
+        if retired_at.is_none()
+            && let Some(o) = keys.orgs.get_mut(&org)
+        {
+            o.current_key = key_id; // ascending order: the newest active key wins
         }
         keys.keys.insert(key_id, KeyEntry { org, derived, created_at: row.get(3), retired_at });
     }

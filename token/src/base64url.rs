@@ -71,7 +71,7 @@ pub(crate) fn decoded_len_bound(len: usize) -> usize {
 /// long) and returns how many bytes it holds. On error, `dst` holds garbage.
 pub(crate) fn decode_to(text: &[u8], dst: &mut [u8]) -> Result<usize, ()> {
     let unpadded = text.strip_suffix(b"==").or_else(|| text.strip_suffix(b"=")).unwrap_or(text);
-    if unpadded.len() != text.len() && text.len() % 4 != 0 {
+    if unpadded.len() != text.len() && !text.len().is_multiple_of(4) {
         return Err(()); // padding only to a whole group
     }
     let full = unpadded.len() / 4 * 4;

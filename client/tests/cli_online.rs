@@ -243,9 +243,12 @@ async fn watch_follows_the_revocation_stream() {
     assert_eq!(v["family"].as_str(), Some(first.family.as_str()));
     follower.wait_for_stdout(DEADLINE, |l| l.contains(r#""event":"heartbeat""#)).await.unwrap();
 
-    // A holder's revocation is a branch of the family; a key revocation names the key.
+    // A holder's revocation of an attenuated token is a branch of the family
+    // (of the token as minted, the family itself); a key revocation names the key.
     let second = authority.mint("acme", &["action in read"]).await;
-    tally(&["--authority", &url, "revoke", "token", &second.token]).await.expect(0);
+    let mut attenuated = tally_token::Macaroon::from_text(&second.token, &Default::default()).unwrap();
+    attenuated.add_first_party("resource = docs/*");
+    tally(&["--authority", &url, "revoke", "token", &attenuated.to_text()]).await.expect(0);
     let line = follower.wait_for_stdout(DEADLINE, |l| l.contains(r#""kind":"branch""#)).await.unwrap();
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["family"].as_str(), Some(second.family.as_str()));

@@ -74,6 +74,10 @@ pub(crate) struct ServeArgs {
     /// token). Each is kept in every verifier's memory until the family expires.
     #[arg(long, env = "TALLY_AUTHORITY_MAX_BRANCH_REVOCATIONS", default_value_t = DEFAULT_MAX_BRANCH_REVOCATIONS, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub(crate) max_branch_revocations: u32,
+    /// How long audit rows are kept; older ones are deleted at each prune (--prune-interval). Refusals are kept
+    /// as one row per caller, action, org and minute, with a count.
+    #[arg(long, env = "TALLY_AUTHORITY_AUDIT_RETENTION", default_value = "90days", value_parser = positive_duration)]
+    pub(crate) audit_retention: Duration,
     /// HTTP/2 streams one connection may have open at once.
     #[arg(long, env = "TALLY_AUTHORITY_MAX_STREAMS_PER_CONNECTION", default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_streams_per_connection: u32,
@@ -178,6 +182,10 @@ mod tests {
         assert_eq!(parsed("max_streams_per_connection"), u64::from(limits.max_streams_per_connection));
         assert_eq!(positive_duration(&default_of("read_timeout")), Ok(limits.read_timeout));
         assert_eq!(positive_duration(&default_of("rpc_timeout")), Ok(limits.rpc_timeout));
+        assert_eq!(positive_duration(&default_of("audit_retention")), Ok(tally_authority::DEFAULT_AUDIT_RETENTION));
+        let settings = tally_authority::Settings::default();
+        assert_eq!(parsed("anonymous_revokes_per_second"), u64::from(settings.anonymous_revokes_per_second));
+        assert_eq!(parsed("max_branch_revocations"), u64::from(settings.max_branch_revocations));
     }
 
     #[test]

@@ -33,9 +33,11 @@ pub struct AuditEntry {
     pub target: Option<String>,
     pub outcome: String,
     pub detail: String,
+    /// Events the row stands for (refusals are aggregated per minute).
+    pub count: u64,
 }
 
-type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String);
+type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String, i64);
 
 impl Authority {
     /// Reads audit entries, oldest first. Operators only; an org-scoped
@@ -60,7 +62,7 @@ impl Authority {
         let rows: Vec<Row> = match after {
             Some(after) => {
                 sqlx::query_as(concat!(
-                    "SELECT id, at, actor, action, org, target, outcome, detail FROM audit",
+                    "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
                     " WHERE id > ?2 AND (?1 IS NULL OR org = ?1) ORDER BY id LIMIT ?3"
                 ))
                 .bind(query.org.as_deref())
@@ -71,7 +73,7 @@ impl Authority {
             }
             None => {
                 let mut newest: Vec<Row> = sqlx::query_as(concat!(
-                    "SELECT id, at, actor, action, org, target, outcome, detail FROM audit",
+                    "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
                     " WHERE (?1 IS NULL OR org = ?1) ORDER BY id DESC LIMIT ?2"
                 ))
                 .bind(query.org.as_deref())
@@ -86,6 +88,16 @@ impl Authority {
     }
 }
 
-fn entry((id, at_ms, actor, action, org, target, outcome, detail): Row) -> AuditEntry {
-    AuditEntry { id: id.unsigned_abs(), at_ms, actor, action, org, target, outcome, detail }
+fn entry((id, at_ms, actor, action, org, target, outcome, detail, count): Row) -> AuditEntry {
+    AuditEntry {
+        id: id.unsigned_abs(),
+        at_ms,
+        actor,
+        action,
+        org,
+        target,
+        outcome,
+        detail,
+        count: count.unsigned_abs(),
+    }
 }

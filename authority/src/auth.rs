@@ -103,13 +103,17 @@ impl Authority {
         self.check_bearer(bearer, action, target_org, roles).map_err(|r| {
             tracing::info!(action, actor = %r.actor, detail = %r.detail, "request refused");
             crate::metrics::Counters::bump(&self.counters.refused);
+            // Refusals are aggregated per actor, action, org and minute: only
+            // an org that exists is named, so made-up names add no rows, and
+            // the detail (which may quote a caveat) is cut short.
+            let org = target_org.filter(|o| self.shared.keys.read().expect("key ring lock").orgs.contains_key(*o));
             self.writer.audit(AuditRow {
                 actor: r.actor,
                 action,
-                org: target_org.map(str::to_owned),
+                org: org.map(str::to_owned),
                 target: None,
-                outcome: "denied",
-                detail: r.detail.clone(),
+                outcome: crate::writer::DENIED,
+                detail: truncate(&r.detail, MAX_REFUSAL_DETAIL).to_owned(),
             });
             if r.unauthenticated { Error::Unauthenticated(r.detail) } else { Error::PermissionDenied(r.detail) }
         })
@@ -201,6 +205,18 @@ impl Authority {
             caveats: CompiledCaveats::compile(verified.first_party.iter().copied()),
         }))
     }
+}
+
+/// Longest refusal detail an audit row keeps, in bytes.
+const MAX_REFUSAL_DETAIL: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn refused(unauthenticated: bool, actor: &str, detail: &str) -> Refused {

@@ -53,6 +53,8 @@ pub const DEFAULT_ANONYMOUS_REVOKES_PER_SECOND: u32 = 10;
 /// held by the authority and by every verifier until the family expires (up
 /// to a year), and a holder can make endless attenuations to revoke.
 pub const DEFAULT_MAX_BRANCH_REVOCATIONS: u32 = 64;
+/// How long audit rows are kept, by default.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Client addresses the holders' rate limiter may remember before it forgets
 /// those whose allowance has refilled.
 const RATE_LIMITED_CLIENTS: usize = 65_536;
@@ -90,6 +92,8 @@ pub struct Settings {
     /// Branch revocations kept per family; a holder revoking one more gets
     /// RESOURCE_EXHAUSTED (the family can still be revoked whole).
     pub max_branch_revocations: u32,
+    /// How long audit rows are kept; older ones go at each prune.
+    pub audit_retention: Duration,
 }
 
 impl Default for Settings {
@@ -105,6 +109,7 @@ impl Default for Settings {
             registry_remembered: DEFAULT_REGISTRY_REMEMBERED,
             anonymous_revokes_per_second: DEFAULT_ANONYMOUS_REVOKES_PER_SECOND,
             max_branch_revocations: DEFAULT_MAX_BRANCH_REVOCATIONS,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
         }
     }
 }
@@ -210,6 +215,15 @@ pub struct Verdict {
     /// Earliest `expires` of the root token itself (not its discharges, which
     /// can be renewed): how long a revocation of it must be kept.
     pub root_expires_at_ms: Option<i64>,
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Revocation log entries whose targets had all expired.
+    pub revocations: u64,
+    /// Audit rows older than the retention period.
+    pub audit_rows: u64,
 }
 
 /// What Revoke names. `Debug` omits a token's text.
@@ -851,10 +865,14 @@ impl Authority {
         Ok(())
     }
 
-    /// Drops log entries whose targets have all expired. Returns rows removed.
-    pub async fn prune(&self) -> Result<u64> {
+    /// Drops log entries whose targets have all expired, and audit rows
+    /// older than [`Settings::audit_retention`].
+    pub async fn prune(&self) -> Result<Pruned> {
         let audit = self.audit("authority", "log.prune", None, None, "");
-        Ok(self.writer.submit(Change::Prune, audit).await?.pruned)
+        let retention = i64::try_from(self.settings.audit_retention.as_millis()).unwrap_or(i64::MAX);
+        let audit_before = self.clock.now_ms().saturating_sub(retention);
+        let outcome = self.writer.submit(Change::Prune { audit_before }, audit).await?;
+        Ok(Pruned { revocations: outcome.pruned, audit_rows: outcome.audit_pruned })
     }
 
     /// Settings in force.

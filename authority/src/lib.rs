@@ -27,9 +27,9 @@ pub use admission::{
 pub use audit::{AuditEntry, AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use auth::{Caller, Role};
 pub use authority::{
-    Authority, DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_SUBSCRIBERS,
-    DEFAULT_REGISTRY_REMEMBERED, KeyInfo, MAX_REGISTRY_REMEMBERED, MintSpec, Minted, OrgInfo, Reason, RevokeTarget,
-    SYSTEM_ORG, Settings, Verdict,
+    Authority, DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_AUDIT_RETENTION, DEFAULT_MAX_BRANCH_REVOCATIONS,
+    DEFAULT_MAX_SUBSCRIBERS, DEFAULT_REGISTRY_REMEMBERED, KeyInfo, MAX_REGISTRY_REMEMBERED, MintSpec, Minted, OrgInfo,
+    Pruned, Reason, RevokeTarget, SYSTEM_ORG, Settings, Verdict,
 };
 pub use clock::{Clock, SystemClock, unix_ms};
 pub use error::{Error, Result};

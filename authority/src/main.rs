@@ -67,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 registry_remembered: a.registry_remembered,
                 anonymous_revokes_per_second: a.anonymous_revokes_per_second,
                 max_branch_revocations: a.max_branch_revocations,
+                audit_retention: a.audit_retention,
                 ..Settings::default()
             };
             let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;

@@ -83,8 +83,8 @@ pub async fn serve_with(
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => match authority.prune().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(pruned = n, "pruned expired revocations"),
+                        Ok(p) if p.revocations == 0 && p.audit_rows == 0 => {}
+                        Ok(p) => tracing::info!(revocations = p.revocations, audit_rows = p.audit_rows, "pruned"),
                         Err(e) => tracing::warn!(error = %e, "pruning failed"),
                     },
                 }

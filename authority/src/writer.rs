@@ -11,6 +11,7 @@
 //! `Revoke` returns and before it is streamed. A batch whose write fails is
 //! rolled back whole and its callers get `UNAVAILABLE`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -83,10 +84,12 @@ pub enum Change {
     Revoke(Vec<(Target, Option<i64>)>),
     /// Record a minted token.
     Mint(TokenRow),
-    /// Only the audit row.
+    /// Only the audit row (a refusal's is aggregated with the others of its
+    /// actor, action and org in the same minute).
     AuditOnly,
-    /// Drop log entries whose targets have all expired (never the newest).
-    Prune,
+    /// Drop log entries whose targets have all expired (never the newest),
+    /// and audit rows older than `audit_before` (unix ms).
+    Prune { audit_before: i64 },
     /// Fold the WAL back into the database file, close the connection and
     /// stop (a clean shutdown): answered once the connection is closed, so the
     /// file is free for whoever opens it next; later changes are refused.
@@ -100,8 +103,10 @@ pub struct Outcome {
     pub key_id: Option<KeyId>,
     /// Last seq the change appended (0: none).
     pub seq: u64,
-    /// Rows pruned.
+    /// Log entries pruned.
     pub pruned: u64,
+    /// Audit rows pruned.
+    pub audit_pruned: u64,
 }
 
 struct Op {
@@ -399,9 +404,14 @@ struct Staged<'a> {
     revocations: Vec<(&'a AuditRow, LogEvent)>,
     tokens: Vec<&'a TokenRow>,
     audit: Vec<&'a AuditRow>,
+    /// Refusals by (actor, action, org): how many, and the first one's row.
+    refusals: HashMap<(&'a str, &'static str, Option<&'a str>), (u64, &'a AuditRow)>,
     /// Branch revocations the batch adds, per family.
     branches: BranchCounts,
 }
+
+/// The outcome of an audit row that records a refusal (aggregated).
+pub const DENIED: &str = "denied";
 
 /// The bound on branch revocations per family, against the committed log.
 struct BranchBound<'a> {
@@ -454,6 +464,11 @@ fn stage<'a>(
             }
         }
         Change::Mint(row) => staged.tokens.push(row),
+        Change::AuditOnly if op.audit.outcome == DENIED => {
+            let a = &op.audit;
+            staged.refusals.entry((a.actor.as_str(), a.action, a.org.as_deref())).or_insert((0, a)).0 += 1;
+            return Some(Ok(outcome));
+        }
         Change::AuditOnly => {}
         _ => return None,
     }
@@ -493,6 +508,26 @@ impl Staged<'_> {
                     .push_bind(i64::from(row.minted_caveats));
             });
             q.push("; ");
+        }
+        // One row per actor, action, org and minute: the first refusal's, its
+        // count raised by every later one (`refusal_key` names the group).
+        let minute = now.div_euclid(60_000);
+        let refusals: Vec<_> = self.refusals.values().collect();
+        for chunk in refusals.chunks(INSERT_CHUNK) {
+            q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail, count, refusal_key) ");
+            q.push_values(chunk, |mut b, (count, a)| {
+                let key = format!("{minute}|{}|{}|{}", a.actor, a.action, a.org.as_deref().unwrap_or(""));
+                b.push_bind(now)
+                    .push_bind(a.actor.as_str())
+                    .push_bind(a.action)
+                    .push_bind(a.org.as_deref())
+                    .push_bind(a.target.as_deref())
+                    .push_bind(a.outcome)
+                    .push_bind(a.detail.as_str())
+                    .push_bind(*count as i64)
+                    .push_bind(key);
+            });
+            q.push(" ON CONFLICT(refusal_key) DO UPDATE SET count = count + excluded.count; ");
         }
         for chunk in self.audit.chunks(INSERT_CHUNK) {
             q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
@@ -587,8 +622,10 @@ async fn apply(
         }
         // Staged by `stage()` and written in bulk; they never reach here.
         Change::Revoke(_) | Change::Mint(_) | Change::AuditOnly => return Ok(outcome),
-        Change::Prune => {
+        Change::Prune { audit_before } => {
             outcome.pruned = prune(tx, head, unwritten, now, effects).await?;
+            let done = sqlx::query("DELETE FROM audit WHERE at < ?").bind(audit_before).execute(&mut *tx).await?;
+            outcome.audit_pruned = done.rows_affected();
         }
         Change::Close => return Ok(outcome),
     }

@@ -149,10 +149,10 @@ async fn reset_on_seq_older_than_retained() {
         h.client().revoke(bearer(req, &h.bootstrap)).await.unwrap();
     }
     let all = until_head(&mut subscribe(&h, 0, "", &[]).await, 4).await;
-    assert_eq!(h.authority.prune().await.unwrap(), 0, "nothing expired yet");
+    assert_eq!(h.authority.prune().await.unwrap().revocations, 0, "nothing expired yet");
     // Past the expiries and the grace kept beyond them for clock skew.
     clock.advance(Duration::from_secs(2 * 3600));
-    assert_eq!(h.authority.prune().await.unwrap(), 3);
+    assert_eq!(h.authority.prune().await.unwrap().revocations, 3);
     assert_eq!(h.authority.head().retained_from, 4);
 
     let epoch = h.authority.epoch().to_owned();
@@ -189,7 +189,7 @@ async fn a_prune_keeps_the_revocations_committed_with_it() {
         a.prune(),
     );
     assert_eq!(h.authority.commits().0 - commits, 1, "one batch");
-    assert_eq!((seq_b.unwrap(), seq_c.unwrap(), pruned.unwrap()), (2, 3, 1));
+    assert_eq!((seq_b.unwrap(), seq_c.unwrap(), pruned.unwrap().revocations), (2, 3, 1));
     // Seq 2 is kept, so it is retained: a subscriber that applied seq 1
     // resumes with 2 and 3, without a reset.
     assert_eq!(h.authority.head().retained_from, 2);

@@ -100,6 +100,8 @@ pub(crate) fn audit_entry(e: pb::AuditEntry) -> AuditEntry {
         target: text(e.target),
         outcome: e.outcome,
         detail: e.detail,
+        // An authority from before counts went without them: one event each.
+        count: e.count.max(1),
     }
 }
 

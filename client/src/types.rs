@@ -199,6 +199,9 @@ pub struct AuditEntry {
     /// `ok` or `denied`.
     pub outcome: String,
     pub detail: String,
+    /// Events the entry stands for: refusals are one entry per actor,
+    /// action, org and minute (`detail` is the first one's); 1 otherwise.
+    pub count: u64,
 }
 
 /// What to mint.

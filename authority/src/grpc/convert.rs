@@ -69,6 +69,7 @@ pub(crate) fn audit_entry(e: AuditEntry) -> pb::AuditEntry {
         target: e.target.unwrap_or_default(),
         outcome: e.outcome,
         detail: e.detail,
+        count: e.count,
     }
 }
 

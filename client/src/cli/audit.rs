@@ -75,10 +75,11 @@ fn print(g: &Global, e: &AuditEntry) {
         json(&to_json(e));
     } else {
         println!(
-            "{:>6}  {}  {}  {}  {}  org={}  target={}{}",
+            "{:>6}  {}  {}{}  {}  {}  org={}  target={}{}",
             e.id,
             text_time(Some(e.at_unix_ms)),
             e.outcome,
+            if e.count > 1 { format!(" ×{}", e.count) } else { String::new() },
             e.action,
             e.actor,
             e.org.as_deref().unwrap_or("-"),
@@ -98,5 +99,6 @@ fn to_json(e: &AuditEntry) -> Value {
         "target": e.target,
         "outcome": e.outcome,
         "detail": e.detail,
+        "count": e.count,
     })
 }

@@ -1,64 +1,266 @@
 //! Resource globs: `*` matches any run of characters (`/` included), `?`
-//! exactly one character; every other character is literal.
+//! exactly one character (a Unicode scalar value); every other character is
+//! literal, and a glob must match the whole text.
+//!
+//! Both the glob and the text come from a token's holder, so the matcher is
+//! built for the worst case: it never backtracks. The glob is cut at its
+//! stars into segments. The first is matched at the start of the text, the
+//! last at its end, and each one between is found leftmost, in order, after
+//! the one before: for segments separated by stars the leftmost choice is
+//! always a right one, since a segment has a fixed length in characters and
+//! ending it earlier leaves more text for the rest. `?`s at the ends of a
+//! segment are skips; what remains (its core) is found with `memchr` when it
+//! is one byte, with `memchr::memmem` (Two-Way, linear) when it is a literal
+//! longer than 64 bytes, and otherwise with the bit-parallel Shift-And of
+//! [`shift_and`], whose tables cost less to build than a memmem searcher.
+//!
+//! **Bound.** With `k` the length in characters of the longest core holding a
+//! `?` (at most 64 for any other core Shift-And takes) and `W = ceil(k / 64)`,
+//! a match takes O(|glob| + |text| × W) steps. It allocates only for a
+//! Shift-And table of more than 32 rows of up to 8 words (a core naming some
+//! thirty distinct characters, or longer than 512 characters). Each
+//! search starts where the previous match ended and stops where its own ends
+//! (memchr's searches are bounded by their haystack, so they get doubling
+//! windows), so the searches read each character of the text at most once
+//! between them, plus a few positions each probed directly; a Shift-And step
+//! costs W word operations. The glob is read a constant number of times,
+//! and a Shift-And table has at most min(bytes of the core + 2, 371) rows of
+//! W words. A glob within a caveat's 2 KiB has W ≤ 32. [`glob_match_steps`]
+//! counts the steps; the tests below check the bound on adversarial inputs
+//! without timing anything.
 
-/// True when `text` matches `pattern`.
-///
-/// Greedy with single-star backtracking: linear for most patterns, at worst
-/// O(len(pattern) × len(text)), with no recursion and no allocation.
+mod shift_and;
+
+use memchr::memmem;
+
+/// True when `text` matches `pattern`, in O(|pattern| + |text| × W) steps
+/// (see the module documentation for W, at most 32 for a caveat's glob).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (pat, txt) = (pattern.as_bytes(), text.as_bytes());
-    let (mut p, mut t) = (0, 0);
-    // Position of the last `*` in the pattern and where in the text it started matching.
-    let mut star: Option<(usize, usize)> = None;
-    while t < txt.len() {
-        if p < pat.len() {
-            match pat[p] {
-                b'*' => {
-                    star = Some((p, t));
-                    p += 1;
-                    continue;
-                }
-                b'?' => {
-                    p += 1;
-                    t += utf8_len(txt[t]);
-                    continue;
-                }
-                c if c == txt[t] => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                _ => {}
+    matches(pattern, text, &mut NoCount)
+}
+
+/// [`glob_match`] and the number of steps it took (bytes of the glob and of
+/// the text examined, Shift-And table words and word operations), for the
+/// tests and the fuzz target that check the work bound.
+#[doc(hidden)]
+pub fn glob_match_steps(pattern: &str, text: &str) -> (bool, u64) {
+    let mut count = Count(0);
+    let matched = matches(pattern, text, &mut count);
+    (matched, count.0)
+}
+
+/// Where the matcher reports its work: nowhere in production, to a counter
+/// for [`glob_match_steps`]. Monomorphised, so counting costs nothing when off.
+trait Steps {
+    fn add(&mut self, n: usize);
+}
+
+struct NoCount;
+
+impl Steps for NoCount {
+    #[inline(always)]
+    fn add(&mut self, _: usize) {}
+}
+
+struct Count(u64);
+
+impl Steps for Count {
+    fn add(&mut self, n: usize) {
+        self.0 += n as u64;
+    }
+}
+
+fn matches(pattern: &str, text: &str, steps: &mut impl Steps) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let Some(first) = memchr::memchr(b'*', p) else {
+        return match_start(p, t, steps) == Some(t.len());
+    };
+    let last = memchr::memrchr(b'*', p).unwrap_or(first);
+    steps.add(p.len());
+    let Some(start) = match_start(&p[..first], t, steps) else { return false };
+    // The last segment must fit after the first one, never overlap it.
+    let Some(tail) = match_end(&p[last + 1..], &t[start..], steps) else { return false };
+    let hay = &t[..start + tail];
+    let (mut i, mut at) = (first + 1, start);
+    // The segments between the first and the last star.
+    while i < last {
+        let end = i + find_byte(b'*', &p[i..last]).unwrap_or(last - i);
+        let segment = &pattern[i..end];
+        steps.add(segment.len() + 1);
+        // Right where the previous segment ended first: runs of short
+        // segments mostly match so, and then need no search set up.
+        at = match match_start(segment.as_bytes(), &hay[at..], steps) {
+            Some(len) => at + len,
+            None => match find(segment, hay, at, steps) {
+                Some(end) => end,
+                None => return false,
+            },
+        };
+        i = end + 1;
+    }
+    true
+}
+
+/// Matches `segment` (no `*`) at the start of `t`; returns where it ends.
+/// Byte by byte: a literal character matches exactly its UTF-8 bytes.
+#[inline]
+fn match_start(segment: &[u8], t: &[u8], steps: &mut impl Steps) -> Option<usize> {
+    steps.add(segment.len() + 1);
+    let mut at = 0;
+    for &c in segment {
+        at = match c {
+            b'?' if at < t.len() => at + utf8_len(t[at]),
+            c if t.get(at) == Some(&c) => at + 1,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+/// Matches `segment` (no `*`) at the end of `t`; returns where it starts.
+fn match_end(segment: &[u8], t: &[u8], steps: &mut impl Steps) -> Option<usize> {
+    steps.add(segment.len() + 1);
+    let mut at = t.len();
+    for &c in segment.iter().rev() {
+        at = at.checked_sub(1)?;
+        if c == b'?' {
+            // Back over the continuation bytes to the character's first byte.
+            while t[at] & 0xc0 == 0x80 {
+                at -= 1;
             }
-        }
-        match star {
-            Some((sp, st)) => {
-                // Let the star swallow one more character and retry after it.
-                let next = st + utf8_len(txt[st]);
-                star = Some((sp, next));
-                p = sp + 1;
-                t = next;
-            }
-            None => return false,
+        } else if t[at] != c {
+            return None;
         }
     }
-    pat[p..].iter().all(|&c| c == b'*')
+    Some(at)
+}
+
+/// The first `byte` in `hay`. Segments are often a few bytes long, and for
+/// those a plain loop beats setting up memchr's vector search.
+#[inline(always)]
+fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+    let near = hay.len().min(16);
+    match hay[..near].iter().position(|&b| b == byte) {
+        Some(i) => Some(i),
+        None => memchr::memchr(byte, &hay[near..]).map(|i| near + i),
+    }
+}
+
+/// `n` characters on from `at`, if the text has them.
+fn skip_chars(t: &[u8], mut at: usize, n: usize, steps: &mut impl Steps) -> Option<usize> {
+    steps.add(n);
+    for _ in 0..n {
+        at += utf8_len(*t.get(at)?);
+    }
+    Some(at)
+}
+
+/// How many positions [`find`] tries by direct comparison before it sets up
+/// a search, for cores of at most `PROBE_LEN` bytes.
+const PROBES: usize = 4;
+const PROBE_LEN: usize = 16;
+
+/// The leftmost match of `segment` (non-empty, no `*`) in `hay` at or after
+/// `from`; returns where it ends.
+fn find(segment: &str, hay: &[u8], from: usize, steps: &mut impl Steps) -> Option<usize> {
+    // `?`s at the ends need no search: the leftmost match of the rest that
+    // leaves room for them is the leftmost match of the whole.
+    let bytes = segment.as_bytes();
+    let Some(lead) = bytes.iter().position(|&b| b != b'?') else {
+        return skip_chars(hay, from, bytes.len(), steps);
+    };
+    let trail = bytes.iter().rev().position(|&b| b != b'?').unwrap_or(0);
+    let core = &segment[lead..segment.len() - trail];
+    let mut at = skip_chars(hay, from, lead, steps)?;
+    // A short core at the first few positions by direct comparison: a match
+    // close by then needs no search set up, which costs more than that.
+    if core.len() <= PROBE_LEN {
+        for _ in 0..PROBES {
+            if let Some(len) = match_start(core.as_bytes(), &hay[at..], steps) {
+                return skip_chars(hay, at + len, trail, steps);
+            }
+            at = skip_chars(hay, at, 1, steps)?;
+        }
+    }
+    let end = match core.as_bytes() {
+        [byte] => find_literal(&[*byte], hay, at, steps)?,
+        // Building a memmem searcher costs about 6 ns per byte of the needle
+        // (measured), more than a Shift-And table of one word: short cores
+        // take Shift-And whether they hold a `?` or not.
+        long if long.len() > 64 && find_byte(b'?', long).is_none() => find_literal(long, hay, at, steps)?,
+        _ => shift_and::find(core, hay, at, steps)?,
+    };
+    skip_chars(hay, end, trail, steps)
+}
+
+/// The leftmost occurrence of `needle` in `hay` at or after `from`; returns
+/// where it ends. memchr bounds a search by the haystack it is given, so the
+/// haystack grows in doubling windows: the work stays proportional to the
+/// distance to the match, not to the rest of the text.
+fn find_literal(needle: &[u8], hay: &[u8], from: usize, steps: &mut impl Steps) -> Option<usize> {
+    if hay.len() - from < needle.len() {
+        return None;
+    }
+    steps.add(needle.len());
+    let finder = match needle {
+        [byte] => Err(*byte),
+        _ => Ok(memmem::Finder::new(needle)),
+    };
+    let (mut lo, mut span) = (from, 4 * needle.len().max(4));
+    loop {
+        let hi = hay.len().min(lo + span);
+        steps.add(hi - lo);
+        let window = &hay[lo..hi];
+        let found = match &finder {
+            Ok(finder) => finder.find(window),
+            Err(byte) => find_byte(*byte, window),
+        };
+        if let Some(at) = found {
+            return Some(lo + at + needle.len());
+        }
+        if hi == hay.len() {
+            return None;
+        }
+        // The next window overlaps this one by all but one byte of a match.
+        lo = hi + 1 - needle.len();
+        span *= 2;
+    }
 }
 
 /// Length of the UTF-8 sequence that starts with `first` (text is valid UTF-8,
 /// and positions handed here are always character boundaries).
+#[inline(always)]
 fn utf8_len(first: u8) -> usize {
-    match first {
-        0x00..=0x7f => 1,
-        0xc0..=0xdf => 2,
-        0xe0..=0xef => 3,
-        _ => 4,
-    }
+    // The first byte of a sequence of n > 1 bytes starts with n one bits.
+    (first.leading_ones() as usize).max(1)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, glob_match_steps};
+
+    /// W of the module documentation: words of the longest core with a `?`.
+    fn words(pattern: &str) -> usize {
+        let cores = pattern.split('*').map(|s| s.trim_matches('?')).filter(|s| s.contains('?'));
+        cores.map(|s| s.chars().count().div_ceil(64)).max().unwrap_or(1)
+    }
+
+    /// Runs a match, checks it against `expected`, and returns the steps
+    /// after checking the bound with its constants: 20 per byte of the glob,
+    /// 2 per byte of the text and word of state.
+    fn checked(pattern: &str, text: &str, expected: bool) -> u64 {
+        let (matched, steps) = glob_match_steps(pattern, text);
+        assert_eq!(matched, expected, "{:.40}…", pattern);
+        assert_eq!(glob_match(pattern, text), expected);
+        let bound = 20 * pattern.len() + 2 * text.len() * words(pattern) + 64;
+        assert!(steps <= bound as u64, "{steps} steps > {bound} for {:.40}…", pattern);
+        steps
+    }
+
+    /// Steps per byte of glob and text, W counted as in the bound.
+    fn per_byte(pattern: &str, text: &str, steps: u64) -> f64 {
+        steps as f64 / (pattern.len() + text.len() * words(pattern)) as f64
+    }
 
     #[test]
     fn design_examples() {
@@ -90,5 +292,88 @@ mod tests {
         assert!(!glob_match("", "a"));
         assert!(glob_match("x", "x"));
         assert!(!glob_match("x", "X"));
+    }
+
+    /// The finding: 2 KiB globs of `a`s ending in `b`, against 300 KB of `a`.
+    /// Backtracking took O(glob × text); each of these reads the text once.
+    #[test]
+    fn the_reported_globs_take_linear_work() {
+        let text = "a".repeat(300_000);
+        let run = "a".repeat(2030);
+        for (pattern, expected) in [
+            (format!("*{run}b"), false),
+            (format!("*{run}b*"), false),
+            (format!("*{run}*b"), false),
+            (format!("{}b", "*a".repeat(1015)), false),
+            (format!("a*{run}*a"), true),
+        ] {
+            let steps = checked(&pattern, &text, expected);
+            assert!(per_byte(&pattern, &text, steps) < 1.1, "{steps} steps for {:.40}…", pattern);
+        }
+        let matching = format!("{text}b");
+        for pattern in [format!("*{run}b"), format!("*{run}b*"), format!("*a*{run}*b")] {
+            checked(&pattern, &matching, true);
+        }
+    }
+
+    /// `?` inside a segment costs a word of state per 64 characters of the
+    /// segment, not a pass over it per character of the text: W = 1 for 64
+    /// characters, W = 32 for a caveat's whole 2 KiB.
+    #[test]
+    fn question_marks_cost_a_word_per_64_characters() {
+        let text = "a".repeat(300_000);
+        for (segment, w) in [(format!("{}ab", "a?".repeat(31)), 1), (format!("{}ab", "a?".repeat(1014)), 32)] {
+            let pattern = format!("*{segment}*");
+            assert_eq!(words(&pattern), w);
+            let steps = checked(&pattern, &text, false);
+            assert!(per_byte(&pattern, &text, steps) < 1.1);
+            // Linear with a constant for any glob a caveat can hold.
+            assert!(steps <= 2 * 33 * (pattern.len() + text.len()) as u64);
+            checked(&pattern, &format!("{text}b"), true);
+        }
+        // Wider characters in the glob and the text: a step per character.
+        let wide = "é".repeat(150_000);
+        let pattern = format!("*{}éb*", "é?".repeat(31));
+        let steps = checked(&pattern, &wide, false);
+        assert!(per_byte(&pattern, &wide, steps) < 0.6, "one step per two bytes");
+        checked(&pattern, &format!("{wide}b"), true);
+    }
+
+    /// Many short segments: each is tried where the previous one ended, then
+    /// at a few positions after it, before a search is set up.
+    #[test]
+    fn short_segments_cost_their_length() {
+        let a = "a".repeat(300_000);
+        for (pattern, text, expected) in [
+            (format!("{}*", "*a".repeat(1000)), a.clone(), true),
+            (format!("{}*", "*b".repeat(1000)), "ab".repeat(150_000), true),
+            (format!("{}*", "*ab".repeat(600)), "xyzab".repeat(60_000), true),
+            (format!("{}*", "*a?b".repeat(500)), "xaxb".repeat(75_000), true),
+            (format!("{}*", "*a?b".repeat(500)), "xxxxxxaxb".repeat(30_000), true),
+            (format!("{}*", "*?".repeat(1000)), a.clone(), true),
+            (format!("*{}*", "?".repeat(2000)), a.clone(), true),
+            (format!("{}*", "*a?b".repeat(500)), a.clone(), false),
+        ] {
+            let steps = checked(&pattern, &text, expected);
+            assert!(per_byte(&pattern, &text, steps) < 1.1, "{steps} steps for {:.40}…", pattern);
+        }
+    }
+
+    /// Globs that cost backtracking matchers the most, on short texts: the
+    /// work is bounded by the glob.
+    #[test]
+    fn backtracking_worst_cases_are_cheap() {
+        let text = "a".repeat(2000);
+        for (pattern, expected) in [
+            ("a*a*a*a*a*a*a*a*a*a*a*b".to_owned(), false),
+            (format!("{}b", "*a".repeat(1000)), false),
+            (format!("{}*", "*a".repeat(1000)), true),
+            (format!("{}*", "*a".repeat(1001)), true),
+            (format!("{}*", "*a".repeat(2001)), false),
+            (format!("*{}*", "?".repeat(2001)), false),
+        ] {
+            let steps = checked(&pattern, &text, expected);
+            assert!(steps <= 8 * (pattern.len() + text.len()) as u64, "{steps} steps for {:.40}…", pattern);
+        }
     }
 }

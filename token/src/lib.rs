@@ -54,6 +54,8 @@ pub use crypto::{DerivedKey, KEY_LEN, RootKey, SECRETBOX_NONCE_LEN, Signature, V
 pub use error::Error;
 pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, evaluate};
 pub use glob::glob_match;
+#[doc(hidden)]
+pub use glob::glob_match_steps;
 pub use identifier::{FamilyId, IDENTIFIER_VERSION, KeyId, NONCE_LEN, TallyId};
 pub use limits::{
     DEFAULT_MAX_CAVEATS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_DISCHARGES, DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_TOKEN_BYTES,

@@ -66,6 +66,23 @@ pub enum Error {
     /// A key or other hex input is not what was expected.
     #[error("invalid key: {0}")]
     InvalidKey(&'static str),
+    /// A request field of a check is longer than its bound; checked before
+    /// anything else is done with the field.
+    #[error("request field {field} is {len} bytes, at most {max} allowed")]
+    FieldTooLong {
+        /// Which field (`action`, `resource`, `service`, `subject`, `client_ip`, `org`).
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The client IP of a check is not an IP address.
+    #[error("request field client_ip is not an IP address")]
+    BadClientIp,
+    /// The org of a check is not an org name.
+    #[error("request field org is not an org name (1 to 64 of a-z, 0-9, '-', '_', '.')")]
+    BadOrg,
     /// A caveat given to a builder does not parse in the caveat language.
     #[error("invalid caveat {text:?}: {reason}")]
     InvalidCaveat {

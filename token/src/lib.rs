@@ -44,6 +44,7 @@ mod limits;
 mod macaroon;
 mod predicate;
 mod prefix;
+mod request;
 mod text;
 mod verify;
 mod view;
@@ -64,6 +65,10 @@ pub use limits::{
 pub use macaroon::{Caveat, Macaroon, chain_step, chain_step_ref, continue_chain};
 pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
 pub use prefix::{BRANCH_ID_LEN, PrefixKey, PrefixKeys, RevocationId, prefix_key, prefix_keys, revocation_ids};
+pub use request::{
+    DEFAULT_MAX_ACTION_BYTES, DEFAULT_MAX_ORG_BYTES, DEFAULT_MAX_RESOURCE_BYTES, DEFAULT_MAX_SERVICE_BYTES,
+    DEFAULT_MAX_SUBJECT_BYTES, FieldLimits, MAX_CLIENT_IP_BYTES, MAX_ORG_NAME_BYTES, RequestFields, is_org_name,
+};
 /// The inline vector of [`MacaroonRef::caveats`].
 pub use smallvec::SmallVec;
 pub use text::{Bundle, TEXT_PREFIX};

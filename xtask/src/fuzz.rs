@@ -17,7 +17,8 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 
 /// Every target, in the order they run.
-const TARGETS: [&str; 4] = ["token_decode", "caveat_parse", "bundle_parse", "check_path"];
+const TARGETS: [&str; 6] =
+    ["token_decode", "caveat_parse", "bundle_parse", "check_path", "glob_match", "request_fields"];
 
 /// `cargo xtask fuzz`.
 #[derive(Debug, clap::Args)]

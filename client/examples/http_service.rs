@@ -25,6 +25,10 @@ struct Args {
     /// Where to serve HTTP.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The org this service belongs to: only tokens of that org are let in
+    /// (a multi-tenant deployment sets it for every service).
+    #[arg(long)]
+    org: Option<String>,
 }
 
 async fn read_doc(Path(id): Path<String>, Extension(who): Extension<Authorized>) -> String {
@@ -41,12 +45,15 @@ async fn delete_doc(Path(id): Path<String>) -> String {
 }
 
 /// The application: the protected routes behind the layer, `/healthz` outside it.
-fn app(verifier: VerifierClient) -> Router {
-    let auth = TallyAuthLayer::new(verifier)
+fn app(verifier: VerifierClient, org: Option<&str>) -> Router {
+    let mut auth = TallyAuthLayer::new(verifier)
         .service_name("docs")
         .actions(HttpActions)
         // axum keeps the peer address here when served with connect info.
         .client_ip(|parts| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()));
+    if let Some(org) = org {
+        auth = auth.org(org);
+    }
     let protected = Router::new().route("/docs/{id}", get(read_doc).put(write_doc).delete(delete_doc)).layer(auth);
     Router::new().route("/healthz", get(|| async { "ok\n" })).merge(protected)
 }
@@ -59,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     println!("listening on {}", listener.local_addr()?);
-    axum::serve(listener, app(verifier).into_make_service_with_connect_info::<SocketAddr>()).await?;
+    let app = app(verifier, args.org.as_deref());
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
 }

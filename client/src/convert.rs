@@ -31,6 +31,7 @@ pub(crate) fn reason(r: i32) -> Reason {
         Ok(pb::Reason::CaveatFailed) => Reason::CaveatFailed,
         Ok(pb::Reason::DischargeInvalid) => Reason::DischargeInvalid,
         Ok(pb::Reason::AuthorityUnavailable) => Reason::AuthorityUnavailable,
+        Ok(pb::Reason::WrongOrg) => Reason::WrongOrg,
         Ok(pb::Reason::Unspecified) | Err(_) => Reason::Unspecified,
     }
 }

@@ -18,6 +18,8 @@ pub enum Reason {
     CaveatFailed,
     DischargeInvalid,
     AuthorityUnavailable,
+    /// A genuine token of another org than the checking service's.
+    WrongOrg,
     /// A reason this SDK does not know (a newer server).
     Unspecified,
 }
@@ -37,6 +39,7 @@ impl Reason {
             Reason::CaveatFailed => "caveat_failed",
             Reason::DischargeInvalid => "discharge_invalid",
             Reason::AuthorityUnavailable => "authority_unavailable",
+            Reason::WrongOrg => "wrong_org",
             Reason::Unspecified => "unspecified",
         }
     }
@@ -105,6 +108,9 @@ pub struct Check {
     pub service: Option<String>,
     pub subject: Option<String>,
     pub client_ip: Option<std::net::IpAddr>,
+    /// The org the checking service belongs to: only tokens of that org are
+    /// allowed (`None`: the verifier's default, if it has one).
+    pub org: Option<String>,
 }
 
 impl fmt::Debug for Check {
@@ -116,6 +122,7 @@ impl fmt::Debug for Check {
             .field("service", &self.service)
             .field("subject", &self.subject)
             .field("client_ip", &self.client_ip)
+            .field("org", &self.org)
             .finish()
     }
 }

@@ -57,6 +57,7 @@ impl VerifierClient {
             service: check.service.clone().unwrap_or_default(),
             client_ip: check.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             subject: check.subject.clone().unwrap_or_default(),
+            org: check.org.clone().unwrap_or_default(),
         };
         let mut grpc = self.grpc.clone();
         deadline(self.timeout, grpc.check(req)).await.map(convert::decision)

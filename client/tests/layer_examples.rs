@@ -135,3 +135,19 @@ async fn grpc_example_allows_denies_and_fails_closed() {
     let e = client.get_order(with_bearer(get("7"), Some(&reader))).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
 }
+
+/// A service of a multi-tenant deployment names its org: a token of another
+/// org is refused (403, `wrong_org`) whatever its caveats allow.
+#[tokio::test]
+async fn http_example_with_an_org_refuses_other_orgs_tokens() {
+    let (authority, verifier) = deployment().await;
+    authority.create_org("beta").await;
+    let vurl = format!("http://{}", verifier.addr());
+    let (_service, addr) = start_example("http_service", &["--verifier", &vurl, "--org", "acme"]).await;
+    let ours = authority.mint("acme", &["action in read"]).await.token;
+    let theirs = authority.mint("beta", &["action in read"]).await.token;
+    assert_eq!(http(addr, "GET", "/docs/42", Some(&ours)).await.status, 200);
+    let r = http(addr, "GET", "/docs/42", Some(&theirs)).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("wrong_org"), "{r:?}");
+}

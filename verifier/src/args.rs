@@ -29,8 +29,9 @@ pub(crate) struct ServeArgs {
     /// Address for Prometheus text metrics (`GET /metrics`); off when unset.
     #[arg(long, env = "TALLY_VERIFIER_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<String>,
-    /// Clock skew allowed on `expires` and `not-before`.
-    #[arg(long, env = "TALLY_VERIFIER_CLOCK_SKEW", default_value = "2s")]
+    /// Clock skew allowed on `expires` and `not-before`; at most 5m (the authority keeps a revocation an hour past
+    /// its family's expiry, well beyond any skew a verifier may allow).
+    #[arg(long, env = "TALLY_VERIFIER_CLOCK_SKEW", default_value = "2s", value_parser = clock_skew)]
     pub(crate) clock_skew: humantime::Duration,
     /// How long a negative answer (forged, revoked…) is reused.
     #[arg(long, env = "TALLY_VERIFIER_NEGATIVE_TTL", default_value = "5s")]
@@ -62,4 +63,40 @@ pub(crate) struct ServeArgs {
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "TALLY_VERIFIER_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// The org the services behind this verifier belong to: a check that names no org of its own allows only
+    /// tokens of this org. A multi-tenant deployment sets it here or on every service.
+    #[arg(long, env = "TALLY_VERIFIER_ORG", value_parser = org_name)]
+    pub(crate) org: Option<String>,
+}
+
+/// A clock-skew allowance: a typo such as `2h` would keep expired tokens alive.
+fn clock_skew(s: &str) -> Result<humantime::Duration, String> {
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(300);
+    match s.parse::<humantime::Duration>() {
+        Ok(d) if *d <= LONGEST => Ok(d),
+        Ok(_) => Err("must be at most 5m".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An org name as the authority takes it.
+fn org_name(s: &str) -> Result<String, String> {
+    if tally_token::is_org_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of a-z, 0-9, '-', '_' and '.'".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skew_and_org_are_checked() {
+        assert!(clock_skew("2s").is_ok() && clock_skew("5m").is_ok());
+        assert!(clock_skew("6m").is_err() && clock_skew("2h").is_err() && clock_skew("soon").is_err());
+        assert_eq!(org_name("acme-1.eu"), Ok("acme-1.eu".to_owned()));
+        assert!(org_name("Acme").is_err() && org_name("").is_err() && org_name(&"a".repeat(65)).is_err());
+    }
 }

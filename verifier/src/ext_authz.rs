@@ -31,6 +31,7 @@ use tally_proto::envoy::service::auth::v3::{
 use tally_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
 use tally_proto::google::rpc;
 use tally_proto::v1::Reason;
+use tally_token::RequestFields;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -48,6 +49,9 @@ pub const FAMILY_HEADER: &str = "x-tally-family";
 pub const REASON_HEADER: &str = "x-tally-reason";
 /// The `context_extensions` key naming the checking service (for `service = …` caveats).
 pub const SERVICE_EXTENSION: &str = "tally_service";
+/// The `context_extensions` key naming the org the service belongs to: only
+/// tokens of that org are allowed (else the verifier's `--org`).
+pub const ORG_EXTENSION: &str = "tally_org";
 
 /// `google.rpc.Code` values used in `CheckResponse.status`.
 mod code {
@@ -86,14 +90,23 @@ impl ExtAuthzService {
             tracing::debug!(method = %header_safe(&http.method), "ext_authz: method not open to tokens");
             return Denial::forbidden("method_not_mapped", "this method is not open to tokens".into()).into();
         };
-        let check = CheckRequest {
-            bundle: &bundle,
-            action: Some(action),
-            resource: resource(&http.path),
-            service: attrs.context_extensions.get(SERVICE_EXTENSION).map(String::as_str).filter(|s| !s.is_empty()),
-            subject: None,
-            client_ip: client_ip(attrs),
+        let extension = |key| attrs.context_extensions.get(key).map_or("", String::as_str);
+        let limits = &self.verifier.settings().field_limits;
+        // Bounded as the gRPC Check's are: a caveat's cost grows with the text it is matched against.
+        let resource = resource(&http.path).unwrap_or("");
+        let fields = match RequestFields::parse(
+            action,
+            resource,
+            extension(SERVICE_EXTENSION),
+            "",
+            "",
+            extension(ORG_EXTENSION),
+            limits,
+        ) {
+            Ok(fields) => RequestFields { client_ip: client_ip(attrs), ..fields },
+            Err(e) => return Denial::bad_request(&e.to_string()).into(),
         };
+        let check = CheckRequest::new(&bundle, fields);
         match self.verifier.check(&check).await {
             Ok(outcome) if outcome.allowed => {
                 tracing::debug!(family = ?outcome.family.map(|f| f.to_hex()), action, "ext_authz: allowed");
@@ -324,6 +337,7 @@ impl Denial {
             | Reason::NotYetValid
             | Reason::DischargeInvalid => Self::invalid_token(reason, format!("invalid token ({what})")),
             Reason::CaveatFailed => Self::forbidden(reason, format!("the token does not allow {action} here ({what})")),
+            Reason::WrongOrg => Self::forbidden(reason, "the token belongs to another org than this service".into()),
         }
     }
 }
@@ -343,6 +357,7 @@ fn reason_code(r: Reason) -> &'static str {
         Reason::CaveatFailed => "caveat_failed",
         Reason::DischargeInvalid => "discharge_invalid",
         Reason::AuthorityUnavailable => "authority_unavailable",
+        Reason::WrongOrg => "wrong_org",
     }
 }
 

@@ -1,10 +1,10 @@
 //! The gRPC adapter: `tally.v1.Verifier` on top of [`Verifier`].
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use tally_proto::v1 as pb;
 use tally_proto::v1::verifier_server::Verifier as VerifierApi;
+use tally_token::RequestFields;
 use tonic::{Request, Response, Status};
 
 use crate::verifier::{CheckRequest, Outcome, Verifier};
@@ -19,10 +19,6 @@ impl VerifierService {
     pub fn new(verifier: Arc<Verifier>) -> Self {
         Self { verifier }
     }
-}
-
-fn some(s: &str) -> Option<&str> {
-    Some(s).filter(|s| !s.is_empty())
 }
 
 fn response(o: Outcome) -> pb::CheckResponse {
@@ -44,21 +40,11 @@ impl VerifierApi for VerifierService {
     #[tracing::instrument(name = "tally.v1.Verifier/Check", level = "debug", skip_all, err(level = "info"))]
     async fn check(&self, req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
         let r = req.into_inner();
-        let client_ip = match some(&r.client_ip) {
-            None => None,
-            Some(ip) => Some(
-                ip.parse::<IpAddr>()
-                    .map_err(|_| Status::invalid_argument("client_ip is not an IP address".to_owned()))?,
-            ),
-        };
-        let check = CheckRequest {
-            bundle: &r.bundle,
-            action: some(&r.action),
-            resource: some(&r.resource),
-            service: some(&r.service),
-            subject: some(&r.subject),
-            client_ip,
-        };
+        // Bounded before anything is done with them: a caveat's cost grows with the text it is matched against.
+        let limits = &self.verifier.settings().field_limits;
+        let fields = RequestFields::parse(&r.action, &r.resource, &r.service, &r.subject, &r.client_ip, &r.org, limits)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let check = CheckRequest::new(&r.bundle, fields);
         let outcome = self.verifier.check(&check).await?;
         Ok(Response::new(response(outcome)))
     }

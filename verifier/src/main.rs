@@ -67,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         breaker_cool_down: a.breaker_cool_down.into(),
         negative_ttl: a.negative_ttl.into(),
         skew: a.clock_skew.into(),
+        org: a.org,
         ..Settings::default()
     };
     let verifier = Arc::new(Verifier::new(upstream, settings));

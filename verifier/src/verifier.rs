@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
-    BundleRef, Claims, Context, DecodedBundle, Denial, DenialKind, FamilyId, Limits, Predicate, PrefixKeys, Signature,
-    TallyId, chain_step_ref, evaluate,
+    BundleRef, Claims, Context, DecodedBundle, Denial, DenialKind, FamilyId, FieldLimits, Limits, Predicate,
+    PrefixKeys, RequestFields, Signature, TallyId, chain_step_ref, evaluate,
 };
 
 use crate::breaker::{Admit, Breaker, Ticket};
@@ -53,9 +53,14 @@ pub struct Settings {
     pub breaker_cool_down: Duration,
     /// Token size limits.
     pub limits: Limits,
+    /// Bounds on a check's request fields (what a caveat is evaluated against).
+    pub field_limits: FieldLimits,
     /// Cache a descendant once its chain was continued, so it is an exact hit
     /// next time (off only to measure the descendant path itself).
     pub remember_descendants: bool,
+    /// The org the services behind this verifier belong to, for checks
+    /// that name none: only tokens of that org are allowed.
+    pub org: Option<String>,
 }
 
 impl Default for Settings {
@@ -72,7 +77,9 @@ impl Default for Settings {
             breaker_failures: 5,
             breaker_cool_down: Duration::from_secs(1),
             limits: Limits::default(),
+            field_limits: FieldLimits::default(),
             remember_descendants: true,
+            org: None,
         }
     }
 }
@@ -86,6 +93,17 @@ pub struct CheckRequest<'a> {
     pub service: Option<&'a str>,
     pub subject: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
+    /// The org the checking service belongs to (else the verifier's default).
+    pub org: Option<&'a str>,
+}
+
+impl<'a> CheckRequest<'a> {
+    /// A check of `bundle` for request fields that were bounded and parsed
+    /// ([`RequestFields::parse`], with [`Settings::field_limits`]).
+    pub fn new(bundle: &'a str, f: RequestFields<'a>) -> Self {
+        let RequestFields { action, resource, service, subject, client_ip, org } = f;
+        Self { bundle, action, resource, service, subject, client_ip, org }
+    }
 }
 
 impl std::fmt::Debug for CheckRequest<'_> {
@@ -97,6 +115,7 @@ impl std::fmt::Debug for CheckRequest<'_> {
             .field("service", &self.service)
             .field("subject", &self.subject)
             .field("client_ip", &self.client_ip)
+            .field("org", &self.org)
             .finish()
     }
 }
@@ -216,6 +235,9 @@ impl Verifier {
         let usable = self.sync.usable(self.settings.fail_closed_after);
         if usable {
             let answer = self.memo.with(req.bundle, generation, unix_ms(now), |m| {
+                if let Some(wrong) = self.wrong_org(req, m.org, Some(m.family), Source::Cache) {
+                    return wrong;
+                }
                 let evaluated = m.caveats.evaluate(&self.context(now, req, m.org));
                 self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
             });
@@ -469,8 +491,33 @@ impl Verifier {
         family: Option<FamilyId>,
         source: Source,
     ) -> Outcome {
+        if let Some(wrong) = self.wrong_org(req, &org, family, source) {
+            return wrong;
+        }
         let evaluated = evaluate(caveats, &self.context(now, req, &org));
         self.outcome(evaluated, org, family, source)
+    }
+
+    /// The denial of a token whose key belongs to another org than the
+    /// checking service (the request's org, else the verifier's default);
+    /// `None` when no org is required or it is the token's. Checked before
+    /// the caveats: the token is not for this service at all.
+    fn wrong_org(
+        &self,
+        req: &CheckRequest<'_>,
+        org: &Arc<str>,
+        family: Option<FamilyId>,
+        source: Source,
+    ) -> Option<Outcome> {
+        let required = req.org.or(self.settings.org.as_deref())?;
+        if **org == *required {
+            return None;
+        }
+        let mut out =
+            Outcome::deny(Reason::WrongOrg, format!("the token belongs to another org than {required}"), source);
+        out.org = org.clone();
+        out.family = family;
+        Some(out)
     }
 
     /// What the caveats are evaluated against: the request at `now`, for a token of `org`.

@@ -15,6 +15,10 @@ pub(crate) struct CheckArgs {
     bundle: String,
     #[command(flatten)]
     request: input::RequestArgs,
+    /// The org the checking service belongs to: only tokens of that org are allowed (default: the verifier's
+    /// --org, if it has one).
+    #[arg(long)]
+    org: Option<String>,
 }
 
 pub(crate) async fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
@@ -25,6 +29,7 @@ pub(crate) async fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
         service: a.request.service,
         subject: a.request.subject,
         client_ip: a.request.client_ip,
+        org: a.org,
     };
     let d = conn::verifier(g)?.check(&check).await.map_err(|e| conn::failed(g, Server::Verifier, e))?;
     if g.json {

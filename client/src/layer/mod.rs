@@ -59,6 +59,7 @@ type ClientIp = dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync;
 #[derive(Clone)]
 struct Config {
     service: Option<String>,
+    org: Option<String>,
     actions: Arc<dyn ActionMap>,
     resource: Arc<Resource>,
     client_ip: Arc<ClientIp>,
@@ -66,7 +67,7 @@ struct Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config").field("service", &self.service).finish_non_exhaustive()
+        f.debug_struct("Config").field("service", &self.service).field("org", &self.org).finish_non_exhaustive()
     }
 }
 
@@ -85,6 +86,7 @@ impl TallyAuthLayer {
     pub fn new(verifier: VerifierClient) -> Self {
         let config = Config {
             service: None,
+            org: None,
             actions: Arc::new(HttpActions),
             resource: Arc::new(|parts: &Parts| Some(parts.uri.path().trim_start_matches('/').to_owned())),
             client_ip: Arc::new(tonic_peer_ip),
@@ -100,6 +102,15 @@ impl TallyAuthLayer {
     /// This service's name, for `service = NAME` caveats.
     pub fn service_name(mut self, name: &str) -> Self {
         self.config_mut().service = Some(name.to_owned());
+        self
+    }
+
+    /// The org this service belongs to: only tokens of that org are allowed
+    /// (a token of another org is refused, 403, `wrong_org`). A service of a
+    /// multi-tenant deployment sets it; without it, the verifier's `--org`
+    /// applies, if it has one.
+    pub fn org(mut self, org: &str) -> Self {
+        self.config_mut().org = Some(org.to_owned());
         self
     }
 
@@ -207,6 +218,7 @@ async fn authorize(verifier: &VerifierClient, config: &Config, parts: &Parts) ->
         service: config.service.clone(),
         subject: None,
         client_ip: (config.client_ip)(parts),
+        org: config.org.clone(),
     };
     let decision = match verifier.check(&check).await {
         Ok(d) => d,
@@ -287,6 +299,7 @@ mod tests {
         assert!(refusal(&decision(Reason::Ok), "read").is_ok());
         assert!(matches!(refusal(&decision(Reason::Revoked), "read"), Err(Refusal::InvalidToken(_))));
         assert!(matches!(refusal(&decision(Reason::CaveatFailed), "read"), Err(Refusal::Forbidden(_))));
+        assert!(matches!(refusal(&decision(Reason::WrongOrg), "read"), Err(Refusal::Forbidden(_))));
         assert!(matches!(refusal(&decision(Reason::AuthorityUnavailable), "read"), Err(Refusal::Unavailable(_))));
     }
 }

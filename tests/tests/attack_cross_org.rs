@@ -109,7 +109,7 @@ async fn behind_envoy_the_route_names_the_org() {
         };
         EnvoyCheck {
             attributes: Some(AttributeContext {
-                request: Some(Request { http: Some(http), ..Default::default() }),
+                request: Some(Request { http: Some(http) }),
                 context_extensions: HashMap::from([("tally_org".into(), "acme".into())]),
                 ..Default::default()
             }),

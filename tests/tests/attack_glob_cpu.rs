@@ -60,8 +60,7 @@ async fn backtracking_globs_cannot_buy_cpu() {
         headers: HashMap::from([("authorization".into(), format!("Bearer {evil}"))]),
         ..Default::default()
     };
-    let attributes =
-        AttributeContext { request: Some(Request { http: Some(http), ..Default::default() }), ..Default::default() };
+    let attributes = AttributeContext { request: Some(Request { http: Some(http) }), ..Default::default() };
     let r = envoy.check(EnvoyCheck { attributes: Some(attributes) }).await.unwrap().into_inner();
     assert_eq!(r.status.map(|s| s.code), Some(INVALID_ARGUMENT));
 

@@ -2,13 +2,19 @@
 //! exact hit (a token presented again: answered by the token memo), the same
 //! without the memo (decoding and the prefix cache), and descendant hit (2
 //! caveats appended to a cached token). Every one evaluates every caveat.
+//! And the worst Check a token's holder can make within the limits ("check,
+//! worst token"): a descendant of a cached token, its chain continued over
+//! every caveat a 16 KiB token holds, each a resource glob that scans the
+//! whole resource at its bound.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tally_proto::v1 as pb;
-use tally_token::{Bundle, DecodedBundle, KeyId, Limits, Macaroon, RootKey, TallyId, verify_with_key};
+use tally_token::{
+    Bundle, DecodedBundle, FieldLimits, KeyId, Limits, Macaroon, RequestFields, RootKey, TallyId, verify_with_key,
+};
 use tally_verifier::{CheckRequest, Settings, Upstream, Verifier};
 
 /// Cached tokens (override with TALLY_BENCH_ENTRIES, e.g. for a quick profile).
@@ -99,5 +105,81 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A holder's worst tokens within the limits (16 KiB, 128 caveats, 2 KiB a
+/// caveat): as many copies of `caveat` as fit, appended to `minted`.
+fn filled(minted: &Macaroon, caveat: &str) -> Macaroon {
+    let limits = Limits::default();
+    let mut token = minted.clone();
+    while token.caveats().len() < limits.max_caveats {
+        let mut next = token.clone();
+        next.add_first_party(caveat);
+        if next.encode_v2().len() > limits.max_token_bytes {
+            break;
+        }
+        token = next;
+    }
+    token
+}
+
+fn worst(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let upstream = Upstream::new("http://127.0.0.1:9", "unused", Duration::from_secs(1)).unwrap();
+    let settings = Settings {
+        remember_descendants: false,
+        memo_capacity: 0,
+        fail_closed_after: Duration::from_secs(24 * 3600),
+        ..Settings::default()
+    };
+    let field_limits = settings.field_limits;
+    let verifier = Verifier::new(upstream, settings);
+    verifier.assume_synced("bench");
+    let key = RootKey::from_bytes([9; 32]);
+    let mut minted = Macaroon::mint(&key, TallyId::new(KeyId(1), [3; 16]).encode(), None);
+    for c in ["org = acme", "expires < 2099-01-01T00:00:00Z"] {
+        minted.add_first_party(c);
+    }
+    // Cached as the authority's Verify answer for the minted token leaves it.
+    let bundle = Bundle::single(minted.clone());
+    let chain = verify_with_key(&bundle, &key.derive(), &Limits::default()).unwrap().chain;
+    let resp = pb::VerifyResponse {
+        valid: true,
+        org: "acme".into(),
+        chain: vec![chain.last().unwrap().as_bytes().to_vec()],
+        chain_from: 2,
+        epoch: "bench".into(),
+        ..Default::default()
+    };
+    verifier.remember(&bundle.view(), &resp);
+
+    let n = FieldLimits::default().resource;
+    let ascii = format!("{}b", "a".repeat(n - 1));
+    let wide = format!("{}b", "é".repeat((n - 1) / 2));
+    let attacks = [
+        ("110-char ? segments", format!("resource = *{}ab*", "a?".repeat(54)), ascii.clone()),
+        ("96-char ? segments, é text", format!("resource = *{}éb*", "é?".repeat(47)), wide),
+        ("110-byte literals", format!("resource = *{}b*", "a".repeat(109)), ascii),
+    ];
+    let mut group = c.benchmark_group("check, worst token");
+    for (name, caveat, resource) in attacks {
+        let text = filled(&minted, &caveat).to_text();
+        let fields = RequestFields::parse("read", &resource, "", "", "", "", &field_limits).expect("within the bound");
+        let req = CheckRequest::new(&text, fields);
+        let limits = Limits::default();
+        let check = || {
+            // Decoded every time: a holder varies the token so nothing repeats it.
+            let mut decoded = DecodedBundle::default();
+            decoded.decode_into(black_box(&text), &limits).unwrap();
+            verifier.check_local(&decoded.view(&limits).unwrap(), &req).unwrap()
+        };
+        let out = check();
+        assert!(out.allowed, "{name}: every caveat holds ({out:?})");
+        assert_eq!(out.source, pb::Source::Descendant, "{name}");
+        let caveats = Macaroon::from_text(&text, &limits).unwrap().caveats().len();
+        group.bench_function(format!("{name} ({caveats} caveats, {n} B resource)"), |b| b.iter(|| check().allowed));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, worst);
 criterion_main!(benches);

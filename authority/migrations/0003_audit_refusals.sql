@@ -4,5 +4,5 @@
 -- older than the retention period are pruned by the writer (by `at`).
 ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE audit ADD COLUMN refusal_key TEXT;
-CREATE UNIQUE INDEX audit_refusal_key ON audit(refusal_key);
+CREATE UNIQUE INDEX audit_refusal_key ON audit(refusal_key) WHERE refusal_key IS NOT NULL;
 CREATE INDEX audit_at ON audit(at);

@@ -509,14 +509,19 @@ impl Staged<'_> {
             });
             q.push("; ");
         }
-        // One row per actor, action, org and minute: the first refusal's, its
-        // count raised by every later one (`refusal_key` names the group).
+        // Every audit row, and one row per actor, action, org and minute for
+        // the refusals: the first one's, its count raised by every later one
+        // (`refusal_key` names the group; NULL for the others, which never
+        // conflict).
         let minute = now.div_euclid(60_000);
-        let refusals: Vec<_> = self.refusals.values().collect();
-        for chunk in refusals.chunks(INSERT_CHUNK) {
+        let refusal_key =
+            |a: &AuditRow| format!("{minute}|{}|{}|{}", a.actor, a.action, a.org.as_deref().unwrap_or(""));
+        let rows: Vec<(u64, Option<String>, &AuditRow)> = (self.audit.iter().map(|a| (1, None, *a)))
+            .chain(self.refusals.values().map(|(count, a)| (*count, Some(refusal_key(a)), *a)))
+            .collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
             q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail, count, refusal_key) ");
-            q.push_values(chunk, |mut b, (count, a)| {
-                let key = format!("{minute}|{}|{}|{}", a.actor, a.action, a.org.as_deref().unwrap_or(""));
+            q.push_values(chunk, |mut b, (count, key, a)| {
                 b.push_bind(now)
                     .push_bind(a.actor.as_str())
                     .push_bind(a.action)
@@ -525,22 +530,9 @@ impl Staged<'_> {
                     .push_bind(a.outcome)
                     .push_bind(a.detail.as_str())
                     .push_bind(*count as i64)
-                    .push_bind(key);
+                    .push_bind(key.as_deref());
             });
-            q.push(" ON CONFLICT(refusal_key) DO UPDATE SET count = count + excluded.count; ");
-        }
-        for chunk in self.audit.chunks(INSERT_CHUNK) {
-            q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
-            q.push_values(chunk, |mut b, a| {
-                b.push_bind(now)
-                    .push_bind(a.actor.as_str())
-                    .push_bind(a.action)
-                    .push_bind(a.org.as_deref())
-                    .push_bind(a.target.as_deref())
-                    .push_bind(a.outcome)
-                    .push_bind(a.detail.as_str());
-            });
-            q.push("; ");
+            q.push(" ON CONFLICT(refusal_key) WHERE refusal_key IS NOT NULL DO UPDATE SET count = count + excluded.count; ");
         }
         q.push("COMMIT");
         q.build().execute(conn).await?;

@@ -78,11 +78,11 @@ pub struct RequestFields<'a> {
 }
 
 impl<'a> RequestFields<'a> {
-    /// Checks each field's length against `limits` (the client IP against
-    /// [`MAX_CLIENT_IP_BYTES`]) before anything else is done with it, then
-    /// parses the client IP and checks the org is an org name. Fields are
-    /// checked in the order of the arguments; the first one out of bounds
-    /// is the error.
+    /// Checks every field's length against `limits` (the client IP's
+    /// against [`MAX_CLIENT_IP_BYTES`]) before anything else is done with
+    /// any of them, in the order of the arguments (the first one too long is
+    /// the error); then parses the client IP, then checks that the org is an
+    /// org name.
     pub fn parse(
         action: &'a str,
         resource: &'a str,
@@ -96,14 +96,15 @@ impl<'a> RequestFields<'a> {
         let resource = bounded("resource", resource, limits.resource)?;
         let service = bounded("service", service, limits.service)?;
         let subject = bounded("subject", subject, limits.subject)?;
-        let client_ip = match bounded("client_ip", client_ip, MAX_CLIENT_IP_BYTES)? {
+        let client_ip = bounded("client_ip", client_ip, MAX_CLIENT_IP_BYTES)?;
+        let org = bounded("org", org, limits.org)?;
+        let client_ip = match client_ip {
             Some(text) => Some(text.parse().map_err(|_| Error::BadClientIp)?),
             None => None,
         };
-        let org = match bounded("org", org, limits.org)? {
-            Some(name) if !is_org_name(name) => return Err(Error::BadOrg),
-            org => org,
-        };
+        if org.is_some_and(|name| !is_org_name(name)) {
+            return Err(Error::BadOrg);
+        }
         Ok(Self { action, resource, service, subject, client_ip, org })
     }
 }
@@ -230,9 +231,12 @@ mod tests {
         );
         let ip = "SECRET".repeat(10);
         assert!(matches!(parse(["", "", "", "", &ip, ""]), Err(Error::FieldTooLong { field: "client_ip", .. })));
-        // The first field out of bounds, in argument order.
+        // The first field out of bounds, in argument order, and every length
+        // before any parsing: a long org is reported over a bad address.
         let long = "SECRET".repeat(300);
         assert!(matches!(parse([&long, &long, "", "", "", ""]), Err(Error::FieldTooLong { field: "action", .. })));
+        assert!(matches!(parse(["", "", "", "", "10.0.0", &long]), Err(Error::FieldTooLong { field: "org", .. })));
+        assert_eq!(parse(["", "", "", "", "10.0.0", "Bad"]), Err(Error::BadClientIp));
         for fields in [[&long[..], "", "", "", "", ""], ["", "", "", "", "SECRET", ""], ["", "", "", "", "", "SECRET"]]
         {
             let message = parse(fields).unwrap_err().to_string();

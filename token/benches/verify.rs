@@ -136,26 +136,26 @@ fn attacks(n: usize) -> Vec<Attack> {
     let glob = |segment: String| format!("resource = *{segment}*");
     let longest = (n - 2).min(2030) / 2 * 2;
     vec![
-        // 128 caveats of one word of Shift-And state each.
+        // As many caveats as fit (128) of one word of Shift-And state each.
         Attack {
-            name: "128 × 64-char ? segment",
+            name: "64-char ? segments",
             caveats: fill(&glob(format!("{}ab", "a?".repeat(31)))),
             resource: a_then_b.clone(),
         },
-        // 128 caveats of two words each: the most words of state that fit.
+        // 128 caveats of two words each: about the most words of state that fit.
         Attack {
-            name: "128 × 110-char ? segment",
+            name: "110-char ? segments",
             caveats: fill(&glob(format!("{}ab", "a?".repeat(54)))),
             resource: a_then_b.clone(),
         },
         // The same over 2-byte characters, which cost the most per byte.
         Attack {
-            name: "128 × 96-char ? segment, é text",
+            name: "96-char ? segments, é text",
             caveats: fill(&glob(format!("{}éb", "é?".repeat(47)))),
             resource: wide_then_b.clone(),
         },
         Attack {
-            name: "128 × 64-char ? segment, é text",
+            name: "64-char ? segments, é text",
             caveats: fill(&glob(format!("{}éb", "é?".repeat(31)))),
             resource: wide_then_b,
         },
@@ -166,11 +166,7 @@ fn attacks(n: usize) -> Vec<Attack> {
             resource: a_then_b.clone(),
         },
         // Literals long enough for memmem, whose searcher costs about 6 ns per needle byte to build.
-        Attack {
-            name: "128 × 110-byte literal",
-            caveats: fill(&glob(format!("{}b", "a".repeat(109)))),
-            resource: a_then_b,
-        },
+        Attack { name: "110-byte literals", caveats: fill(&glob(format!("{}b", "a".repeat(109)))), resource: a_then_b },
         // Short segments, each found just past the probes, so each sets up a search.
         Attack {
             name: "short segments",

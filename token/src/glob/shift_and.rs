@@ -39,16 +39,17 @@ pub(super) fn find(core: &str, hay: &[u8], from: usize, steps: &mut impl Steps) 
 /// Shift-And over the characters of `hay[from..]` for `core` (`len`
 /// characters, at most `blocks` × B × 64).
 ///
-/// The positions a character may stand at come from a table with one row per class of character:
-/// row 0 for characters the segment does not name (its `?` positions), one
-/// row per ASCII character it names, and for wider characters one row per
-/// byte value at each place (first byte, continuation bytes): a wider
-/// character's row is the intersection of its bytes' rows. Two characters of
-/// the same length are equal when they agree at every place, and characters
-/// of different lengths differ in their first byte, so this needs no decoding
-/// and no table indexed by whole characters. At most 1 + 126 ASCII rows (`*`
-/// and `?` are never literal) + 1 + 243 byte rows (51 valid first bytes, 64
-/// values for each of three continuation bytes).
+/// The positions a character may stand at come from a table with one row
+/// per class of character: row 0 for characters the segment does not name
+/// (its `?` positions), one row per ASCII character it names, and for wider
+/// characters one row per byte value at each place (first byte, continuation
+/// bytes): a wider character's row is the intersection of its bytes' rows.
+/// Two characters of the same length are equal when they agree at every
+/// place, and characters of different lengths differ in their first byte,
+/// so this needs no decoding and no table indexed by whole characters. At
+/// most 1 + 126 ASCII rows (`*` and `?` are never literal) + 1 + 243 byte
+/// rows (51 valid first bytes, 64 values for each of three continuation
+/// bytes).
 fn search<const B: usize>(
     core: &str,
     len: usize,

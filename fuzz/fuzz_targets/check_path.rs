@@ -266,6 +266,7 @@ fuzz_target!(|data: &[u8]| {
         service: recipe.service,
         subject: recipe.subject,
         client_ip: recipe.client_ip,
+        org: recipe.org,
     };
     let without_bundle = CheckRequest { bundle: "", ..req };
     assert_eq!(format!("{req:?}"), format!("{without_bundle:?}"), "CheckRequest's Debug shows the bundle");

@@ -13,7 +13,7 @@
 //! ,TEXT                 append TEXT as a discharge part
 //! Lhttps://x            set the location
 //! f3                    write the token in text flavour 3 (`bundle_text::write_part`)
-//! a=read                request field: a action, r resource, s service, u subject, i client IP
+//! a=read                request field: a action, r resource, s service, u subject, i client IP, o org
 //! a                     the field is absent
 //! ```
 
@@ -54,6 +54,8 @@ pub struct Recipe<'a> {
     pub service: Option<&'a str>,
     pub subject: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
+    /// The org the checking service requires.
+    pub org: Option<&'a str>,
 }
 
 impl<'a> Recipe<'a> {
@@ -86,6 +88,7 @@ impl<'a> Recipe<'a> {
                 's' => r.service = field,
                 'u' => r.subject = field,
                 'i' => r.client_ip = field.and_then(|v| v.parse().ok()),
+                'o' => r.org = field,
                 _ => {}
             }
         }

@@ -187,6 +187,29 @@ pub enum Fail {
     NotYetValid,
     Unsatisfied,
     Invalid,
+    TooCostly,
+}
+
+/// The glob budget of one evaluation (`tally_token::MAX_GLOB_WEIGHT`).
+const GLOB_BUDGET: usize = 16;
+
+/// A glob's weight, counted plainly: the longest run of characters between
+/// stars, with its `?`s at either end left out, that still holds a `?`,
+/// in 64-character words; 1 when there is none.
+fn weight(glob: &str) -> usize {
+    let mut heaviest = 1;
+    for segment in glob.split('*') {
+        let chars: Vec<char> = segment.chars().collect();
+        let first = chars.iter().position(|&c| c != '?');
+        let last = chars.iter().rposition(|&c| c != '?');
+        if let (Some(first), Some(last)) = (first, last) {
+            let core = &chars[first..=last];
+            if core.contains(&'?') {
+                heaviest = heaviest.max(core.len().div_ceil(64));
+            }
+        }
+    }
+    heaviest
 }
 
 /// Records a claim that every caveat of its kind must repeat.
@@ -203,6 +226,7 @@ fn claim(slot: &mut Option<String>, value: &str) -> bool {
 /// Evaluates caveats in order; the first that fails decides.
 pub fn evaluate(caveats: &[Option<Pred>], ctx: &Context<'_>) -> Result<Claims, (usize, Fail)> {
     let mut c = Claims::default();
+    let mut budget = GLOB_BUDGET;
     for (i, pred) in caveats.iter().enumerate() {
         let Some(pred) = pred else { return Err((i, Fail::Invalid)) };
         let holds = match pred {
@@ -224,7 +248,13 @@ pub fn evaluate(caveats: &[Option<Pred>], ctx: &Context<'_>) -> Result<Claims, (
                 true
             }
             Pred::ActionIn(set) => ctx.action.is_some_and(|a| set.iter().any(|s| s == a)),
-            Pred::Resource(g) => ctx.resource.is_some_and(|r| glob(g, r)),
+            Pred::Resource(g) => {
+                if weight(g) > budget {
+                    return Err((i, Fail::TooCostly));
+                }
+                budget -= weight(g);
+                ctx.resource.is_some_and(|r| glob(g, r))
+            }
             Pred::Service(s) => ctx.service == Some(s.as_str()),
             Pred::ClientIpIn(ranges) => ctx.client_ip.is_some_and(|ip| ranges.iter().any(|r| r.contains(ip))),
         };

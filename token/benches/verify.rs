@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tally_token::{
-    Bundle, Context, DecodedBundle, FieldLimits, KeyId, Limits, Macaroon, RequestFields, RootKey, TallyId,
-    continue_chain, evaluate, glob_match, prefix_key, verify_view_with_key, verify_with_key,
+    Bundle, Context, DecodedBundle, FieldLimits, KeyId, Limits, MAX_GLOB_WEIGHT, Macaroon, RequestFields, RootKey,
+    TallyId, continue_chain, evaluate, glob_match, glob_weight, prefix_key, verify_view_with_key, verify_with_key,
 };
 
 /// The candidate bounds of `FieldLimits::resource`, in bytes.
@@ -105,21 +105,25 @@ struct Attack {
 }
 
 /// As many copies of `caveat` as a token within the default limits holds
-/// (128 caveats, 16 KiB, 2 KiB per caveat), added to a minted token as a
-/// holder would; checked by decoding the result under those limits.
+/// (128 caveats, 16 KiB, 2 KiB per caveat) and, for a resource glob, as the
+/// evaluation's glob budget lets hold (`MAX_GLOB_WEIGHT`), added to a minted
+/// token as a holder would; checked by decoding the result under those limits.
 fn fill(caveat: &str) -> Vec<String> {
     let limits = Limits::default();
+    let weight = caveat.strip_prefix("resource = ").map_or(0, glob_weight);
+    let mut spent = 0;
     let key = RootKey::from_bytes([42; 32]);
     let mut token =
         Macaroon::mint(&key, TallyId::new(KeyId(1), [7; 16]).encode(), Some("https://tally.example".into()));
     assert!(caveat.len() <= limits.max_field_bytes);
-    while token.caveats().len() < limits.max_caveats {
+    while token.caveats().len() < limits.max_caveats && spent + weight <= MAX_GLOB_WEIGHT {
         let mut next = token.clone();
         next.add_first_party(caveat);
         if next.encode_v2().len() > limits.max_token_bytes {
             break;
         }
         token = next;
+        spent += weight;
     }
     let decoded = Macaroon::from_text(&token.to_text(), &limits).expect("within the token limits");
     decoded.caveats().iter().map(|c| String::from_utf8(c.id.clone()).unwrap()).collect()

@@ -88,11 +88,12 @@ impl CompiledCaveats {
     /// [`crate::evaluate`] over the raw caveats.
     pub fn evaluate(&self, ctx: &Context<'_>) -> Result<Claims<'_>, Denial> {
         let mut claims = Claims::default();
+        let mut budget = crate::evaluate::MAX_GLOB_WEIGHT;
         let mut start = 0;
         for (index, &(end, compiled)) in self.items.iter().enumerate() {
             let caveat = &self.text[start..end as usize];
             start = end as usize;
-            apply(view(compiled, &self.text), ctx, &mut claims).map_err(|kind| Denial {
+            apply(view(compiled, &self.text), ctx, &mut claims, &mut budget).map_err(|kind| Denial {
                 kind,
                 index,
                 caveat: caveat.to_owned(),

@@ -6,8 +6,18 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::glob::glob_match;
+use crate::glob::{glob_match, glob_weight};
 use crate::predicate::{ParseError, PredicateRef};
+
+/// How much matching its resource globs may cost one evaluation, in passes
+/// over the resource: a glob weighs [`glob_weight`] (1, or ⌈k / 64⌉ for its
+/// longest `?` run of k characters), and the resource caveats of a token,
+/// its discharges' included, may weigh this much together. Past it a
+/// resource caveat is not matched and does not hold
+/// ([`DenialKind::TooCostly`]): however a holder builds its token within the
+/// limits (128 caveats could each scan the resource), a Check scans the
+/// resource at most this many times over. Real tokens carry a few plain globs.
+pub const MAX_GLOB_WEIGHT: u32 = 16;
 
 /// Default clock skew allowance for `expires` and `not-before`.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(2);
@@ -82,6 +92,9 @@ pub enum DenialKind {
     Unsatisfied,
     /// The caveat is not in the language (unknown key or malformed).
     Invalid(ParseError),
+    /// A resource caveat past the token's budget for matching globs
+    /// ([`MAX_GLOB_WEIGHT`]): not matched, so it does not hold.
+    TooCostly,
 }
 
 /// A caveat that does not hold. Caveat texts are not secret and are reported.
@@ -102,6 +115,11 @@ impl fmt::Display for Denial {
             DenialKind::NotYetValid => write!(f, "token not yet valid (caveat `{}`)", self.caveat),
             DenialKind::Unsatisfied => write!(f, "caveat `{}` not satisfied", self.caveat),
             DenialKind::Invalid(e) => write!(f, "caveat `{}` is invalid: {e}", self.caveat),
+            DenialKind::TooCostly => write!(
+                f,
+                "caveat `{}` not evaluated: the token's resource patterns weigh more than {MAX_GLOB_WEIGHT} together",
+                self.caveat
+            ),
         }
     }
 }
@@ -109,8 +127,9 @@ impl fmt::Display for Denial {
 /// Evaluates raw first-party caveats against `ctx`.
 pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'_>) -> Result<Claims<'c>, Denial> {
     let mut claims = Claims::default();
+    let mut budget = MAX_GLOB_WEIGHT;
     for (index, bytes) in caveats.into_iter().enumerate() {
-        apply(PredicateRef::parse_bytes(bytes), ctx, &mut claims).map_err(|kind| Denial {
+        apply(PredicateRef::parse_bytes(bytes), ctx, &mut claims, &mut budget).map_err(|kind| Denial {
             kind,
             index,
             caveat: String::from_utf8_lossy(bytes).into_owned(),
@@ -119,11 +138,14 @@ pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'
     Ok(claims)
 }
 
-/// One caveat: does it hold, and what does it add to the claims.
+/// One caveat: does it hold, and what does it add to the claims. A resource
+/// glob is charged its weight to `budget` (what is left of
+/// [`MAX_GLOB_WEIGHT`] for this evaluation) before it is matched.
 pub(crate) fn apply<'c>(
     pred: Result<PredicateRef<'c>, ParseError>,
     ctx: &Context<'_>,
     claims: &mut Claims<'c>,
+    budget: &mut u32,
 ) -> Result<(), DenialKind> {
     let pred = pred.map_err(DenialKind::Invalid)?;
     let holds = match pred {
@@ -146,7 +168,14 @@ pub(crate) fn apply<'c>(
             true
         }
         PredicateRef::ActionIn(set) => ctx.action.is_some_and(|a| PredicateRef::items(set).any(|s| s == a)),
-        PredicateRef::Resource(glob) => ctx.resource.is_some_and(|r| glob_match(glob, r)),
+        PredicateRef::Resource(glob) => {
+            let weight = glob_weight(glob);
+            if weight > *budget {
+                return Err(DenialKind::TooCostly);
+            }
+            *budget -= weight;
+            ctx.resource.is_some_and(|r| glob_match(glob, r))
+        }
         PredicateRef::Service(name) => ctx.service == Some(name),
         PredicateRef::ClientIpIn(ranges) => ctx.client_ip.is_some_and(|ip| {
             PredicateRef::items(ranges).any(|r| r.parse::<crate::Cidr>().is_ok_and(|r| r.contains(ip)))
@@ -269,5 +298,49 @@ mod tests {
         let caveats = ["action in read", "org = acme", "service = api"];
         let parsed = crate::CompiledCaveats::compile(caveats.iter().map(|t| t.as_bytes()));
         assert_eq!(parsed.evaluate(&c), eval(&caveats, &c));
+    }
+
+    /// Resource globs share one budget per evaluation: 16 plain globs hold,
+    /// the 17th is not even matched; a glob with a long `?` run weighs more;
+    /// the compiled caveats agree.
+    #[test]
+    fn resource_globs_share_a_budget() {
+        let c = ctx();
+        let plain = vec!["resource = apps/*"; MAX_GLOB_WEIGHT as usize];
+        assert!(eval(&plain, &c).is_ok());
+        let mut over = plain.clone();
+        over.push("resource = apps/*");
+        let denial = eval(&over, &c).unwrap_err();
+        assert_eq!((denial.kind, denial.index), (DenialKind::TooCostly, MAX_GLOB_WEIGHT as usize));
+        assert!(denial.to_string().contains("weigh more than 16"), "{denial}");
+        let parsed = crate::CompiledCaveats::compile(over.iter().map(|t| t.as_bytes()));
+        assert_eq!(parsed.evaluate(&c), eval(&over, &c));
+
+        // A `?` run of 130 characters weighs 3: five of them (15) hold, a sixth does not.
+        let heavy = format!("resource = apps/*{}*", "x?".repeat(65));
+        assert_eq!(crate::glob_weight(heavy.trim_start_matches("resource = ")), 3);
+        let mut heavy_ones = vec![heavy.as_str(); 5];
+        assert_eq!(kind(&heavy_ones, &c), Some(DenialKind::Unsatisfied), "matched, and no match");
+        heavy_ones.push(&heavy);
+        assert_eq!(kind(&heavy_ones, &c), Some(DenialKind::Unsatisfied), "the first one already fails");
+        let mut c2 = ctx();
+        let resource = format!("apps/{}", "xy".repeat(65));
+        c2.resource = Some(&resource);
+        let mut five = vec![heavy.as_str(); 5];
+        assert!(eval(&five, &c2).is_ok());
+        five.push(&heavy);
+        assert_eq!(kind(&five, &c2), Some(DenialKind::TooCostly));
+    }
+
+    #[test]
+    fn a_globs_weight_is_its_longest_question_mark_run_in_words() {
+        use crate::glob_weight;
+        assert_eq!(glob_weight("apps/web/*"), 1);
+        assert_eq!(glob_weight(""), 1);
+        assert_eq!(glob_weight("???*???"), 1, "leading and trailing ?s are skips");
+        assert_eq!(glob_weight(&format!("*{}*", "a?".repeat(32))), 1, "63 characters");
+        assert_eq!(glob_weight(&format!("*{}b*", "a?".repeat(32))), 2, "65 characters");
+        assert_eq!(glob_weight(&format!("*{}*", "é?".repeat(1000))), 32);
+        assert_eq!(glob_weight(&format!("x*{}b*y", "a".repeat(2000))), 1, "a literal reads the text once");
     }
 }

@@ -40,6 +40,22 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     matches(pattern, text, &mut NoCount)
 }
 
+/// What matching `pattern` costs per character of a text, in units of one
+/// pass over the text: W = ⌈k / 64⌉ for the longest core of k characters
+/// that holds a `?` (a Shift-And of W words), and 1 for a glob without one
+/// (its literals are searched with memchr, reading the text about once).
+/// Computed from the glob alone, in one pass over it.
+pub fn glob_weight(pattern: &str) -> u32 {
+    pattern
+        .split('*')
+        .map(|segment| {
+            let core = segment.trim_matches('?');
+            if core.contains('?') { core.chars().count().div_ceil(64) } else { 1 }
+        })
+        .max()
+        .map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX).max(1))
+}
+
 /// [`glob_match`] and the number of steps it took (bytes of the glob and of
 /// the text examined, Shift-And table words and word operations), for the
 /// tests and the fuzz target that check the work bound.

@@ -53,10 +53,10 @@ pub use cidr::Cidr;
 pub use compiled::CompiledCaveats;
 pub use crypto::{DerivedKey, KEY_LEN, RootKey, SECRETBOX_NONCE_LEN, Signature, VID_LEN, bind_signature};
 pub use error::Error;
-pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, evaluate};
-pub use glob::glob_match;
+pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, MAX_GLOB_WEIGHT, evaluate};
 #[doc(hidden)]
 pub use glob::glob_match_steps;
+pub use glob::{glob_match, glob_weight};
 pub use identifier::{FamilyId, IDENTIFIER_VERSION, KeyId, NONCE_LEN, TallyId};
 pub use limits::{
     DEFAULT_MAX_CAVEATS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_DISCHARGES, DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_TOKEN_BYTES,

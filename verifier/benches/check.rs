@@ -106,18 +106,27 @@ fn bench(c: &mut Criterion) {
 }
 
 /// A holder's worst tokens within the limits (16 KiB, 128 caveats, 2 KiB a
-/// caveat): as many copies of `caveat` as fit, appended to `minted`.
-fn filled(minted: &Macaroon, caveat: &str) -> Macaroon {
+/// caveat): `minted`, then as many copies of `resource` as the evaluation's
+/// glob budget lets hold, then as many copies of `filler` as fit.
+fn filled(minted: &Macaroon, resource: Option<&str>, filler: &str) -> Macaroon {
     let limits = Limits::default();
     let mut token = minted.clone();
-    while token.caveats().len() < limits.max_caveats {
+    let add = |token: &mut Macaroon, caveat: &str| {
         let mut next = token.clone();
         next.add_first_party(caveat);
-        if next.encode_v2().len() > limits.max_token_bytes {
-            break;
+        let fits = next.caveats().len() <= limits.max_caveats && next.encode_v2().len() <= limits.max_token_bytes;
+        if fits {
+            *token = next;
         }
-        token = next;
+        fits
+    };
+    if let Some(caveat) = resource {
+        let weight = tally_token::glob_weight(caveat.trim_start_matches("resource = "));
+        for _ in 0..tally_token::MAX_GLOB_WEIGHT / weight {
+            add(&mut token, caveat);
+        }
     }
+    while add(&mut token, filler) {}
     token
 }
 
@@ -155,15 +164,41 @@ fn worst(c: &mut Criterion) {
     let n = FieldLimits::default().resource;
     let ascii = format!("{}b", "a".repeat(n - 1));
     let wide = format!("{}b", "é".repeat((n - 1) / 2));
+    // Address ranges the client's address (192.168.1.1) is in only at the end
+    // of each list, so every range of every caveat is read.
+    let ranges = |size: usize| {
+        let mut list: Vec<String> = (0..).map(|i| format!("10.{}.{}.0/24", i / 250, i % 250)).take(size).collect();
+        list.push("192.168.1.1/32".into());
+        format!("client-ip in {}", list.join(","))
+    };
+    let ranges = ranges(140);
+    assert!(ranges.len() <= 2048);
+    let actions: Vec<String> = (0..250).map(|i| format!("a{i:05}")).chain(["read".to_owned()]).collect();
+    let actions = format!("action in {}", actions.join(","));
+    let plain = "org = acme".to_owned();
     let attacks = [
-        ("110-char ? segments", format!("resource = *{}ab*", "a?".repeat(54)), ascii.clone()),
-        ("96-char ? segments, é text", format!("resource = *{}éb*", "é?".repeat(47)), wide),
-        ("110-byte literals", format!("resource = *{}b*", "a".repeat(109)), ascii),
+        ("110-char ? globs, then address lists", Some(format!("resource = *{}ab*", "a?".repeat(54))), &ranges, &ascii),
+        (
+            "96-char ? globs over é, then address lists",
+            Some(format!("resource = *{}éb*", "é?".repeat(47))),
+            &ranges,
+            &wide,
+        ),
+        (
+            "110-byte literal globs, then address lists",
+            Some(format!("resource = *{}b*", "a".repeat(109))),
+            &ranges,
+            &ascii,
+        ),
+        ("address lists", None, &ranges, &ascii),
+        ("action lists", None, &actions, &ascii),
+        ("128 org caveats (the chain alone)", None, &plain, &ascii),
     ];
     let mut group = c.benchmark_group("check, worst token");
-    for (name, caveat, resource) in attacks {
-        let text = filled(&minted, &caveat).to_text();
-        let fields = RequestFields::parse("read", &resource, "", "", "", "", &field_limits).expect("within the bound");
+    for (name, resource, filler, resource_text) in attacks {
+        let text = filled(&minted, resource.as_deref(), filler).to_text();
+        let fields = RequestFields::parse("read", resource_text, "", "", "192.168.1.1", "", &field_limits)
+            .expect("within the bound");
         let req = CheckRequest::new(&text, fields);
         let limits = Limits::default();
         let check = || {
@@ -176,7 +211,7 @@ fn worst(c: &mut Criterion) {
         assert!(out.allowed, "{name}: every caveat holds ({out:?})");
         assert_eq!(out.source, pb::Source::Descendant, "{name}");
         let caveats = Macaroon::from_text(&text, &limits).unwrap().caveats().len();
-        group.bench_function(format!("{name} ({caveats} caveats, {n} B resource)"), |b| b.iter(|| check().allowed));
+        group.bench_function(format!("{name} ({caveats} caveats, {} B)", text.len()), |b| b.iter(|| check().allowed));
     }
     group.finish();
 }

@@ -557,7 +557,7 @@ impl Verifier {
                 let reason = match d.kind {
                     DenialKind::Expired => Reason::Expired,
                     DenialKind::NotYetValid => Reason::NotYetValid,
-                    DenialKind::Unsatisfied | DenialKind::Invalid(_) => Reason::CaveatFailed,
+                    DenialKind::Unsatisfied | DenialKind::Invalid(_) | DenialKind::TooCostly => Reason::CaveatFailed,
                 };
                 let mut out = Outcome::deny(reason, d.to_string(), source);
                 out.failed_caveat = d.caveat;

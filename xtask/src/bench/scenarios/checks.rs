@@ -18,6 +18,8 @@ use crate::bench::report::{CheckScenario, Report};
 
 /// Room in the descendant pools over what echo's throughput says is needed.
 const POOL_SLACK: f64 = 1.3;
+/// Saturation runs of the cold miss, each with more tokens than the last.
+const COLD_ATTEMPTS: usize = 3;
 
 /// Runs echo, exact, descendant and cold; returns the fixed rate the latency runs used.
 pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> anyhow::Result<f64> {
@@ -100,25 +102,57 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     push(report, progress, "exact", "Check exact hit", (exact_max, exact_all), exact_rate, exact_at);
     push(report, progress, "descendant", "Check descendant hit", (desc_max, desc_all), desc_rate, desc_at);
 
-    progress.step(&format!("Check cold miss: minting {} fresh tokens", plan.cold_tokens));
-    let tokens = lab.mint(plan.cold_tokens, &[CAVEAT]).await?;
-    let file = lab.token_file("cold.tokens", &tokens)?;
-    let mut spec = lab.spec(verifier.addr(), CHECK, lab.saturating(), Workload::Tokens { file: file.clone(), skip: 0 });
-    spec.watch_pids = vec![verifier_pid, lab.authority.pid()];
-    let max = lab.saturate("cold", &spec).await?;
-    expect_source("cold miss", &max, "authority")?;
-    // The fixed-rate run gets the tokens left, at a rate they last for.
-    let left = tokens.len().saturating_sub(max.sent as usize);
-    ensure!(left > 0, "cold miss: all {} fresh tokens used at saturation; mint more", tokens.len());
-    spec.workload = Workload::Tokens { file, skip: max.sent as usize };
-    let lasting = left as f64 * 0.9 / secs(plan.moderate);
-    let (rate_used, at_rate) = fixed_rate(lab, &mut spec, &max, rate.min(lasting)).await?;
-    expect_source("cold miss", &at_rate, "authority")?;
-    let all = vec![max.throughput];
-    progress.done("cold miss measured");
-    push(report, progress, "cold", "Check cold miss (→ authority)", (max, all), rate_used, at_rate);
-    lab.spare(tokens.iter().map(|t| t.family.as_str()));
+    let (max, at_rate, rate_used) = cold(lab, progress, (verifier.addr(), verifier_pid), rate).await?;
+    let throughput = max.throughput;
+    push(report, progress, "cold", "Check cold miss (→ authority)", (max, vec![throughput]), rate_used, at_rate);
     Ok(rate)
+}
+
+/// Cold miss: every request a token the verifier has not seen. The supply
+/// follows the measured rate: a saturation run that uses its tokens up runs
+/// again with more, and the fixed-rate run gets freshly minted tokens enough
+/// for its rate (a faster authority must not make the scenario fail).
+async fn cold(
+    lab: &Lab,
+    progress: &Progress,
+    (addr, verifier_pid): (std::net::SocketAddr, u32),
+    rate: f64,
+) -> anyhow::Result<(Outcome, Outcome, f64)> {
+    let plan = &lab.plan;
+    let secs = |d: Duration| d.as_secs_f64();
+    let window = secs(plan.warmup) + secs(plan.saturate);
+    let mut n = plan.cold_tokens;
+    let mut attempt = 0;
+    let max = loop {
+        attempt += 1;
+        progress.step(&format!("Check cold miss: minting {n} fresh tokens"));
+        let tokens = lab.mint(n, &[CAVEAT]).await?;
+        let file = lab.token_file(&format!("cold-{attempt}.tokens"), &tokens)?;
+        let mut spec = lab.spec(addr, CHECK, lab.saturating(), Workload::Tokens { file, skip: 0 });
+        spec.watch_pids = vec![verifier_pid, lab.authority.pid()];
+        let max = lab.saturate("cold", &spec).await?;
+        lab.spare(tokens.iter().map(|t| t.family.as_str()));
+        if !max.exhausted {
+            break max;
+        }
+        ensure!(attempt < COLD_ATTEMPTS, "cold miss: {n} fresh tokens still used up at saturation");
+        // Enough for the rate it reached over the whole window, with room.
+        n = ((max.throughput * window * 1.5) as usize).max(n * 2);
+    };
+    expect_source("cold miss", &max, "authority")?;
+    let rate = rate.min(max.throughput / 2.0);
+    let need = (rate * (secs(plan.warmup) + secs(plan.moderate)) * 1.3) as usize + 100;
+    progress.step(&format!("Check cold miss at {rate:.0}/s: minting {need} fresh tokens"));
+    let tokens = lab.mint(need, &[CAVEAT]).await?;
+    let file = lab.token_file("cold-rate.tokens", &tokens)?;
+    let mut spec = lab.spec(addr, CHECK, lab.at_rate(rate), Workload::Tokens { file, skip: 0 });
+    spec.watch_pids = vec![verifier_pid, lab.authority.pid()];
+    let at_rate = lab.load(&spec).await?;
+    lab.spare(tokens.iter().map(|t| t.family.as_str()));
+    ensure!(!at_rate.exhausted, "cold miss: {need} fresh tokens used up at {rate:.0}/s");
+    expect_source("cold miss", &at_rate, "authority")?;
+    progress.done("cold miss measured");
+    Ok((max, at_rate, rate))
 }
 
 /// The round with the median p99.
@@ -134,18 +168,6 @@ fn median(mut rounds: Vec<Outcome>) -> (Outcome, Vec<f64>) {
     rounds.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
     let mid = rounds.len() / 2;
     (rounds.swap_remove(mid), all)
-}
-
-/// The fixed-rate run of a spec: at `rate`, or half its own saturation throughput if lower.
-async fn fixed_rate(
-    lab: &Lab,
-    spec: &mut crate::bench::load::Spec,
-    max: &Outcome,
-    rate: f64,
-) -> anyhow::Result<(f64, Outcome)> {
-    let rate = rate.min(max.throughput / 2.0);
-    spec.mode = lab.at_rate(rate);
-    Ok((rate, lab.load(spec).await?))
 }
 
 fn push(

@@ -60,7 +60,8 @@ struct World {
     runtime: Runtime,
     upstream: Upstream,
     fixtures: Vec<Fixture>,
-    /// Prefix keys the fill leaves live in the cache.
+    /// Prefix keys the fill leaves live in the cache: each live fixture's
+    /// minted prefix (the whole fixture), never a shorter one.
     cached_keys: Vec<PrefixKey>,
     /// A verifier that never synced.
     unsynced: Verifier,
@@ -88,10 +89,14 @@ fn fixture(key: u64, nonce: u8, caveats: &[&str], org: &'static str, expires_at_
     let chain = verify_with_key(&Bundle::single(token.clone()), &root.derive(), &Limits::default())
         .expect("fixture verifies")
         .chain;
+    // As the authority answers a token presented as minted (DESIGN §3.7):
+    // its own signature alone, from the minted length; none for the system org.
+    let minted = if org == "system" { Vec::new() } else { vec![chain[caveats.len()].as_bytes().to_vec()] };
     let verified = pb::VerifyResponse {
         valid: true,
         org: org.into(),
-        chain: chain.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        chain: minted,
+        chain_from: caveats.len() as u32,
         epoch: EPOCH.into(),
         expires_at_unix_ms: expires_at_ms,
         ..Default::default()
@@ -145,10 +150,8 @@ fn world() -> &'static World {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as i64;
         let cached_keys = fixtures
             .iter()
-            .filter(|f| f.expires_at_ms == 0 || f.expires_at_ms > now_ms)
-            .flat_map(|f| {
-                [prefix::key(f.token.identifier(), &[]), prefix::key(f.token.identifier(), f.token.caveats())]
-            })
+            .filter(|f| (f.expires_at_ms == 0 || f.expires_at_ms > now_ms) && f.org != "system")
+            .map(|f| prefix::key(f.token.identifier(), f.token.caveats()))
             .collect();
         let unsynced = Verifier::new(upstream.clone(), settings());
         World { runtime, upstream, fixtures, cached_keys, unsynced }
@@ -208,11 +211,14 @@ fn expect(w: &World, bundle: &BundleRef<'_>, limits: &Limits) -> Expect {
     let Some(f) = w.fixtures.iter().find(|f| f.token.identifier() == root.identifier) else {
         return Expect::Authority;
     };
-    let family_key = prefix::key(root.identifier, &[]);
-    if !w.cached_keys.contains(&family_key) {
-        return Expect::Authority; // its entries expired
+    // Only the minted prefix is cached: a token is answered locally when it
+    // starts with the fixture's minted caveats (and that entry is live).
+    let minted = f.token.caveats().len();
+    let presented = owned.caveats();
+    if presented.len() < minted || !w.cached_keys.contains(&prefix::key(root.identifier, &presented[..minted])) {
+        return Expect::Authority; // a shorter prefix, other caveats, an expired entry, or never cached
     }
-    let exact = w.cached_keys.contains(&prefix::key(root.identifier, owned.caveats()));
+    let exact = presented.len() == minted;
     let genuine = derived(id.key_id).is_some_and(|k| verify_view_with_key(bundle, &k, limits).is_ok());
     Expect::Cache { exact, genuine, id, org: f.org }
 }

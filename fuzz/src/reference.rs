@@ -192,12 +192,16 @@ pub enum Fail {
 
 /// The glob budget of one evaluation (`tally_token::MAX_GLOB_WEIGHT`).
 const GLOB_BUDGET: usize = 16;
+/// The list-item budget of one evaluation (`tally_token::MAX_LIST_ITEMS`).
+const LIST_BUDGET: usize = 256;
 
 /// A glob's weight, counted plainly: the longest run of characters between
 /// stars, with its `?`s at either end left out, that still holds a `?`,
-/// in 64-character words; 1 when there is none.
+/// in 64-character words; 1 when there is none. Plus one for every 16
+/// segments past the first.
 fn weight(glob: &str) -> usize {
     let mut heaviest = 1;
+    let segments = glob.split('*').count();
     for segment in glob.split('*') {
         let chars: Vec<char> = segment.chars().collect();
         let first = chars.iter().position(|&c| c != '?');
@@ -209,7 +213,7 @@ fn weight(glob: &str) -> usize {
             }
         }
     }
-    heaviest
+    heaviest + (segments - 1) / 16
 }
 
 /// Records a claim that every caveat of its kind must repeat.
@@ -227,6 +231,7 @@ fn claim(slot: &mut Option<String>, value: &str) -> bool {
 pub fn evaluate(caveats: &[Option<Pred>], ctx: &Context<'_>) -> Result<Claims, (usize, Fail)> {
     let mut c = Claims::default();
     let mut budget = GLOB_BUDGET;
+    let mut items = LIST_BUDGET;
     for (i, pred) in caveats.iter().enumerate() {
         let Some(pred) = pred else { return Err((i, Fail::Invalid)) };
         let holds = match pred {
@@ -247,7 +252,13 @@ pub fn evaluate(caveats: &[Option<Pred>], ctx: &Context<'_>) -> Result<Claims, (
                 }
                 true
             }
-            Pred::ActionIn(set) => ctx.action.is_some_and(|a| set.iter().any(|s| s == a)),
+            Pred::ActionIn(set) => {
+                if set.len() > items {
+                    return Err((i, Fail::TooCostly));
+                }
+                items -= set.len();
+                ctx.action.is_some_and(|a| set.iter().any(|s| s == a))
+            }
             Pred::Resource(g) => {
                 if weight(g) > budget {
                     return Err((i, Fail::TooCostly));
@@ -256,7 +267,13 @@ pub fn evaluate(caveats: &[Option<Pred>], ctx: &Context<'_>) -> Result<Claims, (
                 ctx.resource.is_some_and(|r| glob(g, r))
             }
             Pred::Service(s) => ctx.service == Some(s.as_str()),
-            Pred::ClientIpIn(ranges) => ctx.client_ip.is_some_and(|ip| ranges.iter().any(|r| r.contains(ip))),
+            Pred::ClientIpIn(ranges) => {
+                if ranges.len() > items {
+                    return Err((i, Fail::TooCostly));
+                }
+                items -= ranges.len();
+                ctx.client_ip.is_some_and(|ip| ranges.iter().any(|r| r.contains(ip)))
+            }
         };
         if !holds {
             return Err((i, Fail::Unsatisfied));

@@ -8,7 +8,8 @@
 //! (`token/src/glob.rs`; its work bound is checked by its unit tests and its
 //! speed by `cargo bench -p tally-token`, never here). The worst token at the
 //! bound is answered, correctly, and another client's check is answered
-//! beside it.
+//! beside it. What a token's caveats may cost one evaluation is budgeted
+//! (resource glob weight, list items): past it a caveat does not hold.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use tally_proto::envoy::service::auth::v3::authorization_client::AuthorizationCl
 use tally_proto::envoy::service::auth::v3::{AttributeContext, CheckRequest as EnvoyCheck};
 use tally_proto::v1::CheckRequest;
 use tally_tests::{Authority, Verifier, VerifierOptions};
-use tally_token::{DEFAULT_MAX_RESOURCE_BYTES, Limits, Macaroon};
+use tally_token::{DEFAULT_MAX_RESOURCE_BYTES, Limits, MAX_GLOB_WEIGHT, MAX_LIST_ITEMS, Macaroon};
 use tonic::Code;
 
 /// `google.rpc.Code` INVALID_ARGUMENT, as Envoy reads it.
@@ -96,4 +97,36 @@ async fn backtracking_globs_cannot_buy_cpu() {
     for answer in load.join_all().await {
         assert_eq!(answer.ok(), Some(true));
     }
+
+    // Past the evaluation's budgets a caveat is not read and does not hold:
+    // a 17th glob, a list item past the 256th. The verifier says why.
+    let budget = |extra: &str, fill: &str, copies: usize| {
+        let mut m = Macaroon::from_text(&token, &Limits::default()).unwrap();
+        for _ in 0..copies {
+            m.add_first_party(fill.as_bytes());
+        }
+        m.add_first_party(extra.as_bytes());
+        m.to_text()
+    };
+    let globs = budget("resource = docs/*", "resource = docs/*", MAX_GLOB_WEIGHT as usize - 1);
+    let r = v.client().check(read(&globs, "docs/a".into())).await.unwrap().into_inner();
+    assert!(r.allowed, "16 globs: {r:?}");
+    let globs = budget("resource = docs/*", "resource = docs/*", MAX_GLOB_WEIGHT as usize);
+    let r = v.client().check(read(&globs, "docs/a".into())).await.unwrap().into_inner();
+    assert!(!r.allowed && r.detail.contains("cost more than one check allows"), "17 globs: {r:?}");
+    let ranges: Vec<String> = (0..127).map(|i| format!("10.9.{i}.0/24")).collect();
+    let ranges = format!("client-ip in {},127.0.0.0/8", ranges.join(","));
+    // The minted `action in read` is one item; with one list of 128 the
+    // token holds 130, with a second 257.
+    let check_from_localhost = |bundle: String| {
+        let mut req = read(&bundle, String::new());
+        req.client_ip = "127.0.0.1".into();
+        let mut client = v.client();
+        async move { client.check(req).await.unwrap().into_inner() }
+    };
+    let r = check_from_localhost(budget("action in read", &ranges, 1)).await;
+    assert!(r.allowed, "130 list items: {r:?}");
+    let r = check_from_localhost(budget("action in read", &ranges, MAX_LIST_ITEMS as usize / 128)).await;
+    assert!(!r.allowed && r.failed_caveat == ranges, "257 list items: {}", r.reason);
+    assert!(r.detail.contains("cost more than one check allows"), "{}", r.reason);
 }

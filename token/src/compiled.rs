@@ -88,7 +88,7 @@ impl CompiledCaveats {
     /// [`crate::evaluate`] over the raw caveats.
     pub fn evaluate(&self, ctx: &Context<'_>) -> Result<Claims<'_>, Denial> {
         let mut claims = Claims::default();
-        let mut budget = crate::evaluate::MAX_GLOB_WEIGHT;
+        let mut budget = crate::evaluate::Budget::FULL;
         let mut start = 0;
         for (index, &(end, compiled)) in self.items.iter().enumerate() {
             let caveat = &self.text[start..end as usize];

@@ -53,7 +53,7 @@ pub use cidr::Cidr;
 pub use compiled::CompiledCaveats;
 pub use crypto::{DerivedKey, KEY_LEN, RootKey, SECRETBOX_NONCE_LEN, Signature, VID_LEN, bind_signature};
 pub use error::Error;
-pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, MAX_GLOB_WEIGHT, evaluate};
+pub use evaluate::{Claims, Context, DEFAULT_SKEW, Denial, DenialKind, MAX_GLOB_WEIGHT, MAX_LIST_ITEMS, evaluate};
 #[doc(hidden)]
 pub use glob::glob_match_steps;
 pub use glob::{glob_match, glob_weight};

@@ -4,8 +4,9 @@
 //! caveats appended to a cached token). Every one evaluates every caveat.
 //! And the worst Check a token's holder can make within the limits ("check,
 //! worst token"): a descendant of a cached token, its chain continued over
-//! every caveat a 16 KiB token holds, each a resource glob that scans the
-//! whole resource at its bound.
+//! every caveat a 16 KiB token holds: resource globs that scan the whole
+//! resource at its bound and lists read to their last item, as many as the
+//! evaluation's budgets let hold, then the cheapest or the longest caveats.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -107,8 +108,9 @@ fn bench(c: &mut Criterion) {
 
 /// A holder's worst tokens within the limits (16 KiB, 128 caveats, 2 KiB a
 /// caveat): `minted`, then as many copies of `resource` as the evaluation's
-/// glob budget lets hold, then as many copies of `filler` as fit.
-fn filled(minted: &Macaroon, resource: Option<&str>, filler: &str) -> Macaroon {
+/// glob budget lets hold, as many of `list` as its list-item budget lets
+/// hold, then as many copies of `filler` as fit.
+fn filled(minted: &Macaroon, resource: Option<&str>, list: Option<&str>, filler: &str) -> Macaroon {
     let limits = Limits::default();
     let mut token = minted.clone();
     let add = |token: &mut Macaroon, caveat: &str| {
@@ -123,6 +125,12 @@ fn filled(minted: &Macaroon, resource: Option<&str>, filler: &str) -> Macaroon {
     if let Some(caveat) = resource {
         let weight = tally_token::glob_weight(caveat.trim_start_matches("resource = "));
         for _ in 0..tally_token::MAX_GLOB_WEIGHT / weight {
+            add(&mut token, caveat);
+        }
+    }
+    if let Some(caveat) = list {
+        let items = caveat.bytes().filter(|&b| b == b',').count() as u32 + 1;
+        for _ in 0..tally_token::MAX_LIST_ITEMS / items {
             add(&mut token, caveat);
         }
     }
@@ -171,32 +179,56 @@ fn worst(c: &mut Criterion) {
         list.push("192.168.1.1/32".into());
         format!("client-ip in {}", list.join(","))
     };
-    let ranges = ranges(140);
-    assert!(ranges.len() <= 2048);
-    let actions: Vec<String> = (0..250).map(|i| format!("a{i:05}")).chain(["read".to_owned()]).collect();
+    let ranges = ranges(127);
+    let actions: Vec<String> = (0..127).map(|i| format!("a{i:05}")).chain(["read".to_owned()]).collect();
     let actions = format!("action in {}", actions.join(","));
+    // Fillers once the budgets are spent: the fewest bytes per caveat (one
+    // HMAC each), or the most bytes a caveat compares (informational when
+    // the request names no subject, so every copy holds).
     let plain = "org = acme".to_owned();
+    let subject = format!("subject = {}", "s".repeat(2000));
+    // Short segments, each found just past where its search starts: every one sets up a search.
+    let segmented = "xxxxxaxb?".repeat(n / 9);
+    let question = Some(format!("resource = *{}ab*", "a?".repeat(54)));
     let attacks = [
-        ("110-char ? globs, then address lists", Some(format!("resource = *{}ab*", "a?".repeat(54))), &ranges, &ascii),
+        ("110-char ? globs, address lists, org caveats", question.clone(), Some(&ranges), &plain, &ascii),
+        ("110-char ? globs, address lists, long subjects", question, Some(&ranges), &subject, &ascii),
         (
-            "96-char ? globs over é, then address lists",
+            "96-char ? globs over é, address lists, org caveats",
             Some(format!("resource = *{}éb*", "é?".repeat(47))),
-            &ranges,
+            Some(&ranges),
+            &plain,
             &wide,
         ),
         (
-            "110-byte literal globs, then address lists",
+            "64-char ? globs over é, address lists, org caveats",
+            Some(format!("resource = *{}éb*", "é?".repeat(31))),
+            Some(&ranges),
+            &plain,
+            &wide,
+        ),
+        (
+            "110-byte literal globs, address lists, org caveats",
             Some(format!("resource = *{}b*", "a".repeat(109))),
-            &ranges,
+            Some(&ranges),
+            &plain,
             &ascii,
         ),
-        ("address lists", None, &ranges, &ascii),
-        ("action lists", None, &actions, &ascii),
-        ("128 org caveats (the chain alone)", None, &plain, &ascii),
+        (
+            "short-segment globs, address lists, org caveats",
+            Some(format!("resource = {}*", "*a?b".repeat(n / 9))),
+            Some(&ranges),
+            &plain,
+            &segmented,
+        ),
+        ("address lists, org caveats", None, Some(&ranges), &plain, &ascii),
+        ("action lists, org caveats", None, Some(&actions), &plain, &ascii),
+        ("128 org caveats (the chain alone)", None, None, &plain, &ascii),
+        ("long subjects", None, None, &subject, &ascii),
     ];
     let mut group = c.benchmark_group("check, worst token");
-    for (name, resource, filler, resource_text) in attacks {
-        let text = filled(&minted, resource.as_deref(), filler).to_text();
+    for (name, resource, list, filler, resource_text) in attacks {
+        let text = filled(&minted, resource.as_deref(), list.map(String::as_str), filler).to_text();
         let fields = RequestFields::parse("read", resource_text, "", "", "192.168.1.1", "", &field_limits)
             .expect("within the bound");
         let req = CheckRequest::new(&text, fields);

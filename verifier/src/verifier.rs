@@ -458,14 +458,16 @@ impl Verifier {
         }
         let expires_at_ms = if resp.expires_at_unix_ms == 0 { i64::MAX } else { resp.expires_at_unix_ms };
         // The minted prefix lives as long as its own `expires` caveats allow,
-        // not as long as the (possibly shorter-lived) presented token.
+        // not as long as the (possibly shorter-lived) presented token; when
+        // it is the presented token, the authority's answer bounds it too.
+        let answered = if from == n { expires_at_ms } else { i64::MAX };
         let minted_expiry = caveats[..from]
             .iter()
             .filter_map(|c| match Predicate::parse_bytes(c.id) {
                 Ok(Predicate::Expires(t)) => Some((t / 1_000_000) as i64),
                 _ => None,
             })
-            .fold(i64::MAX, i64::min);
+            .fold(answered, i64::min);
         let base = Cached {
             sig: chain[0].clone(),
             family: id.family,

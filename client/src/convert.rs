@@ -19,21 +19,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn reason(r: i32) -> Reason {
-    match pb::Reason::try_from(r) {
-        Ok(pb::Reason::Ok) => Reason::Ok,
-        Ok(pb::Reason::Malformed) => Reason::Malformed,
-        Ok(pb::Reason::Forged) => Reason::Forged,
-        Ok(pb::Reason::UnknownKey) => Reason::UnknownKey,
-        Ok(pb::Reason::RetiredKey) => Reason::RetiredKey,
-        Ok(pb::Reason::Revoked) => Reason::Revoked,
-        Ok(pb::Reason::Expired) => Reason::Expired,
-        Ok(pb::Reason::NotYetValid) => Reason::NotYetValid,
-        Ok(pb::Reason::CaveatFailed) => Reason::CaveatFailed,
-        Ok(pb::Reason::DischargeInvalid) => Reason::DischargeInvalid,
-        Ok(pb::Reason::AuthorityUnavailable) => Reason::AuthorityUnavailable,
-        Ok(pb::Reason::WrongOrg) => Reason::WrongOrg,
-        Ok(pb::Reason::Unspecified) | Err(_) => Reason::Unspecified,
-    }
+    tally_proto::reason_from_wire(r)
 }
 
 fn source(s: i32) -> Source {

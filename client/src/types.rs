@@ -5,67 +5,7 @@
 use std::fmt;
 
 /// Why a token was (not) accepted, as the authority and verifiers report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    Ok,
-    Malformed,
-    Forged,
-    UnknownKey,
-    RetiredKey,
-    Revoked,
-    Expired,
-    NotYetValid,
-    CaveatFailed,
-    DischargeInvalid,
-    AuthorityUnavailable,
-    /// A genuine token of another org than the checking service's.
-    WrongOrg,
-    /// A reason this SDK does not know (a newer server).
-    Unspecified,
-}
-
-impl Reason {
-    /// Lowercase snake-case name, as the CLI prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Ok => "ok",
-            Reason::Malformed => "malformed",
-            Reason::Forged => "forged",
-            Reason::UnknownKey => "unknown_key",
-            Reason::RetiredKey => "retired_key",
-            Reason::Revoked => "revoked",
-            Reason::Expired => "expired",
-            Reason::NotYetValid => "not_yet_valid",
-            Reason::CaveatFailed => "caveat_failed",
-            Reason::DischargeInvalid => "discharge_invalid",
-            Reason::AuthorityUnavailable => "authority_unavailable",
-            Reason::WrongOrg => "wrong_org",
-            Reason::Unspecified => "unspecified",
-        }
-    }
-
-    /// The token itself is no good (as opposed to "good, but not for this
-    /// request" or "cannot tell right now"): HTTP's 401 rather than 403.
-    pub fn is_invalid_token(self) -> bool {
-        matches!(
-            self,
-            Reason::Malformed
-                | Reason::Forged
-                | Reason::UnknownKey
-                | Reason::RetiredKey
-                | Reason::Revoked
-                | Reason::Expired
-                | Reason::NotYetValid
-                | Reason::DischargeInvalid
-        )
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use tally_token::Reason;
 
 /// Where a verifier's answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

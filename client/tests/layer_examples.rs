@@ -1,7 +1,7 @@
 //! The tower layer through both examples, end to end: the example services
 //! as processes in front of a real verifier and authority. Allowed, denied
-//! (403 / PERMISSION_DENIED), no token (401 / UNAUTHENTICATED), bad or
-//! revoked token (401), and fail closed (503 / UNAVAILABLE) when the
+//! (403 / PERMISSION_DENIED), no token or two (401 / UNAUTHENTICATED), bad or
+//! revoked token (401), a resource past its bound (400), and fail closed (503 / UNAVAILABLE) when the
 //! verifier is gone or cut off from the authority.
 
 mod support;
@@ -66,6 +66,19 @@ async fn http_example_allows_denies_and_fails_closed() {
     let r = http(addr, "GET", "/docs/42", Some(&forged)).await;
     assert_eq!(r.status, 401, "{r:?}");
     assert!(r.header("www-authenticate").unwrap().contains("invalid_token"), "{r:?}");
+
+    // Two Authorization headers (a proxy and the service might each read a
+    // different one): refused, as the Envoy adapter refuses them.
+    let two = format!("{reader}\r\nAuthorization: Bearer {writer}");
+    let r = http(addr, "GET", "/docs/42", Some(&two)).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.body.contains("more than one Authorization header"), "{r:?}");
+
+    // A resource past its bound is bad input (400), not a bad token.
+    let long = format!("/docs/{}", "9".repeat(tally_token::DEFAULT_MAX_RESOURCE_BYTES));
+    let r = http(addr, "GET", &long, Some(&reader)).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("resource"), "{r:?}");
 
     // Revoked (401) once the revocation reached the verifier.
     let revoked = authority.mint("acme", &["action in read"]).await;

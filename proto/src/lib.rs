@@ -7,6 +7,9 @@ pub mod v1 {
     tonic::include_proto!("tally.v1");
 }
 
+mod reason;
+pub use reason::reason_from_wire;
+
 /// Encoded `FileDescriptorSet` of every Tally proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tally_descriptor");
 

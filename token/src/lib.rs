@@ -2,7 +2,9 @@
 //! chain, third-party caveats with bound discharges, and Tally's small closed
 //! caveat language. Pure: no I/O, no async, no clock and no randomness of its
 //! own (callers pass in the time and nonces), so it can be fuzzed and
-//! property-tested alone.
+//! property-tested alone. Also the verdicts ([`Reason`]) and the rules of
+//! Tally's HTTP fronts ([`http_auth`]), pure as well, so the SDK's layer and
+//! the verifier's Envoy adapter share one copy.
 //!
 //! Mint, serialise, attenuate, verify, evaluate:
 //!
@@ -39,11 +41,13 @@ mod error;
 mod evaluate;
 mod format;
 mod glob;
+pub mod http_auth;
 mod identifier;
 mod limits;
 mod macaroon;
 mod predicate;
 mod prefix;
+mod reason;
 mod request;
 mod text;
 mod verify;
@@ -65,6 +69,7 @@ pub use limits::{
 pub use macaroon::{Caveat, Macaroon, chain_step, chain_step_ref, continue_chain};
 pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
 pub use prefix::{BRANCH_ID_LEN, PrefixKey, PrefixKeys, RevocationId, prefix_key, prefix_keys, revocation_ids};
+pub use reason::Reason;
 pub use request::{
     DEFAULT_MAX_ACTION_BYTES, DEFAULT_MAX_ORG_BYTES, DEFAULT_MAX_RESOURCE_BYTES, DEFAULT_MAX_SERVICE_BYTES,
     DEFAULT_MAX_SUBJECT_BYTES, FieldLimits, MAX_CLIENT_IP_BYTES, MAX_ORG_NAME_BYTES, RequestFields, is_org_name,

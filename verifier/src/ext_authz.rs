@@ -1,9 +1,10 @@
 //! Envoy's external authorization, `envoy.service.auth.v3.Authorization/Check`
 //! (the `envoy.filters.http.ext_authz` filter, transport API V3), on top of
-//! [`Verifier::check`]. The bundle comes from `Authorization: Bearer …`, the
-//! action from the method (as the SDK's `HttpActions`: `GET`/`HEAD`/`OPTIONS`
-//! → `read`, `POST`/`PUT`/`PATCH` → `write`, `DELETE` → `delete`, others
-//! refused), the resource from the path (query and leading `/` dropped), the
+//! [`Verifier::check`], by the rules the SDK's tower layer shares
+//! (`tally_token::http_auth`). The bundle comes from the one
+//! `Authorization: Bearer …` header, the action from the method (`GET`/
+//! `HEAD`/`OPTIONS` → `read`, `POST`/`PUT`/`PATCH` → `write`, `DELETE` →
+//! `delete`, others refused), the resource from the path (query and leading `/` dropped), the
 //! client address from the downstream peer, and the service from the route's
 //! `context_extensions["tally_service"]`.
 //!
@@ -12,7 +13,8 @@
 //! sent is removed, so a client cannot forge them. Denials become Envoy's
 //! local reply: 401 (no or invalid token, with `WWW-Authenticate`), 403 (valid
 //! token that does not allow the request), 503 (cannot check now: fail
-//! closed), each with `x-tally-reason`. The token never appears in a response
+//! closed, with `Retry-After`), 400 (a request field past its bound), each
+//! with `x-tally-reason`. The token never appears in a response
 //! or a log line.
 
 use std::borrow::Cow;
@@ -28,10 +30,10 @@ use tally_proto::envoy::service::auth::v3::check_response::HttpResponse;
 use tally_proto::envoy::service::auth::v3::{
     AttributeContext, CheckRequest as EnvoyCheck, CheckResponse, DeniedHttpResponse, OkHttpResponse,
 };
-use tally_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
+use tally_proto::envoy::r#type::v3::HttpStatus;
 use tally_proto::google::rpc;
-use tally_proto::v1::Reason;
 use tally_token::RequestFields;
+use tally_token::http_auth::{self, RefusalKind};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -53,14 +55,9 @@ pub const SERVICE_EXTENSION: &str = "tally_service";
 /// tokens of that org are allowed (else the verifier's `--org`).
 pub const ORG_EXTENSION: &str = "tally_org";
 
-/// `google.rpc.Code` values used in `CheckResponse.status`.
-mod code {
-    pub const OK: i32 = 0;
-    pub const INVALID_ARGUMENT: i32 = 3;
-    pub const PERMISSION_DENIED: i32 = 7;
-    pub const UNAVAILABLE: i32 = 14;
-    pub const UNAUTHENTICATED: i32 = 16;
-}
+/// `google.rpc.Code` OK: `CheckResponse.status` of an allowed request (a
+/// denial's code is its `RefusalKind`'s).
+const CODE_OK: i32 = 0;
 
 /// The gRPC service Envoy's ext_authz filter calls.
 #[derive(Debug, Clone)]
@@ -86,7 +83,7 @@ impl ExtAuthzService {
             Ok(bundle) => bundle,
             Err(message) => return Denial::missing_token(message).into(),
         };
-        let Some(action) = action(&http.method) else {
+        let Some(action) = http_auth::http_action(&http.method) else {
             tracing::debug!(method = %header_safe(&http.method), "ext_authz: method not open to tokens");
             return Denial::forbidden("method_not_mapped", "this method is not open to tokens".into()).into();
         };
@@ -152,29 +149,12 @@ fn headers(http: &HttpRequest) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
     map.chain(raw)
 }
 
-/// The bundle from `Authorization: Bearer …`, or why there is none.
+/// The bundle from `Authorization: Bearer …` (`tally_token::http_auth::bearer`),
+/// or why there is none.
 fn bearer(http: &HttpRequest) -> Result<String, &'static str> {
-    let mut found = headers(http).filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v);
-    let value = found.next().ok_or("missing `Authorization: Bearer <token>`")?;
-    if found.next().is_some() {
-        return Err("more than one Authorization header");
-    }
-    let (scheme, token) = value.trim().split_once(' ').ok_or("expected `Authorization: Bearer <token>`")?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err("expected `Authorization: Bearer <token>`");
-    }
-    Ok(token.to_owned())
-}
-
-/// The action a method stands for (the SDK's `HttpActions`); `None` refuses it.
-fn action(method: &str) -> Option<&'static str> {
-    match method {
-        "GET" | "HEAD" | "OPTIONS" => Some("read"),
-        "POST" | "PUT" | "PATCH" => Some("write"),
-        "DELETE" => Some("delete"),
-        _ => None,
-    }
+    let values: Vec<Cow<'_, str>> =
+        headers(http).filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v).collect();
+    http_auth::bearer(values.iter().map(|v| v.as_ref())).map(str::to_owned)
 }
 
 /// The resource: the path without query, fragment or leading `/`, as sent
@@ -245,7 +225,7 @@ fn allow(outcome: &Outcome, http: &HttpRequest) -> CheckResponse {
         }
     }
     CheckResponse {
-        status: Some(rpc::Status { code: code::OK, message: String::new() }),
+        status: Some(rpc::Status { code: CODE_OK, message: String::new() }),
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers: to_set,
             headers_to_remove: remove,
@@ -254,110 +234,44 @@ fn allow(outcome: &Outcome, http: &HttpRequest) -> CheckResponse {
     }
 }
 
-/// A denial, as Envoy's local reply.
+/// A denial, as Envoy's local reply: status, challenge and `Retry-After`
+/// by `tally_token::http_auth`'s rules, the same as the SDK layer's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Denial {
-    http: StatusCode,
-    rpc: i32,
+    kind: RefusalKind,
     /// `x-tally-reason`.
     reason: &'static str,
     /// The body and the status message: never the token.
     message: String,
-    /// `WWW-Authenticate` (RFC 6750).
-    challenge: Option<&'static str>,
 }
 
 impl Denial {
     fn missing_token(message: &'static str) -> Self {
-        Self {
-            http: StatusCode::Unauthorized,
-            rpc: code::UNAUTHENTICATED,
-            reason: "missing_token",
-            message: message.to_owned(),
-            challenge: Some(r#"Bearer realm="tally""#),
-        }
+        Self { kind: RefusalKind::MissingToken, reason: "missing_token", message: message.to_owned() }
     }
 
     fn invalid_token(reason: &'static str, message: String) -> Self {
-        Self {
-            http: StatusCode::Unauthorized,
-            rpc: code::UNAUTHENTICATED,
-            reason,
-            message,
-            challenge: Some(r#"Bearer realm="tally", error="invalid_token""#),
-        }
+        Self { kind: RefusalKind::InvalidToken, reason, message }
     }
 
     fn forbidden(reason: &'static str, message: String) -> Self {
-        Self {
-            http: StatusCode::Forbidden,
-            rpc: code::PERMISSION_DENIED,
-            reason,
-            message,
-            challenge: Some(r#"Bearer realm="tally", error="insufficient_scope""#),
-        }
+        Self { kind: RefusalKind::Forbidden, reason, message }
     }
 
     fn unavailable(reason: &'static str) -> Self {
-        Self {
-            http: StatusCode::ServiceUnavailable,
-            rpc: code::UNAVAILABLE,
-            reason,
-            message: "cannot check the token right now; try again".into(),
-            challenge: None,
-        }
+        Self { kind: RefusalKind::Unavailable, reason, message: http_auth::UNAVAILABLE_MESSAGE.to_owned() }
     }
 
     fn bad_request(message: &str) -> Self {
-        Self {
-            http: StatusCode::BadRequest,
-            rpc: code::INVALID_ARGUMENT,
-            reason: "bad_request",
-            message: message.to_owned(),
-            challenge: None,
-        }
+        Self { kind: RefusalKind::BadRequest, reason: "bad_request", message: message.to_owned() }
     }
 
-    /// A negative verdict of the verifier (the SDK layer maps them alike).
+    /// A negative verdict of the verifier.
     fn from_outcome(o: &Outcome, action: &str) -> Self {
-        let reason = reason_code(o.reason);
-        let what = if o.failed_caveat.is_empty() {
-            reason.replace('_', " ")
-        } else {
-            format!("{}: `{}` does not hold", reason.replace('_', " "), o.failed_caveat)
-        };
-        match o.reason {
-            Reason::AuthorityUnavailable | Reason::Unspecified | Reason::Ok => Self::unavailable(reason),
-            Reason::Malformed
-            | Reason::Forged
-            | Reason::UnknownKey
-            | Reason::RetiredKey
-            | Reason::Revoked
-            | Reason::Expired
-            | Reason::NotYetValid
-            | Reason::DischargeInvalid => Self::invalid_token(reason, format!("invalid token ({what})")),
-            Reason::CaveatFailed => Self::forbidden(reason, format!("the token does not allow {action} here ({what})")),
-            Reason::WrongOrg => Self::forbidden(reason, "the token belongs to another org than this service".into()),
-        }
-    }
-}
-
-/// `x-tally-reason` for a verifier reason: the enum name, snake_case, unprefixed.
-fn reason_code(r: Reason) -> &'static str {
-    match r {
-        Reason::Unspecified => "unspecified",
-        Reason::Ok => "ok",
-        Reason::Malformed => "malformed",
-        Reason::Forged => "forged",
-        Reason::UnknownKey => "unknown_key",
-        Reason::RetiredKey => "retired_key",
-        Reason::Revoked => "revoked",
-        Reason::Expired => "expired",
-        Reason::NotYetValid => "not_yet_valid",
-        Reason::CaveatFailed => "caveat_failed",
-        Reason::DischargeInvalid => "discharge_invalid",
-        Reason::AuthorityUnavailable => "authority_unavailable",
-        Reason::WrongOrg => "wrong_org",
+        let reason = tally_token::Reason::from(o.reason);
+        let failed = Some(o.failed_caveat.as_str()).filter(|c| !c.is_empty());
+        let (kind, message) = http_auth::refusal(reason, action, failed);
+        Self { kind, reason: reason.as_str(), message }
     }
 }
 
@@ -365,14 +279,16 @@ impl From<Denial> for CheckResponse {
     fn from(d: Denial) -> Self {
         let mut headers =
             vec![overwrite(REASON_HEADER, d.reason), overwrite("content-type", "text/plain; charset=utf-8")];
-        match d.challenge {
-            Some(c) => headers.push(overwrite("www-authenticate", c)),
-            None => headers.push(overwrite("retry-after", "1")),
+        if let Some(c) = d.kind.challenge() {
+            headers.push(overwrite("www-authenticate", c));
+        }
+        if let Some(seconds) = d.kind.retry_after() {
+            headers.push(overwrite("retry-after", seconds));
         }
         CheckResponse {
-            status: Some(rpc::Status { code: d.rpc, message: d.message.clone() }),
+            status: Some(rpc::Status { code: d.kind.grpc_code(), message: d.message.clone() }),
             http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                status: Some(HttpStatus { code: d.http as i32 }),
+                status: Some(HttpStatus { code: i32::from(d.kind.http_status()) }),
                 headers,
                 body: format!("{}\n", d.message),
             })),
@@ -388,8 +304,19 @@ mod tests {
     use tally_proto::envoy::config::core::v3::{Address, HeaderMap, SocketAddress};
     use tally_proto::envoy::service::auth::v3::attribute_context::{Peer, Request as EnvoyRequest};
 
+    use tally_proto::envoy::r#type::v3::StatusCode;
+    use tally_proto::v1::Reason;
+
     use super::*;
     use crate::upstream::Upstream;
+
+    /// `google.rpc.Code` values, as Envoy reads them.
+    mod code {
+        pub const OK: i32 = 0;
+        pub const PERMISSION_DENIED: i32 = 7;
+        pub const UNAVAILABLE: i32 = 14;
+        pub const UNAUTHENTICATED: i32 = 16;
+    }
     use crate::verifier::Settings;
 
     fn http(method: &str, path: &str, headers: &[(&str, &str)]) -> HttpRequest {
@@ -463,11 +390,6 @@ mod tests {
 
     #[test]
     fn methods_paths_and_addresses() {
-        assert_eq!(action("GET"), Some("read"));
-        assert_eq!(action("PATCH"), Some("write"));
-        assert_eq!(action("DELETE"), Some("delete"));
-        assert_eq!(action("get"), None, "methods are case-sensitive");
-        assert_eq!(action("CONNECT"), None);
         assert_eq!(resource("/docs/42?x=1#f"), Some("docs/42"));
         assert_eq!(resource("/docs/a%2Fb"), Some("docs/a%2Fb"), "not decoded");
         assert_eq!(resource("/"), None);
@@ -525,14 +447,15 @@ mod tests {
             expires_at_ms: 0,
         };
         let d = Denial::from_outcome(&o, "write");
-        assert_eq!((d.http, d.rpc, d.reason), (StatusCode::Forbidden, code::PERMISSION_DENIED, "caveat_failed"));
+        let answer = |d: &Denial| (d.kind.http_status(), d.kind.grpc_code(), d.reason);
+        assert_eq!(answer(&d), (StatusCode::Forbidden as u16, code::PERMISSION_DENIED, "caveat_failed"));
         assert!(d.message.contains("`action in read`"), "{}", d.message);
         o.reason = Reason::Revoked;
         let d = Denial::from_outcome(&o, "write");
-        assert_eq!((d.http, d.rpc, d.reason), (StatusCode::Unauthorized, code::UNAUTHENTICATED, "revoked"));
+        assert_eq!(answer(&d), (StatusCode::Unauthorized as u16, code::UNAUTHENTICATED, "revoked"));
         o.reason = Reason::AuthorityUnavailable;
         let d = Denial::from_outcome(&o, "write");
-        assert_eq!((d.http, d.rpc), (StatusCode::ServiceUnavailable, code::UNAVAILABLE));
+        assert_eq!(answer(&d), (StatusCode::ServiceUnavailable as u16, code::UNAVAILABLE, "authority_unavailable"));
     }
 
     #[tokio::test]

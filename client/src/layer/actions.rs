@@ -29,13 +29,7 @@ pub struct HttpActions;
 
 impl ActionMap for HttpActions {
     fn action(&self, method: &Method, _path: &str) -> Option<String> {
-        let action = match *method {
-            Method::GET | Method::HEAD | Method::OPTIONS => "read",
-            Method::POST | Method::PUT | Method::PATCH => "write",
-            Method::DELETE => "delete",
-            _ => return None,
-        };
-        Some(action.to_owned())
+        tally_token::http_auth::http_action(method.as_str()).map(str::to_owned)
     }
 }
 

@@ -14,6 +14,10 @@
 //! | token malformed, forged, revoked, expired… | 401 | `UNAUTHENTICATED` |
 //! | valid token that does not allow the request, unmapped action | 403 | `PERMISSION_DENIED` |
 //! | verifier unreachable, slow, or cut off from the authority | 503 | `UNAVAILABLE` |
+//! | a request field past its bound (`tally_token::FieldLimits`) | 400 | `INVALID_ARGUMENT` |
+//!
+//! The rules (bearer, methods, answers) are `tally_token::http_auth`, which
+//! the verifier's Envoy adapter shares.
 //!
 //! It fails closed: nothing reaches the service unless the verifier allowed it.
 
@@ -32,13 +36,14 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
+use tally_token::{FieldLimits, RequestFields, http_auth};
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use actions::{ActionMap, GrpcActions, HttpActions};
 pub use reject::Refusal;
 
-use crate::types::{Check, Decision, Reason};
+use crate::types::{Check, Decision};
 use crate::verifier::VerifierClient;
 
 /// What the layer learned about an allowed request's token; handlers read
@@ -190,20 +195,11 @@ where
     }
 }
 
-/// The bundle from `Authorization: Bearer …`.
+/// The bundle from `Authorization: Bearer …` (`tally_token::http_auth::bearer`).
 fn bearer(parts: &Parts) -> Result<String, Refusal> {
-    let value = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or(Refusal::MissingToken("missing `Authorization: Bearer <token>`"))?
-        .to_str()
-        .map_err(|_| Refusal::MissingToken("the Authorization header is not text"))?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or(Refusal::MissingToken("expected `Bearer <token>`"))?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(Refusal::MissingToken("expected `Bearer <token>`"));
-    }
-    Ok(token.to_owned())
+    let values: Result<Vec<&str>, _> = parts.headers.get_all(AUTHORIZATION).iter().map(|v| v.to_str()).collect();
+    let values = values.map_err(|_| Refusal::MissingToken("the Authorization header is not text"))?;
+    http_auth::bearer(values).map(str::to_owned).map_err(Refusal::MissingToken)
 }
 
 async fn authorize(verifier: &VerifierClient, config: &Config, parts: &Parts) -> Result<Authorized, Refusal> {
@@ -211,10 +207,16 @@ async fn authorize(verifier: &VerifierClient, config: &Config, parts: &Parts) ->
     let Some(action) = config.actions.action(&parts.method, parts.uri.path()) else {
         return Err(Refusal::Forbidden(format!("{} {} is not open to tokens", parts.method, parts.uri.path())));
     };
+    let resource = (config.resource)(parts);
+    // Past a field's bound the verifier refuses the request as bad input:
+    // say so here, as the Envoy adapter does, rather than call it a bad token.
+    let (service, org) = (config.service.as_deref().unwrap_or(""), config.org.as_deref().unwrap_or(""));
+    RequestFields::parse(&action, resource.as_deref().unwrap_or(""), service, "", "", org, &FieldLimits::default())
+        .map_err(|e| Refusal::BadRequest(e.to_string()))?;
     let check = Check {
         bundle,
         action: Some(action.clone()),
-        resource: (config.resource)(parts),
+        resource,
         service: config.service.clone(),
         subject: None,
         client_ip: (config.client_ip)(parts),
@@ -227,30 +229,21 @@ async fn authorize(verifier: &VerifierClient, config: &Config, parts: &Parts) ->
         }
         Err(e) => {
             tracing::warn!(error = %e, "verifier unavailable: refusing the request");
-            return Err(Refusal::Unavailable("cannot check the token right now; try again".into()));
+            return Err(Refusal::Unavailable(http_auth::UNAVAILABLE_MESSAGE.into()));
         }
     };
     refusal(&decision, &action)?;
     Ok(Authorized { org: decision.org, subject: decision.subject, family: decision.family, action })
 }
 
-/// The refusal a negative decision stands for.
+/// The refusal a negative decision stands for (`tally_token::http_auth::refusal`).
 fn refusal(d: &Decision, action: &str) -> Result<(), Refusal> {
     if d.allowed {
         return Ok(());
     }
     tracing::debug!(family = d.family.as_deref(), reason = %d.reason, action, "request refused");
-    let what = match &d.failed_caveat {
-        Some(c) => format!("{}: `{c}` does not hold", d.reason),
-        None => d.reason.to_string(),
-    };
-    Err(match d.reason {
-        Reason::AuthorityUnavailable | Reason::Unspecified => {
-            Refusal::Unavailable("cannot check the token right now; try again".into())
-        }
-        r if r.is_invalid_token() => Refusal::InvalidToken(format!("invalid token ({what})")),
-        _ => Refusal::Forbidden(format!("the token does not allow {action} here ({what})")),
-    })
+    let (kind, message) = http_auth::refusal(d.reason, action, d.failed_caveat.as_deref());
+    Err(Refusal::of(kind, message))
 }
 
 /// The peer's address as tonic's server records it.
@@ -262,6 +255,7 @@ fn tonic_peer_ip(parts: &Parts) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Reason;
 
     fn parts(auth: Option<&str>) -> Parts {
         let mut b = Request::builder().uri("/x");
@@ -273,6 +267,9 @@ mod tests {
 
     #[test]
     fn bearer_forms() {
+        let mut twice = parts(Some("Bearer tly_abc"));
+        twice.headers.append(AUTHORIZATION, http::HeaderValue::from_static("Bearer tly_def"));
+        assert!(matches!(bearer(&twice), Err(Refusal::MissingToken("more than one Authorization header"))));
         assert_eq!(bearer(&parts(Some("Bearer tly_abc"))).unwrap(), "tly_abc");
         assert_eq!(bearer(&parts(Some("bearer  tly_abc "))).unwrap(), "tly_abc");
         assert!(matches!(bearer(&parts(None)), Err(Refusal::MissingToken(_))));

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
+use tally_token::http_auth::RefusalKind;
 
 /// Why the layer did not let a request through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,30 +20,44 @@ pub enum Refusal {
     /// The verifier cannot answer, or cannot reach the authority (503 /
     /// `UNAVAILABLE`): fail closed.
     Unavailable(String),
+    /// The request cannot be checked as sent (400 / `INVALID_ARGUMENT`).
+    BadRequest(String),
 }
 
 impl Refusal {
-    pub fn http_status(&self) -> StatusCode {
-        match self {
-            Refusal::MissingToken(_) | Refusal::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
-            Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    /// The refusal of `kind` with `message`.
+    pub(crate) fn of(kind: RefusalKind, message: String) -> Self {
+        match kind {
+            RefusalKind::MissingToken | RefusalKind::InvalidToken => Refusal::InvalidToken(message),
+            RefusalKind::Forbidden => Refusal::Forbidden(message),
+            RefusalKind::Unavailable => Refusal::Unavailable(message),
+            RefusalKind::BadRequest => Refusal::BadRequest(message),
         }
     }
 
-    pub fn grpc_status(&self) -> tonic::Status {
+    /// Which answer this is, by the rules the verifier's Envoy adapter shares.
+    pub fn kind(&self) -> RefusalKind {
         match self {
-            Refusal::MissingToken(m) => tonic::Status::unauthenticated(*m),
-            Refusal::InvalidToken(m) => tonic::Status::unauthenticated(m.clone()),
-            Refusal::Forbidden(m) => tonic::Status::permission_denied(m.clone()),
-            Refusal::Unavailable(m) => tonic::Status::unavailable(m.clone()),
+            Refusal::MissingToken(_) => RefusalKind::MissingToken,
+            Refusal::InvalidToken(_) => RefusalKind::InvalidToken,
+            Refusal::Forbidden(_) => RefusalKind::Forbidden,
+            Refusal::Unavailable(_) => RefusalKind::Unavailable,
+            Refusal::BadRequest(_) => RefusalKind::BadRequest,
         }
+    }
+
+    pub fn http_status(&self) -> StatusCode {
+        StatusCode::from_u16(self.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn grpc_status(&self) -> tonic::Status {
+        tonic::Status::new(tonic::Code::from_i32(self.kind().grpc_code()), self.message().to_owned())
     }
 
     fn message(&self) -> &str {
         match self {
             Refusal::MissingToken(m) => m,
-            Refusal::InvalidToken(m) | Refusal::Forbidden(m) | Refusal::Unavailable(m) => m,
+            Refusal::InvalidToken(m) | Refusal::Forbidden(m) | Refusal::Unavailable(m) | Refusal::BadRequest(m) => m,
         }
     }
 
@@ -61,16 +76,12 @@ impl Refusal {
         *resp.status_mut() = self.http_status();
         let headers = resp.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        let challenge = match self {
-            Refusal::MissingToken(_) => Some(r#"Bearer realm="tally""#),
-            Refusal::InvalidToken(_) => Some(r#"Bearer realm="tally", error="invalid_token""#),
-            Refusal::Forbidden(_) => Some(r#"Bearer realm="tally", error="insufficient_scope""#),
-            Refusal::Unavailable(_) => None,
-        };
-        if let Some(c) = challenge {
+        let kind = self.kind();
+        if let Some(c) = kind.challenge() {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(c));
-        } else {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(seconds) = kind.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         resp
     }

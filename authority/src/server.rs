@@ -66,10 +66,18 @@ pub async fn serve_with(
     let (health, health_service) = tonic_health::server::health_reporter();
     // Migrations ran and the state loaded when `authority` was opened.
     health.set_serving::<AuthorityServer<AuthorityService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tally_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+    // Reflection lists what this server serves, in both versions clients
+    // speak (grpcio-reflection and older grpcurl know only v1alpha).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tally_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("tally.v1.Authority")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_error = |e| Error::Config(format!("reflection: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let service = AuthorityServer::new(AuthorityService::new(authority.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -113,7 +121,8 @@ pub async fn serve_with(
         .layer(RpcLayer::new(authority.rpc_metrics()))
         .layer(AdmissionLayer::new(options.limits, authority.clone()))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(service);
     match options.tls {
         None => {

@@ -38,11 +38,20 @@ pub async fn serve_with(
 ) -> Result<(), Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<VerifierServer<VerifierService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tally_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tally_proto::ENVOY_FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+    // Reflection lists what this server serves, in both versions clients
+    // speak (grpcio-reflection and older grpcurl know only v1alpha).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tally_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tally_proto::ENVOY_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("tally.v1.Verifier")
+            .with_service_name("envoy.service.auth.v3.Authorization")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_error = |e| Error::Config(format!("reflection: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
 
     tokio::spawn(verifier.clone().follow(shutdown.clone()));
     tokio::spawn(verifier.clone().watchdog(shutdown.clone()));
@@ -84,7 +93,8 @@ pub async fn serve_with(
     let router = Server::builder()
         .layer(RpcLayer::new(verifier.rpc_metrics()))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(service)
         .add_service(ext_authz);
     match tls {

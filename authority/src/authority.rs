@@ -790,10 +790,8 @@ impl Authority {
                 let target = if presented == 0 || minted == Some(presented) {
                     Target::Family(family.0)
                 } else {
-                    let RevocationId::Branch(b) = RevocationId::branch(verdict.chain.last().expect("non-empty")) else {
-                        unreachable!("branch() makes branch ids")
-                    };
-                    Target::Branch { family: family.0, branch: b }
+                    let branch = RevocationId::branch_bytes(verdict.chain.last().expect("non-empty"));
+                    Target::Branch { family: family.0, branch }
                 };
                 let actor = format!("holder:{family}");
                 let audit = self.audit(&actor, "revoke", verdict.org.as_deref(), Some(family.to_hex()), reason);

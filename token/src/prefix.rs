@@ -225,11 +225,16 @@ pub enum RevocationId {
 impl RevocationId {
     /// The branch id of the chain position whose signature is `sig`.
     pub fn branch(sig: &Signature) -> Self {
+        RevocationId::Branch(Self::branch_bytes(sig))
+    }
+
+    /// [`RevocationId::branch`]'s id bytes.
+    pub fn branch_bytes(sig: &Signature) -> [u8; BRANCH_ID_LEN] {
         let mut h = Sha256::new();
         h.update(BRANCH_DOMAIN);
         h.update(sig.as_bytes());
         let digest = h.finalize();
-        RevocationId::Branch(digest[..BRANCH_ID_LEN].try_into().expect("digest is 32 bytes"))
+        digest[..BRANCH_ID_LEN].try_into().expect("digest is 32 bytes")
     }
 
     /// The 16 id bytes (family nonce or branch hash).

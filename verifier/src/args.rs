@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+use tally_verifier::{
+    DEFAULT_BREAKER_FAILURES, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_AUTHORITY_CALLS, DEFAULT_MEMO_CAPACITY,
+};
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// The authority's gRPC URL, e.g. http://127.0.0.1:7700.
@@ -21,10 +25,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALLY_VERIFIER_FAIL_CLOSED_AFTER", default_value = "10s")]
     pub(crate) fail_closed_after: humantime::Duration,
     /// Most cached token prefixes.
-    #[arg(long, env = "TALLY_VERIFIER_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    #[arg(long, env = "TALLY_VERIFIER_CACHE_CAPACITY", default_value_t = DEFAULT_CACHE_CAPACITY)]
     pub(crate) cache_capacity: usize,
     /// Slots of the token memo: tokens presented again are answered without decoding (0: off).
-    #[arg(long, env = "TALLY_VERIFIER_MEMO_CAPACITY", default_value_t = 1024)]
+    #[arg(long, env = "TALLY_VERIFIER_MEMO_CAPACITY", default_value_t = DEFAULT_MEMO_CAPACITY)]
     pub(crate) memo_capacity: usize,
     /// Address for Prometheus text metrics (`GET /metrics`); off when unset.
     #[arg(long, env = "TALLY_VERIFIER_METRICS_LISTEN")]
@@ -37,10 +41,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALLY_VERIFIER_NEGATIVE_TTL", default_value = "5s")]
     pub(crate) negative_ttl: humantime::Duration,
     /// Verify calls to the authority in flight at most; past it a check is denied at once (authority unavailable).
-    #[arg(long, env = "TALLY_VERIFIER_MAX_AUTHORITY_CALLS", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "TALLY_VERIFIER_MAX_AUTHORITY_CALLS", default_value_t = DEFAULT_MAX_AUTHORITY_CALLS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_authority_calls: u64,
     /// Verify calls failing in a row (unreachable, timed out, overloaded) after which checks needing the authority are denied at once, one probe per --breaker-cool-down (0: never).
-    #[arg(long, env = "TALLY_VERIFIER_BREAKER_FAILURES", default_value_t = 5)]
+    #[arg(long, env = "TALLY_VERIFIER_BREAKER_FAILURES", default_value_t = DEFAULT_BREAKER_FAILURES)]
     pub(crate) breaker_failures: u32,
     /// How long checks needing the authority are denied at once between probe calls, once the breaker opened.
     #[arg(long, env = "TALLY_VERIFIER_BREAKER_COOL_DOWN", default_value = "1s")]

@@ -25,7 +25,10 @@ pub use ext_authz::ExtAuthzService;
 pub use grpc::VerifierService;
 pub use server::{serve, serve_with};
 pub use upstream::Upstream;
-pub use verifier::{CheckRequest, Outcome, Settings, Verifier};
+pub use verifier::{
+    CheckRequest, DEFAULT_BREAKER_FAILURES, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_AUTHORITY_CALLS, DEFAULT_MEMO_CAPACITY,
+    Outcome, Settings, Verifier,
+};
 
 impl Verifier {
     /// Marks the verifier as synced with a stream at `epoch` (benchmarks and

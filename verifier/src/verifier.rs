@@ -63,18 +63,27 @@ pub struct Settings {
     pub org: Option<String>,
 }
 
+/// Default of [`Settings::cache_capacity`] (`--cache-capacity`).
+pub const DEFAULT_CACHE_CAPACITY: usize = 1_000_000;
+/// Default of [`Settings::memo_capacity`] (`--memo-capacity`).
+pub const DEFAULT_MEMO_CAPACITY: usize = 1024;
+/// Default of [`Settings::max_authority_calls`] (`--max-authority-calls`).
+pub const DEFAULT_MAX_AUTHORITY_CALLS: usize = 128;
+/// Default of [`Settings::breaker_failures`] (`--breaker-failures`).
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             region: "default".into(),
             fail_closed_after: Duration::from_secs(10),
-            cache_capacity: 1_000_000,
-            memo_capacity: 1024,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            memo_capacity: DEFAULT_MEMO_CAPACITY,
             negative_ttl: Duration::from_secs(5),
             negative_capacity: 100_000,
             skew: tally_token::DEFAULT_SKEW,
-            max_authority_calls: 128,
-            breaker_failures: 5,
+            max_authority_calls: DEFAULT_MAX_AUTHORITY_CALLS,
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_cool_down: Duration::from_secs(1),
             limits: Limits::default(),
             field_limits: FieldLimits::default(),

@@ -9,7 +9,6 @@ use tally_authority::{
     DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBERS,
     DEFAULT_REGISTRY_REMEMBERED, MAX_REGISTRY_REMEMBERED,
 };
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InitArgs {
@@ -137,16 +136,6 @@ fn keepalive(s: &str) -> Result<Duration, String> {
         Ok(_) => Err("must be between 100ms and 1h".into()),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Cancels `token` on SIGINT or SIGTERM.
-pub(crate) async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    token.cancel();
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // The bound address on stdout: scripts and tests that pass port 0 read it here.
             println!("listening on {}", listener.local_addr()?);
             let shutdown = CancellationToken::new();
-            tokio::spawn(args::cancel_on_signal(shutdown.clone()));
+            tokio::spawn(tally_proto::runtime::cancel_on_signal(shutdown.clone()));
             if let Some(addr) = &a.metrics_listen {
                 let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
                 println!("metrics on {}", metrics.local_addr()?);

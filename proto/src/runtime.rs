@@ -27,6 +27,7 @@
 //! when building outside the workspace (`cargo install --git`).
 
 use tokio::runtime::{Builder, Runtime};
+use tokio_util::sync::CancellationToken;
 
 /// The services' runtime configuration (multi-thread, every I/O and time
 /// driver, LIFO slot off); callers may adjust it before building.
@@ -41,6 +42,24 @@ pub fn builder() -> Builder {
 /// The services' runtime, one worker per available CPU.
 pub fn build() -> std::io::Result<Runtime> {
     builder().build()
+}
+
+/// Cancels `token` on the first SIGINT or SIGTERM: both servers' one
+/// shutdown signal. When the SIGTERM handler cannot be installed it says so
+/// and never cancels (the process still stops on SIGKILL).
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch for SIGTERM: graceful shutdown is off");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    token.cancel();
 }
 
 #[cfg(test)]

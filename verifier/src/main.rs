@@ -75,7 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The bound address on stdout: scripts and tests that pass port 0 read it here.
     println!("listening on {}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(tally_proto::runtime::cancel_on_signal(shutdown.clone()));
     if let Some(addr) = &a.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         println!("metrics on {}", metrics.local_addr()?);
@@ -86,14 +86,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tally_verifier::serve_with(listener, verifier, check_tls, shutdown).await?;
     Ok(())
-}
-
-/// Cancels `token` on SIGINT or SIGTERM.
-async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    token.cancel();
 }

@@ -44,7 +44,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// resource bound: W = ⌈k / 64⌉ for the longest core of k characters that
 /// holds a `?` (a Shift-And of W words), and 1 for a glob without one (its
 /// literals are searched with memchr, reading the text about once); plus
-/// one for every [`SEGMENTS_PER_PASS`] segments past the first few, as each
+/// one for every 16 segments past the first (`SEGMENTS_PER_PASS`), as each
 /// segment sets up a search of its own (measured: about 60 ns each, 16 of
 /// them about one memchr pass over 1 KiB). Computed from the glob alone, in
 /// one pass over it.
@@ -62,7 +62,7 @@ pub fn glob_weight(pattern: &str) -> u32 {
 }
 
 /// Segments of a glob that cost about one pass over the text to set up.
-pub const SEGMENTS_PER_PASS: usize = 16;
+const SEGMENTS_PER_PASS: usize = 16;
 
 /// [`glob_match`] and the number of steps it took (bytes of the glob and of
 /// the text examined, Shift-And table words and word operations), for the

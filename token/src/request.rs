@@ -29,22 +29,17 @@ pub const MAX_ORG_NAME_BYTES: usize = 64;
 /// and the glob matcher's work grows with the text: O(|glob| + |text| × W),
 /// W = 1 for most globs and at most 32 (see [`crate::glob_match`]). A token
 /// holds up to 128 caveats in 16 KiB, all of which may be resource globs
-/// that hold but first match at the very end of the resource, so one Check
-/// may scan the resource 128 times.
+/// that hold but first match at the very end of the resource; the
+/// evaluation's glob budget ([`crate::MAX_GLOB_WEIGHT`]) lets one Check scan
+/// the resource at most 16 times over, whatever the token.
 ///
-/// A Check must cost at most 50 µs, evaluation most of it. The criterion
-/// cases "evaluate worst" in `token/benches/verify.rs` measure the worst
-/// tokens found at bounds of 1024, 2048 and 4096 bytes; on the reference
-/// machine (2 vCPUs, AMD EPYC, shared, load 3 to 5) their medians were 0.45
-/// to 0.7 ms, 0.9 to 1.1 ms and 1.6 to 2.0 ms (101 to 128 caveats of 64- to
-/// 110-character segments with `?` inside, over a resource of `é`; or 15
-/// caveats each the longest such segment the resource holds, about 30 µs
-/// apiece at 1024). No bound keeps such a token within budget, so the
-/// default is the smallest candidate, 1024 bytes, which still holds any
-/// path or object name in practice; a request at this bound cost up to
-/// 28 ms with the backtracking matcher. Keeping a Check within 50 µs
-/// against any token takes a bound on the caveats (on the `?` segments a
-/// token's resource globs may hold), not on the request.
+/// The bound is 1024 bytes, which still holds any path or object name in
+/// practice. The criterion cases "evaluate worst" in
+/// `token/benches/verify.rs` measure the worst tokens within the budget at
+/// 1024, 2048 and 4096 bytes (at 1024: at most 48 µs on a 2-vCPU Xeon,
+/// 16 globs of 64-character `?` segments over a resource of `é`); before
+/// the budget the same tokens cost 0.45 to 0.7 ms at 1024, and up to 28 ms
+/// with the backtracking matcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldLimits {
     /// Longest action.

@@ -197,9 +197,11 @@ where
 
 /// The bundle from `Authorization: Bearer …` (`tally_token::http_auth::bearer`).
 fn bearer(parts: &Parts) -> Result<String, Refusal> {
-    let values: Result<Vec<&str>, _> = parts.headers.get_all(AUTHORIZATION).iter().map(|v| v.to_str()).collect();
-    let values = values.map_err(|_| Refusal::MissingToken("the Authorization header is not text"))?;
-    http_auth::bearer(values).map(str::to_owned).map_err(Refusal::MissingToken)
+    let values = parts.headers.get_all(AUTHORIZATION);
+    if values.iter().any(|v| v.to_str().is_err()) {
+        return Err(Refusal::MissingToken("the Authorization header is not text"));
+    }
+    http_auth::bearer(values.iter().filter_map(|v| v.to_str().ok())).map(str::to_owned).map_err(Refusal::MissingToken)
 }
 
 async fn authorize(verifier: &VerifierClient, config: &Config, parts: &Parts) -> Result<Authorized, Refusal> {

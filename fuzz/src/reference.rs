@@ -191,17 +191,21 @@ pub enum Fail {
 }
 
 /// The glob budget of one evaluation (`tally_token::MAX_GLOB_WEIGHT`).
-const GLOB_BUDGET: usize = 16;
+const GLOB_BUDGET: usize = 4;
 /// The list-item budget of one evaluation (`tally_token::MAX_LIST_ITEMS`).
-const LIST_BUDGET: usize = 256;
+const LIST_BUDGET: usize = 64;
 
-/// A glob's weight, counted plainly: the longest run of characters between
+/// A glob's weight, counted plainly: 0 with fewer than two stars (nothing
+/// is searched for); otherwise the longest run of characters between
 /// stars, with its `?`s at either end left out, that still holds a `?`,
 /// in 64-character words; 1 when there is none. Plus one for every 16
 /// segments past the first.
 fn weight(glob: &str) -> usize {
     let mut heaviest = 1;
     let segments = glob.split('*').count();
+    if segments < 3 {
+        return 0;
+    }
     for segment in glob.split('*') {
         let chars: Vec<char> = segment.chars().collect();
         let first = chars.iter().position(|&c| c != '?');

@@ -10,15 +10,18 @@ use crate::glob::{glob_match, glob_weight};
 use crate::predicate::{ParseError, PredicateRef};
 
 /// How much matching its resource globs may cost one evaluation, in passes
-/// over the resource: a glob weighs [`glob_weight`] (1, or ⌈k / 64⌉ for its
-/// longest `?` run of k characters, plus one per 16 segments past the
-/// first), and the resource caveats of a token,
-/// its discharges' included, may weigh this much together. Past it a
-/// resource caveat is not matched and does not hold
-/// ([`DenialKind::TooCostly`]): however a holder builds its token within the
-/// limits (128 caveats could each scan the resource), a Check scans the
-/// resource at most this many times over. Real tokens carry a few plain globs.
-pub const MAX_GLOB_WEIGHT: u32 = 16;
+/// over the resource: a glob weighs [`glob_weight`] (0 for one with at most
+/// one `*`, which searches nothing; otherwise 1, or ⌈k / 64⌉ for its longest
+/// `?` run of k characters, plus one per 16 segments past the first), and
+/// the resource caveats of a token, its discharges' included, may weigh
+/// this much together. Past it a resource caveat is not matched and does
+/// not hold ([`DenialKind::TooCostly`]): however a holder builds its token
+/// within the limits (128 caveats could each scan the resource), a Check
+/// scans the resource at most this many times over. Real tokens carry
+/// prefix and suffix globs (`apps/web/*`, weight 0) and rarely more than one
+/// that searches (`*/public/*`). Four keep the worst Check a holder can
+/// build under 50 µs (`cargo bench -p tally-verifier --bench check -- worst`).
+pub const MAX_GLOB_WEIGHT: u32 = 4;
 
 /// How many list items (of `action in` and `client-ip in` caveats together,
 /// discharges' included) one evaluation compares the request with. A list
@@ -26,8 +29,9 @@ pub const MAX_GLOB_WEIGHT: u32 = 16;
 /// not hold ([`DenialKind::TooCostly`]). Without it a holder fills a 16 KiB
 /// token with address lists the client is in only at the end, and every
 /// Check parses some 1,400 ranges (measured: 94 µs, over half of it parsing
-/// addresses). Real tokens carry a few short lists.
-pub const MAX_LIST_ITEMS: u32 = 256;
+/// addresses; an address range costs about 70 ns, an action 9 ns). Real
+/// tokens carry a few short lists.
+pub const MAX_LIST_ITEMS: u32 = 64;
 
 /// What is left of one evaluation's budgets ([`MAX_GLOB_WEIGHT`],
 /// [`MAX_LIST_ITEMS`]).
@@ -337,68 +341,77 @@ mod tests {
     }
 
     /// The items of action and address lists share one budget per
-    /// evaluation: 256 hold, the 257th list item is not even read; the
+    /// evaluation: 64 hold, the 65th list item is not even read; the
     /// compiled caveats agree.
     #[test]
     fn list_items_share_a_budget() {
         let mut c = ctx();
         c.client_ip = Some("10.0.0.9".parse().unwrap());
-        let actions = format!("action in {},read", (0..127).map(|i| format!("a{i}")).collect::<Vec<_>>().join(","));
+        let half = MAX_LIST_ITEMS as usize / 2;
+        let actions = format!("action in {},read", (1..half).map(|i| format!("a{i}")).collect::<Vec<_>>().join(","));
         let ranges = format!(
             "client-ip in {},10.0.0.0/8",
-            (0..127).map(|i| format!("192.0.2.{i}")).collect::<Vec<_>>().join(",")
+            (1..half).map(|i| format!("192.0.2.{i}")).collect::<Vec<_>>().join(",")
         );
         let full = [actions.as_str(), ranges.as_str()];
-        assert!(eval(&full, &c).is_ok(), "128 + 128 items");
+        assert!(eval(&full, &c).is_ok(), "32 + 32 items");
         let over = [actions.as_str(), ranges.as_str(), "action in read"];
         let denial = eval(&over, &c).unwrap_err();
         assert_eq!((denial.kind, denial.index), (DenialKind::TooCostly, 2));
-        assert!(denial.to_string().contains("lists of 256 items"), "{denial}");
+        assert!(denial.to_string().contains("lists of 64 items"), "{denial}");
         let parsed = crate::CompiledCaveats::compile(over.iter().map(|t| t.as_bytes()));
         assert_eq!(parsed.evaluate(&c), eval(&over, &c));
         // A list that does not fit is not read, even when it would hold.
-        let long = format!("action in read,{}", (0..256).map(|i| format!("b{i}")).collect::<Vec<_>>().join(","));
+        let long = format!("action in read,{}", (0..64).map(|i| format!("b{i}")).collect::<Vec<_>>().join(","));
         assert_eq!(kind(&[long.as_str()], &c), Some(DenialKind::TooCostly));
     }
 
-    /// Resource globs share one budget per evaluation: 16 plain globs hold,
-    /// the 17th is not even matched; a glob with a long `?` run weighs more;
-    /// the compiled caveats agree.
+    /// Resource globs that search share one budget per evaluation: four
+    /// searching globs hold, the fifth is not even matched; prefix globs
+    /// search nothing and cost nothing; a glob with a long `?` run weighs
+    /// more; the compiled caveats agree.
     #[test]
     fn resource_globs_share_a_budget() {
         let c = ctx();
-        let plain = vec!["resource = apps/*"; MAX_GLOB_WEIGHT as usize];
-        assert!(eval(&plain, &c).is_ok());
-        let mut over = plain.clone();
-        over.push("resource = apps/*");
+        let prefixes = vec!["resource = apps/*"; 128];
+        assert!(eval(&prefixes, &c).is_ok(), "prefix globs weigh nothing");
+        let searching = vec!["resource = apps/*e*/x"; MAX_GLOB_WEIGHT as usize];
+        assert!(eval(&searching, &c).is_ok());
+        let mut over = searching.clone();
+        over.push("resource = apps/*e*/x");
         let denial = eval(&over, &c).unwrap_err();
         assert_eq!((denial.kind, denial.index), (DenialKind::TooCostly, MAX_GLOB_WEIGHT as usize));
-        assert!(denial.to_string().contains("resource patterns weighing 16"), "{denial}");
+        assert!(denial.to_string().contains("resource patterns weighing 4"), "{denial}");
         let parsed = crate::CompiledCaveats::compile(over.iter().map(|t| t.as_bytes()));
         assert_eq!(parsed.evaluate(&c), eval(&over, &c));
 
-        // A `?` run of 130 characters weighs 3: five of them (15) hold, a sixth does not.
+        // A `?` run of 130 characters weighs 3: one holds, a second does not.
         let heavy = format!("resource = apps/*{}*", "x?".repeat(65));
         assert_eq!(crate::glob_weight(heavy.trim_start_matches("resource = ")), 3);
-        let mut heavy_ones = vec![heavy.as_str(); 5];
+        let mut heavy_ones = vec![heavy.as_str(); 1];
         assert_eq!(kind(&heavy_ones, &c), Some(DenialKind::Unsatisfied), "matched, and no match");
         heavy_ones.push(&heavy);
         assert_eq!(kind(&heavy_ones, &c), Some(DenialKind::Unsatisfied), "the first one already fails");
         let mut c2 = ctx();
         let resource = format!("apps/{}", "xy".repeat(65));
         c2.resource = Some(&resource);
-        let mut five = vec![heavy.as_str(); 5];
-        assert!(eval(&five, &c2).is_ok());
-        five.push(&heavy);
-        assert_eq!(kind(&five, &c2), Some(DenialKind::TooCostly));
+        let mut one = vec![heavy.as_str(); 1];
+        assert!(eval(&one, &c2).is_ok());
+        one.push(&heavy);
+        assert_eq!(kind(&one, &c2), Some(DenialKind::TooCostly));
     }
 
     #[test]
     fn a_globs_weight_is_its_longest_question_mark_run_in_words() {
         use crate::glob_weight;
-        assert_eq!(glob_weight("apps/web/*"), 1);
-        assert_eq!(glob_weight(""), 1);
-        assert_eq!(glob_weight("???*???"), 1, "leading and trailing ?s are skips");
+        assert_eq!(glob_weight("apps/web/*"), 0, "a prefix searches nothing");
+        assert_eq!(glob_weight("*.pdf"), 0, "a suffix searches nothing");
+        assert_eq!(glob_weight(""), 0);
+        assert_eq!(glob_weight(&format!("{}*{}", "a?".repeat(500), "?b".repeat(500))), 0, "compared in place");
+        assert_eq!(glob_weight("apps/*/x"), 0);
+        assert_eq!(glob_weight("apps/*e*/x"), 1, "a segment between stars is searched for");
+        assert_eq!(glob_weight("*?a?*"), 1);
+        assert_eq!(glob_weight("???*???*"), 1, "leading and trailing ?s are skips");
         assert_eq!(glob_weight(&format!("*{}*", "a?".repeat(32))), 1, "63 characters");
         assert_eq!(glob_weight(&format!("*{}b*", "a?".repeat(32))), 2, "65 characters");
         assert_eq!(glob_weight(&format!("*{}*", "é?".repeat(1000))), 32);

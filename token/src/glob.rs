@@ -41,24 +41,64 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// What matching `pattern` costs, in units of one pass over a text at the
-/// resource bound: W = ⌈k / 64⌉ for the longest core of k characters that
-/// holds a `?` (a Shift-And of W words), and 1 for a glob without one (its
+/// resource bound. A glob with at most one `*` searches nothing: its first
+/// segment is compared at the start of the text and its last at the end, in
+/// steps bounded by the glob's own length, so it weighs 0 (`apps/web/*`,
+/// `*.pdf`, a literal). A glob with segments between two stars searches the
+/// text for them: W = ⌈k / 64⌉ for the longest core of k characters that
+/// holds a `?` (a Shift-And of W words), and 1 for one without (its
 /// literals are searched with memchr, reading the text about once); plus
 /// one for every 16 segments past the first (`SEGMENTS_PER_PASS`), as each
 /// segment sets up a search of its own (measured: about 60 ns each, 16 of
 /// them about one memchr pass over 1 KiB). Computed from the glob alone, in
 /// one pass over it.
 pub fn glob_weight(pattern: &str) -> u32 {
-    let (mut widest, mut segments) = (1usize, 0usize);
-    for segment in pattern.split('*') {
-        segments += 1;
-        let core = segment.trim_matches('?');
-        if core.contains('?') {
-            widest = widest.max(core.chars().count().div_ceil(64));
+    let p = pattern.as_bytes();
+    let segments = memchr::memchr_iter(b'*', p).count() + 1;
+    if segments < 3 {
+        return 0;
+    }
+    let mut widest = 1;
+    for segment in p.split(|&b| b == b'*') {
+        let lead = leading_run(segment, b'?');
+        let core = &segment[lead..segment.len() - trailing_run(&segment[lead..], b'?')];
+        if memchr::memchr(b'?', core).is_some() {
+            let chars = core.iter().filter(|&&b| starts_char(b)).count();
+            widest = widest.max(chars.div_ceil(64));
         }
     }
     let setups = (segments - 1) / SEGMENTS_PER_PASS;
     u32::try_from(widest + setups).unwrap_or(u32::MAX)
+}
+
+/// How many bytes at the start of `bytes` are `b` (16 compared at once
+/// while they all are: a glob's runs of `?` can be 2 KiB long).
+#[inline]
+fn leading_run(bytes: &[u8], b: u8) -> usize {
+    let all = u128::from_ne_bytes([b; 16]);
+    let mut n = 0;
+    for chunk in bytes.chunks_exact(16) {
+        if u128::from_ne_bytes(chunk.try_into().expect("16 bytes")) != all {
+            break;
+        }
+        n += 16;
+    }
+    n + bytes[n..].iter().position(|&c| c != b).unwrap_or(bytes.len() - n)
+}
+
+/// How many bytes at the end of `bytes` are `b`.
+#[inline]
+fn trailing_run(bytes: &[u8], b: u8) -> usize {
+    let all = u128::from_ne_bytes([b; 16]);
+    let mut n = 0;
+    for chunk in bytes.rchunks_exact(16) {
+        if u128::from_ne_bytes(chunk.try_into().expect("16 bytes")) != all {
+            break;
+        }
+        n += 16;
+    }
+    let rest = &bytes[..bytes.len() - n];
+    n + rest.iter().rev().position(|&c| c != b).unwrap_or(rest.len())
 }
 
 /// Segments of a glob that cost about one pass over the text to set up.
@@ -127,17 +167,27 @@ fn matches(pattern: &str, text: &str, steps: &mut impl Steps) -> bool {
 }
 
 /// Matches `segment` (no `*`) at the start of `t`; returns where it ends.
-/// Byte by byte: a literal character matches exactly its UTF-8 bytes.
+/// A literal character matches exactly its UTF-8 bytes, so a run of
+/// literals is one slice comparison; a run of `?`s skips that many
+/// characters ([`skip_chars`]).
 #[inline]
 fn match_start(segment: &[u8], t: &[u8], steps: &mut impl Steps) -> Option<usize> {
     steps.add(segment.len() + 1);
-    let mut at = 0;
-    for &c in segment {
-        at = match c {
-            b'?' if at < t.len() => at + utf8_len(t[at]),
-            c if t.get(at) == Some(&c) => at + 1,
-            _ => return None,
-        };
+    let (mut at, mut i) = (0, 0);
+    while i < segment.len() {
+        let rest = &segment[i..];
+        if rest[0] == b'?' {
+            let run = leading_run(rest, b'?');
+            at = skip_chars(t, at, run, steps)?;
+            i += run;
+        } else {
+            let literal = &rest[..find_byte(b'?', rest).unwrap_or(rest.len())];
+            if t.get(at..at + literal.len())? != literal {
+                return None;
+            }
+            at += literal.len();
+            i += literal.len();
+        }
     }
     Some(at)
 }
@@ -145,16 +195,21 @@ fn match_start(segment: &[u8], t: &[u8], steps: &mut impl Steps) -> Option<usize
 /// Matches `segment` (no `*`) at the end of `t`; returns where it starts.
 fn match_end(segment: &[u8], t: &[u8], steps: &mut impl Steps) -> Option<usize> {
     steps.add(segment.len() + 1);
-    let mut at = t.len();
-    for &c in segment.iter().rev() {
-        at = at.checked_sub(1)?;
-        if c == b'?' {
-            // Back over the continuation bytes to the character's first byte.
-            while t[at] & 0xc0 == 0x80 {
-                at -= 1;
+    let (mut at, mut j) = (t.len(), segment.len());
+    while j > 0 {
+        let rest = &segment[..j];
+        if rest[j - 1] == b'?' {
+            let run = trailing_run(rest, b'?');
+            at = skip_chars_back(t, at, run)?;
+            j -= run;
+        } else {
+            let start = memchr::memrchr(b'?', rest).map_or(0, |k| k + 1);
+            let literal = &rest[start..];
+            at = at.checked_sub(literal.len())?;
+            if &t[at..at + literal.len()] != literal {
+                return None;
             }
-        } else if t[at] != c {
-            return None;
+            j = start;
         }
     }
     Some(at)
@@ -171,11 +226,64 @@ fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
     }
 }
 
+/// Bytes whose characters [`skip_chars`] and [`skip_chars_back`] count at
+/// once (a vectorised count of the bytes that start a character), when at
+/// least this many characters are to be skipped: a run of 500 `?`s over
+/// 2-byte characters then costs some 16 counts, not 500 steps.
+const CHUNK: usize = 64;
+
+/// Whether `b` starts a character (is not a UTF-8 continuation byte).
+#[inline(always)]
+fn starts_char(b: u8) -> bool {
+    (b as i8) >= -0x40
+}
+
+/// How many characters start in `window` (at most [`CHUNK`] bytes), counted
+/// in a byte so the count vectorises.
+#[inline(always)]
+fn chars_in(window: &[u8]) -> usize {
+    window.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(starts_char(b)))) as usize
+}
+
 /// `n` characters on from `at`, if the text has them.
-fn skip_chars(t: &[u8], mut at: usize, n: usize, steps: &mut impl Steps) -> Option<usize> {
+fn skip_chars(t: &[u8], mut at: usize, mut n: usize, steps: &mut impl Steps) -> Option<usize> {
     steps.add(n);
+    // A window of CHUNK bytes starts at most CHUNK ≤ n characters.
+    while n >= CHUNK && at + CHUNK <= t.len() {
+        n -= chars_in(&t[at..at + CHUNK]);
+        at += CHUNK;
+        // The rest of a character the window ended in: counted already.
+        while at < t.len() && !starts_char(t[at]) {
+            at += 1;
+        }
+    }
     for _ in 0..n {
         at += utf8_len(*t.get(at)?);
+    }
+    Some(at)
+}
+
+/// `n` characters back from `at` (a character boundary), if the text has them.
+fn skip_chars_back(t: &[u8], mut at: usize, mut n: usize) -> Option<usize> {
+    while n >= CHUNK && at >= CHUNK {
+        n -= chars_in(&t[at - CHUNK..at]);
+        at -= CHUNK;
+        // Inside a character that starts before the window: back to its
+        // start, one character more (the window then started at most
+        // CHUNK - 1 ≤ n - 1 of them).
+        if !starts_char(t[at]) {
+            while !starts_char(t[at]) {
+                at -= 1;
+            }
+            n -= 1;
+        }
+    }
+    for _ in 0..n {
+        at = at.checked_sub(1)?;
+        // Back over the continuation bytes to the character's first byte.
+        while !starts_char(t[at]) {
+            at -= 1;
+        }
     }
     Some(at)
 }
@@ -191,10 +299,11 @@ fn find(segment: &str, hay: &[u8], from: usize, steps: &mut impl Steps) -> Optio
     // `?`s at the ends need no search: the leftmost match of the rest that
     // leaves room for them is the leftmost match of the whole.
     let bytes = segment.as_bytes();
-    let Some(lead) = bytes.iter().position(|&b| b != b'?') else {
+    let lead = leading_run(bytes, b'?');
+    if lead == bytes.len() {
         return skip_chars(hay, from, bytes.len(), steps);
-    };
-    let trail = bytes.iter().rev().position(|&b| b != b'?').unwrap_or(0);
+    }
+    let trail = trailing_run(bytes, b'?');
     let core = &segment[lead..segment.len() - trail];
     let mut at = skip_chars(hay, from, lead, steps)?;
     // A short core at the first few positions by direct comparison: a match
@@ -384,6 +493,44 @@ mod tests {
 
     /// Globs that cost backtracking matchers the most, on short texts: the
     /// work is bounded by the glob.
+    /// The chunked character skips agree with walking one character at a
+    /// time, forwards and back, over text of 1- to 4-byte characters.
+    #[test]
+    fn chunked_skips_agree_with_single_steps() {
+        let text: String = "aé€😀b".chars().cycle().take(400).collect();
+        let t = text.as_bytes();
+        let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([t.len()]).collect();
+        for (k, &at) in bounds.iter().enumerate().step_by(7) {
+            for n in [0, 1, 15, 16, 17, 63, 64, 65, 100, 129, 250, 400] {
+                let forward = bounds.get(k + n).copied();
+                assert_eq!(super::skip_chars(t, at, n, &mut super::NoCount), forward, "at {at}, {n} on");
+                let back = k.checked_sub(n).map(|j| bounds[j]);
+                assert_eq!(super::skip_chars_back(t, at, n), back, "at {at}, {n} back");
+            }
+        }
+    }
+
+    /// Why a glob with at most one star weighs nothing (`glob_weight`): it
+    /// is compared in place at the ends, in steps bounded by its own length,
+    /// whatever the length of the text.
+    #[test]
+    fn one_star_reads_only_as_much_text_as_the_glob() {
+        let long = format!("{}b", "é".repeat(511));
+        for (pattern, expected) in [
+            ("apps/web/*".to_owned(), false),
+            ("*b".to_owned(), true),
+            (format!("{}*", "?".repeat(511)), true),
+            (format!("*{}b", "?".repeat(511)), true),
+            (format!("{}*{}", "é?".repeat(200), "?é".repeat(55)), false),
+            ("?".repeat(512), true),
+            (long.clone(), true),
+        ] {
+            assert_eq!(super::glob_weight(&pattern), 0, "{:.40}…", pattern);
+            let steps = checked(&pattern, &long, expected);
+            assert!(steps <= 3 * pattern.len() as u64 + 4, "{steps} steps for {:.40}…", pattern);
+        }
+    }
+
     #[test]
     fn backtracking_worst_cases_are_cheap() {
         let text = "a".repeat(2000);

@@ -27,19 +27,21 @@ pub const MAX_ORG_NAME_BYTES: usize = 64;
 /// The resource bound is what keeps a token's holder from buying CPU with
 /// it. Every `resource` caveat of a token is matched against the resource,
 /// and the glob matcher's work grows with the text: O(|glob| + |text| × W),
-/// W = 1 for most globs and at most 32 (see [`crate::glob_match`]). A token
-/// holds up to 128 caveats in 16 KiB, all of which may be resource globs
-/// that hold but first match at the very end of the resource; the
-/// evaluation's glob budget ([`crate::MAX_GLOB_WEIGHT`]) lets one Check scan
-/// the resource at most 16 times over, whatever the token.
+/// W = 1 for most globs and at most 32 (see [`crate::glob_match`]); a glob
+/// with at most one `*` is compared in place, in steps bounded by its own
+/// length. A token holds up to 128 caveats in 16 KiB, all of which may be
+/// resource globs that hold but first match at the very end of the
+/// resource; the evaluation's glob budget ([`crate::MAX_GLOB_WEIGHT`]) lets
+/// one Check scan the resource at most 4 times over, whatever the token.
 ///
 /// The bound is 1024 bytes, which still holds any path or object name in
-/// practice. The criterion cases "evaluate worst" in
-/// `token/benches/verify.rs` measure the worst tokens within the budget at
-/// 1024, 2048 and 4096 bytes (at 1024: at most 48 µs on a 2-vCPU Xeon,
-/// 16 globs of 64-character `?` segments over a resource of `é`); before
-/// the budget the same tokens cost 0.45 to 0.7 ms at 1024, and up to 28 ms
-/// with the backtracking matcher.
+/// practice. The criterion group "check, worst token" in
+/// `verifier/benches/check.rs` measures the worst tokens a holder can build
+/// within the limits and budgets, each a whole Check (decoding, the chain,
+/// evaluation): at most 44 µs on a 2-vCPU Xeon (four globs of 64-character
+/// `?` segments over a resource of `é`, 64 address ranges, 122 more
+/// caveats); before the budgets the worst cost 0.45 to 0.7 ms, and up to
+/// 28 ms with the backtracking matcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldLimits {
     /// Longest action.

@@ -108,7 +108,8 @@ fn bench(c: &mut Criterion) {
 
 /// A holder's worst tokens within the limits (16 KiB, 128 caveats, 2 KiB a
 /// caveat): `minted`, then as many copies of `resource` as the evaluation's
-/// glob budget lets hold, as many of `list` as its list-item budget lets
+/// glob budget lets hold (as many as fit when they weigh nothing), as many
+/// of `list` as its list-item budget lets
 /// hold, then as many copies of `filler` as fit.
 fn filled(minted: &Macaroon, resource: Option<&str>, list: Option<&str>, filler: &str) -> Macaroon {
     let limits = Limits::default();
@@ -123,9 +124,13 @@ fn filled(minted: &Macaroon, resource: Option<&str>, list: Option<&str>, filler:
         fits
     };
     if let Some(caveat) = resource {
+        // A glob that searches nothing weighs 0: as many as fit.
         let weight = tally_token::glob_weight(caveat.trim_start_matches("resource = "));
-        for _ in 0..tally_token::MAX_GLOB_WEIGHT / weight {
-            add(&mut token, caveat);
+        let copies = tally_token::MAX_GLOB_WEIGHT.checked_div(weight).unwrap_or(u32::MAX);
+        for _ in 0..copies {
+            if !add(&mut token, caveat) {
+                break;
+            }
         }
     }
     if let Some(caveat) = list {
@@ -179,8 +184,11 @@ fn worst(c: &mut Criterion) {
         list.push("192.168.1.1/32".into());
         format!("client-ip in {}", list.join(","))
     };
-    let ranges = ranges(127);
-    let actions: Vec<String> = (0..127).map(|i| format!("a{i:05}")).chain(["read".to_owned()]).collect();
+    let ranges = ranges(tally_token::MAX_LIST_ITEMS as usize / 2 - 1);
+    let actions: Vec<String> = (0..tally_token::MAX_LIST_ITEMS as usize / 2 - 1)
+        .map(|i| format!("a{i:05}"))
+        .chain(["read".to_owned()])
+        .collect();
     let actions = format!("action in {}", actions.join(","));
     // Fillers once the budgets are spent: the fewest bytes per caveat (one
     // HMAC each), or the most bytes a caveat compares (informational when
@@ -220,6 +228,20 @@ fn worst(c: &mut Criterion) {
             Some(&ranges),
             &plain,
             &segmented,
+        ),
+        (
+            "one-star ? globs compared in place, address lists",
+            Some(format!("resource = *{}", "?".repeat((n - 1) / 2 + 1))),
+            Some(&ranges),
+            &plain,
+            &wide,
+        ),
+        (
+            "one-star literal globs compared in place, address lists",
+            Some(format!("resource = {}*", "é".repeat((n - 1) / 2 - 1))),
+            Some(&ranges),
+            &plain,
+            &wide,
         ),
         ("address lists, org caveats", None, Some(&ranges), &plain, &ascii),
         ("action lists, org caveats", None, Some(&actions), &plain, &ascii),

@@ -161,8 +161,8 @@ pub(crate) async fn load_branch_counts(conn: &mut SqliteConnection) -> Result<Br
 }
 
 /// Every revoked family and branch id in the log (key revocations live in the key ring).
-pub(crate) async fn load_revoked(conn: &mut SqliteConnection) -> Result<std::collections::HashSet<[u8; 16]>> {
-    let mut ids = std::collections::HashSet::new();
+pub(crate) async fn load_revoked(conn: &mut SqliteConnection) -> Result<crate::state::RevokedIds> {
+    let mut ids = crate::state::RevokedIds::default();
     for row in sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut *conn).await? {
         let kind: String = row.get(0);
         let bytes: Vec<u8> = row.get(1);

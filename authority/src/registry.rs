@@ -47,8 +47,9 @@ pub struct RegistryCache {
 
 #[derive(Debug, Default)]
 struct Generations {
-    young: HashMap<FamilyId, Registered>,
-    old: HashMap<FamilyId, Registered>,
+    /// Family ids are random nonces: foldhash (seeded per process) is enough.
+    young: HashMap<FamilyId, Registered, foldhash::fast::RandomState>,
+    old: HashMap<FamilyId, Registered, foldhash::fast::RandomState>,
     /// The org names rows point to (forgotten when there are too many).
     orgs: HashSet<Arc<str>>,
 }

@@ -5,6 +5,7 @@
 use crate::auth::Role;
 use crate::authority::{Authority, check_org_syntax};
 use crate::error::{Error, Result};
+pub use crate::store::AuditEntry;
 
 /// Entries returned when the request names no limit.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 100;
@@ -21,23 +22,6 @@ pub struct AuditQuery {
     /// Most entries (0: [`DEFAULT_AUDIT_LIMIT`]).
     pub limit: u32,
 }
-
-/// One audit row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub id: u64,
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub org: Option<String>,
-    pub target: Option<String>,
-    pub outcome: String,
-    pub detail: String,
-    /// Events the row stands for (refusals are aggregated per minute).
-    pub count: u64,
-}
-
-type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String, i64);
 
 impl Authority {
     /// Reads audit entries, oldest first. Operators only; an org-scoped
@@ -58,46 +42,6 @@ impl Authority {
             None => None,
         };
         self.authorize(bearer, "audit.read", query.org.as_deref(), &[Role::Operator])?;
-        // `?1 IS NULL OR org = ?1`: one statement for one org or all of them.
-        let rows: Vec<Row> = match after {
-            Some(after) => {
-                sqlx::query_as(concat!(
-                    "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
-                    " WHERE id > ?2 AND (?1 IS NULL OR org = ?1) ORDER BY id LIMIT ?3"
-                ))
-                .bind(query.org.as_deref())
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.readers)
-                .await?
-            }
-            None => {
-                let mut newest: Vec<Row> = sqlx::query_as(concat!(
-                    "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
-                    " WHERE (?1 IS NULL OR org = ?1) ORDER BY id DESC LIMIT ?2"
-                ))
-                .bind(query.org.as_deref())
-                .bind(limit)
-                .fetch_all(&self.readers)
-                .await?;
-                newest.reverse();
-                newest
-            }
-        };
-        Ok(rows.into_iter().map(entry).collect())
-    }
-}
-
-fn entry((id, at_ms, actor, action, org, target, outcome, detail, count): Row) -> AuditEntry {
-    AuditEntry {
-        id: id.unsigned_abs(),
-        at_ms,
-        actor,
-        action,
-        org,
-        target,
-        outcome,
-        detail,
-        count: count.unsigned_abs(),
+        self.reads.audit(query.org.as_deref(), after, i64::from(limit)).await
     }
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use sqlx::SqlitePool;
 use tally_token::{
     DecodedBundle, Error as TokenError, FamilyId, KeyId, Limits, Macaroon, Predicate, RevocationId, Signature, TallyId,
     format_rfc3339,
@@ -21,13 +20,13 @@ use tokio::sync::{broadcast, watch};
 use crate::auth::{Caller, Role};
 use crate::bearers::Bearers;
 use crate::clock::{Clock, unix_ms};
-use crate::db;
 use crate::error::{Error, Result};
 use crate::kek::Kek;
 use crate::log::Target;
 use crate::metrics::Counters;
 use crate::registry::{Registered, RegistryCache};
 use crate::state::{LogHead, Shared};
+use crate::store::{self, ReadStore, WriteStore};
 use crate::writer::{AuditRow, Change, TokenRow, Writer};
 
 /// The org whose key signs Tally's own API tokens.
@@ -119,7 +118,7 @@ impl Default for Settings {
 pub struct Authority {
     pub(crate) shared: Arc<Shared>,
     pub(crate) writer: Writer,
-    pub(crate) readers: SqlitePool,
+    pub(crate) reads: Arc<dyn ReadStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
     pub(crate) settings: Settings,
@@ -278,10 +277,10 @@ impl Authority {
             )));
         }
         // First, before a migration or a read: no other process serves it.
-        let lock = db::lock(path)?;
-        let mut conn = db::open_writer(path, false).await?;
-        let loaded = db::load(&mut conn, &kek).await?;
-        let readers = db::open_readers(path).await?;
+        let lock = store::lock(path)?;
+        let mut writes = store::open_writes(path, false).await?;
+        let loaded = writes.load(&kek).await?;
+        let reads: Arc<dyn ReadStore> = Arc::new(store::open_reads(path).await?);
         let (head, _) = watch::channel(loaded.head);
         let (events, _) = broadcast::channel(settings.fanout_buffer.max(1));
         let shared = Arc::new(Shared {
@@ -297,7 +296,14 @@ impl Authority {
             commit_duration: Default::default(),
         });
         let max_branches = settings.max_branch_revocations.max(1);
-        let writer = Writer::spawn(conn, shared.clone(), Arc::new(kek), clock.clone(), loaded.branches, max_branches);
+        let writer = Writer::spawn(
+            Box::new(writes),
+            shared.clone(),
+            Arc::new(kek),
+            clock.clone(),
+            loaded.branches,
+            max_branches,
+        );
         let rate = NonZeroU32::new(settings.anonymous_revokes_per_second.max(1)).expect("at least 1");
         let holder_revokes =
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(rate.saturating_mul(2.try_into().expect("2"))));
@@ -308,7 +314,7 @@ impl Authority {
         Ok(Arc::new(Self {
             shared,
             writer,
-            readers,
+            reads,
             clock,
             limits,
             settings,
@@ -341,12 +347,12 @@ impl Authority {
     }
 
     async fn init_inner(path: &Path, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
-        let mut conn = db::open_writer(path, true).await?;
+        let mut writes = store::open_writes(path, true).await?;
         let mut epoch = [0u8; 16];
         getrandom::getrandom(&mut epoch).map_err(|e| Error::Config(format!("no randomness: {e}")))?;
-        crate::writer::set_meta(&mut conn, "epoch", &hex::encode(epoch)).await?;
-        crate::writer::set_meta(&mut conn, "retained_from", "1").await?;
-        drop(conn);
+        writes.set_meta("epoch", &hex::encode(epoch)).await?;
+        writes.set_meta("retained_from", "1").await?;
+        Box::new(writes).close().await?;
         let authority = Self::open(path, kek, clock, Settings::default()).await?;
         let audit = authority.audit("init", "org.create", Some(SYSTEM_ORG), None, "created by init");
         authority.writer.submit(Change::CreateOrg(SYSTEM_ORG.into()), audit).await?;
@@ -843,14 +849,10 @@ impl Authority {
             return Ok(Some(row));
         }
         Counters::bump(&self.counters.registry_reads);
-        let row: Option<(String, Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT org, expires_at, minted_caveats FROM tokens WHERE family = ?")
-                .bind(family.0.as_slice())
-                .fetch_optional(&self.readers)
-                .await?;
-        Ok(row.map(|(org, expires_at, minted)| {
-            let minted = minted.and_then(|m| u16::try_from(m).ok());
-            self.registry.insert(*family, &org, expires_at, minted)
+        let row = self.reads.registered(family).await?;
+        Ok(row.map(|row| {
+            let minted = row.minted_caveats.and_then(|m| u16::try_from(m).ok());
+            self.registry.insert(*family, &row.org, row.expires_at, minted)
         }))
     }
 
@@ -859,7 +861,7 @@ impl Authority {
     pub async fn close(&self) -> Result<()> {
         let audit = self.audit("authority", "shutdown", None, None, "");
         self.writer.submit(Change::Close, audit).await?;
-        self.readers.close().await;
+        self.reads.close().await;
         Ok(())
     }
 

@@ -37,6 +37,9 @@ pub enum Error {
     /// A sealed root key does not open: wrong key-encryption key, or tampering.
     #[error("cannot decrypt root key {0}: wrong key-encryption key?")]
     WrongKek(u64),
+    /// Stored data is not what the authority wrote (the detail says where).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     /// Startup configuration is unusable.
     #[error("{0}")]
     Config(String),

@@ -8,7 +8,6 @@ mod auth;
 mod authority;
 mod bearers;
 mod clock;
-mod db;
 mod error;
 mod grpc;
 mod kek;
@@ -17,6 +16,7 @@ mod metrics;
 mod registry;
 mod server;
 mod state;
+mod store;
 mod stream;
 mod writer;
 

@@ -1,4 +1,4 @@
-//! What the authority keeps in memory, loaded from SQLite at startup and
+//! What the authority keeps in memory, loaded from the store at startup and
 //! changed only by the writer after a commit: decrypted (derived) root keys,
 //! the set of revoked ids, and the head of the revocation log.
 

@@ -7,14 +7,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::authority::Authority;
 use crate::error::{Error, Result};
-use crate::log::{LogEvent, Target};
+use crate::log::LogEvent;
 use crate::metrics::Counters;
 
 /// Rows read from the database per catch-up query.
@@ -174,10 +173,7 @@ impl Authority {
             return Ok(Some("position older than the retained log".into()));
         }
         if position.from_seq > 0 {
-            let digest: Option<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM revocations WHERE seq = ?")
-                .bind(position.from_seq as i64)
-                .fetch_optional(&self.readers)
-                .await?;
+            let digest = self.reads.log_digest(position.from_seq).await?;
             if digest.is_some_and(|d| d != position.digest) {
                 return Ok(Some("log forked at the subscriber's position (database restored?)".into()));
             }
@@ -188,26 +184,12 @@ impl Authority {
     /// Sends every committed entry from `next` on. Returns the next seq to send.
     async fn catch_up(&self, mut next: u64, tx: &mpsc::Sender<StreamEvent>) -> Result<CatchUp> {
         loop {
-            let rows = sqlx::query(
-                "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= ? ORDER BY seq LIMIT ?",
-            )
-            .bind(next as i64)
-            .bind(CATCH_UP_PAGE)
-            .fetch_all(&self.readers)
-            .await?;
-            let full = rows.len() as i64 == CATCH_UP_PAGE;
-            for row in rows {
-                let seq = row.get::<i64, _>(0) as u64;
-                if seq != next {
+            let events = self.reads.log_from(next, CATCH_UP_PAGE).await?;
+            let full = events.len() as i64 == CATCH_UP_PAGE;
+            for event in events {
+                if event.seq != next {
                     return Ok(CatchUp::Pruned);
                 }
-                let kind: String = row.get(1);
-                let target: Vec<u8> = row.get(2);
-                let digest: Vec<u8> = row.get(3);
-                let (Some(target), Ok(digest)) = (Target::from_columns(&kind, &target), digest.try_into()) else {
-                    return Err(Error::Config(format!("corrupt revocation row {seq}")));
-                };
-                let event = LogEvent { seq, target, digest, expires_at: row.get(4) };
                 if tx.send(StreamEvent::Revocation(event)).await.is_err() {
                     return Ok(CatchUp::Closed);
                 }

@@ -1,11 +1,11 @@
-//! The single writer: the one task that writes to SQLite. Requests queue on a
+//! The single writer: the one task that writes to the store. Requests queue on a
 //! channel; the writer takes everything queued (up to a batch limit) and
 //! commits it as one transaction: one fsync for the whole group (group
 //! commit). Revocations, mints and audit rows have nothing to check that can
-//! fail one alone: they are written with one multi-row INSERT per table, sent
-//! with COMMIT (and BEGIN, when nothing else is in the batch) as one statement
-//! list, one round trip to the connection's thread; any other change gets its
-//! own savepoint first, so its failure spares the rest. Only after
+//! fail one alone: they are handed to the store in bulk with the commit
+//! ([`WriteStore::commit_batch`]: on SQLite one multi-row INSERT per table,
+//! sent with COMMIT as one statement list); any other change gets its own
+//! savepoint first, so its failure spares the rest. Only after
 //! the commit does it update the in-memory state, publish revocations to
 //! subscribers, and answer the callers, so a revocation is durable before
 //! `Revoke` returns and before it is streamed. A batch whose write fails is
@@ -16,17 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Row, SqliteExecutor};
 use tally_token::{KeyId, RootKey};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::db::BranchCounts;
 use crate::error::{Error, Result};
 use crate::kek::Kek;
 use crate::log::{LogEvent, Target, next_digest};
 use crate::state::{KeyEntry, LogHead, OrgEntry, Shared};
+pub use crate::store::{AuditRow, TokenRow};
+use crate::store::{BranchCounts, BulkRows, WriteStore};
 
 /// How long after its target's expiry a revocation is kept (well past any clock skew).
 const PRUNE_GRACE_MS: i64 = 3_600_000;
@@ -38,35 +37,6 @@ const QUEUE: usize = 4096;
 const GATHER_YIELDS: usize = 16;
 /// Longest a batch is gathered for before its commit starts.
 const GATHER_FOR: Duration = Duration::from_millis(1);
-
-/// An audit row: who did what. Never a token or a secret.
-#[derive(Debug, Clone)]
-pub struct AuditRow {
-    /// Family id of the caller's token, or `anonymous`.
-    pub actor: String,
-    /// What was attempted (`mint`, `revoke`, `org.create`, …).
-    pub action: &'static str,
-    /// The org concerned, when there is one.
-    pub org: Option<String>,
-    /// Family id, key id, … of the object.
-    pub target: Option<String>,
-    /// `ok` or `denied`.
-    pub outcome: &'static str,
-    /// Free text (a reason), never secret.
-    pub detail: String,
-}
-
-/// A minted token's registry row.
-#[derive(Debug, Clone)]
-pub struct TokenRow {
-    pub family: [u8; 16],
-    pub org: String,
-    pub key_id: KeyId,
-    pub subject: Option<String>,
-    pub expires_at: Option<i64>,
-    /// The caveats the token was minted with (DESIGN §3.7).
-    pub minted_caveats: u16,
-}
 
 /// What the writer is asked to do.
 #[derive(Debug)]
@@ -122,11 +92,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`, which must be the only writing
+    /// Starts the writer task on `store`, which must be the only writing
     /// connection; `branches` are the log's branch revocations per family,
     /// of which it lets a family have at most `max_branches`.
     pub fn spawn(
-        conn: SqliteConnection,
+        store: Box<dyn WriteStore>,
         shared: Arc<Shared>,
         kek: Arc<Kek>,
         clock: Arc<dyn Clock>,
@@ -135,7 +105,7 @@ impl Writer {
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let head = *shared.head.borrow();
-        let task = Task { conn, shared, kek, clock, head, branches, max_branches };
+        let task = Task { store, shared, kek, clock, head, branches, max_branches };
         tokio::spawn(task.run(rx));
         Self { tx }
     }
@@ -195,7 +165,7 @@ async fn gather(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
 }
 
 struct Task {
-    conn: SqliteConnection,
+    store: Box<dyn WriteStore>,
     shared: Arc<Shared>,
     kek: Arc<Kek>,
     clock: Arc<dyn Clock>,
@@ -224,11 +194,8 @@ impl Task {
             let close = batch.iter_mut().find(|op| matches!(op.change, Change::Close)).map(|op| op.reply.take());
             self.commit(batch).await;
             if let Some(reply) = close {
-                // Outside any transaction: copy the WAL into the main file and truncate it.
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut self.conn).await {
-                    tracing::warn!(error = %e, "checkpoint failed");
-                }
-                let closed = self.conn.close().await.map_err(Error::from);
+                // Outside any transaction.
+                let closed = self.store.close().await;
                 if let Some(reply) = reply {
                     let _ = reply.send(closed.map(|()| Outcome::default()));
                 }
@@ -251,7 +218,7 @@ impl Task {
             // are staged and written at the end with one multi-row INSERT per
             // table. Everything else gets a savepoint so one failure spares the
             // rest; only then is the transaction opened on its own.
-            let conn = &mut self.conn;
+            let store = &mut *self.store;
             let mut open = false;
             let bound = BranchBound { committed: &self.branches, max: self.max_branches };
             for op in &batch {
@@ -260,31 +227,30 @@ impl Task {
                     continue;
                 }
                 if !open {
-                    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                    store.begin().await?;
                     open = true;
                 }
-                sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
+                store.savepoint().await?;
                 let before = self.head;
                 let mut op_effects = Vec::new();
                 // Seqs staged earlier in this batch are not in the table yet.
                 let unwritten = staged.revocations.first().map(|(_, e)| e.seq);
                 let r =
-                    apply(conn, &mut self.head, unwritten, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
+                    apply(store, &mut self.head, unwritten, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
                 match r {
                     Ok(outcome) => {
-                        sqlx::query("RELEASE op").execute(&mut *conn).await?;
+                        store.release_savepoint().await?;
                         effects.append(&mut op_effects);
                         results.push(Ok(outcome));
                     }
                     Err(e) => {
-                        sqlx::query("ROLLBACK TO op").execute(&mut *conn).await?;
-                        sqlx::query("RELEASE op").execute(&mut *conn).await?;
+                        store.undo_savepoint().await?;
                         self.head = before;
                         results.push(Err(e));
                     }
                 }
             }
-            staged.commit(conn, open, now).await
+            store.commit_batch(&staged.rows(now), open, now).await
         }
         .await;
 
@@ -295,9 +261,8 @@ impl Task {
             // nothing to undo; any other failure leaves the transaction open,
             // so its COMMIT did not happen and the connection's view (which
             // includes the uncommitted rows) must not be trusted below.
-            let still_open = match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+            let still_open = match self.store.rollback().await {
                 Ok(_) => false,
-                Err(e) if e.to_string().contains("no transaction is active") => false,
                 Err(e) => {
                     tracing::error!(error = %e, "rollback after a failed commit failed");
                     true
@@ -305,7 +270,7 @@ impl Task {
             };
             // A failed COMMIT may still have reached the disk: trust the database,
             // not the batch's bookkeeping, so no seq is ever handed out twice.
-            let stored = if still_open { Ok(start) } else { crate::db::load_head(&mut self.conn).await };
+            let stored = if still_open { Ok(start) } else { self.store.load_head().await };
             self.head = match stored {
                 Ok(stored) if stored != start => {
                     tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
@@ -339,11 +304,11 @@ impl Task {
     /// Reads the revoked ids and the branch counts back from the database
     /// (after a prune, or a batch whose failure left the log unknown).
     async fn reload_revoked(&mut self) {
-        match crate::db::load_revoked(&mut self.conn).await {
+        match self.store.load_revoked().await {
             Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
             Err(e) => tracing::error!(error = %e, "reloading revoked ids failed"),
         }
-        match crate::db::load_branch_counts(&mut self.conn).await {
+        match self.store.load_branch_counts().await {
             Ok(branches) => self.branches = branches,
             Err(e) => tracing::error!(error = %e, "reloading branch counts failed"),
         }
@@ -419,9 +384,6 @@ struct BranchBound<'a> {
     max: u32,
 }
 
-/// Largest multi-row INSERT (rows), well under SQLite's bound-parameter limit.
-const INSERT_CHUNK: usize = 256;
-
 /// Stages a simple change (assigning seqs now); `None` for the others. A
 /// branch revocation past its family's bound is refused here, so the bound
 /// holds however many arrive at once.
@@ -477,83 +439,18 @@ fn stage<'a>(
 }
 
 impl Staged<'_> {
-    /// Writes the staged rows and commits: one statement list, so one round
-    /// trip to the connection's thread for the whole batch. `open`: the
-    /// transaction was already begun (by a change that needed a savepoint).
-    async fn commit(&self, conn: &mut SqliteConnection, open: bool, now: i64) -> Result<()> {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if open { "" } else { "BEGIN IMMEDIATE; " });
-        for chunk in self.revocations.chunks(INSERT_CHUNK) {
-            q.push("INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) ");
-            q.push_values(chunk, |mut b, (audit, e)| {
-                b.push_bind(e.seq as i64)
-                    .push_bind(e.target.kind())
-                    .push_bind(e.target.bytes())
-                    .push_bind(e.digest.as_slice())
-                    .push_bind(audit.detail.as_str())
-                    .push_bind(audit.actor.as_str())
-                    .push_bind(now)
-                    .push_bind(e.expires_at);
-            });
-            q.push("; ");
-        }
-        for chunk in self.tokens.chunks(INSERT_CHUNK) {
-            q.push("INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at, minted_caveats) ");
-            q.push_values(chunk, |mut b, row| {
-                b.push_bind(row.family.as_slice())
-                    .push_bind(row.org.as_str())
-                    .push_bind(row.key_id.0 as i64)
-                    .push_bind(row.subject.as_deref())
-                    .push_bind(now)
-                    .push_bind(row.expires_at)
-                    .push_bind(i64::from(row.minted_caveats));
-            });
-            q.push("; ");
-        }
-        // Every audit row as it is; then one row per actor, action, org and
-        // minute for the refusals: the first one's, its count raised by every
-        // later one (`refusal_key` names the group). Two statements, so the
-        // common one stays as short to prepare as it can be (the upsert
-        // clause and its two columns cost every commit otherwise: Revoke ×
-        // 64 was about 10 % slower).
-        for chunk in self.audit.chunks(INSERT_CHUNK) {
-            q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
-            q.push_values(chunk, |mut b, a| {
-                b.push_bind(now)
-                    .push_bind(a.actor.as_str())
-                    .push_bind(a.action)
-                    .push_bind(a.org.as_deref())
-                    .push_bind(a.target.as_deref())
-                    .push_bind(a.outcome)
-                    .push_bind(a.detail.as_str());
-            });
-            q.push("; ");
-        }
+    /// What the store writes in bulk at the commit: the refusals as one row
+    /// per actor, action, org and minute (`refusal_key` names the group).
+    fn rows(&self, now: i64) -> BulkRows<'_> {
         let minute = now.div_euclid(60_000);
-        let refusals: Vec<(u64, String, &AuditRow)> = self
+        let refusals = self
             .refusals
             .values()
             .map(|(count, a)| {
                 (*count, format!("{minute}|{}|{}|{}", a.actor, a.action, a.org.as_deref().unwrap_or("")), *a)
             })
             .collect();
-        for chunk in refusals.chunks(INSERT_CHUNK) {
-            q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail, count, refusal_key) ");
-            q.push_values(chunk, |mut b, (count, key, a)| {
-                b.push_bind(now)
-                    .push_bind(a.actor.as_str())
-                    .push_bind(a.action)
-                    .push_bind(a.org.as_deref())
-                    .push_bind(a.target.as_deref())
-                    .push_bind(a.outcome)
-                    .push_bind(a.detail.as_str())
-                    .push_bind(*count as i64)
-                    .push_bind(key.as_str());
-            });
-            q.push(" ON CONFLICT(refusal_key) WHERE refusal_key IS NOT NULL DO UPDATE SET count = count + excluded.count; ");
-        }
-        q.push("COMMIT");
-        q.build().execute(conn).await?;
-        Ok(())
+        BulkRows { revocations: &self.revocations, tokens: &self.tokens, audit: &self.audit, refusals }
     }
 }
 
@@ -568,7 +465,7 @@ fn next_event(head: &mut LogHead, target: Target, expires_at: Option<i64>) -> Lo
 
 /// Applies one change inside the open transaction.
 async fn apply(
-    tx: &mut SqliteConnection,
+    tx: &mut dyn WriteStore,
     head: &mut LogHead,
     unwritten: Option<u64>,
     kek: &Kek,
@@ -580,16 +477,10 @@ async fn apply(
     let mut outcome = Outcome::default();
     match &op.change {
         Change::CreateOrg(org) => {
-            let exists: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM orgs WHERE org = ?").bind(org).fetch_optional(&mut *tx).await?;
-            if exists.is_some() {
+            if tx.org_exists(org).await? {
                 return Err(Error::AlreadyExists(format!("org {org:?}")));
             }
-            sqlx::query("INSERT INTO orgs (org, created_at) VALUES (?, ?)")
-                .bind(org)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            tx.insert_org(org, now).await?;
             effects.push(Effect::Org { org: org.clone(), created_at: now });
             outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
         }
@@ -598,16 +489,12 @@ async fn apply(
             outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
         }
         Change::RetireKey { key_id, rotate_if_current } => {
-            let row = sqlx::query("SELECT org, retired_at FROM root_keys WHERE key_id = ?")
-                .bind(key_id.0 as i64)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
-            let org: String = row.get(0);
-            if row.get::<Option<i64>, _>(1).is_some() {
+            let row = tx.key_row(*key_id).await?.ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
+            if row.retired_at.is_some() {
                 return Err(Error::FailedPrecondition(format!("key {key_id} is already retired")));
             }
-            if current_key(tx, &org).await? == Some(*key_id) {
+            let org = row.org;
+            if tx.current_key(&org).await? == Some(*key_id) {
                 if !rotate_if_current {
                     return Err(Error::FailedPrecondition(format!(
                         "key {key_id} is the current key of org {org:?}: rotate first"
@@ -619,141 +506,54 @@ async fn apply(
         }
         Change::RevokeOrg(org) => {
             require_org(tx, org).await?;
-            let active: Vec<i64> =
-                sqlx::query_scalar("SELECT key_id FROM root_keys WHERE org = ? AND retired_at IS NULL")
-                    .bind(org)
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let active = tx.active_keys(org).await?;
             outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
             for key_id in active {
-                outcome.seq = retire(tx, head, KeyId(key_id as u64), now, &op.audit, effects).await?;
+                outcome.seq = retire(tx, head, key_id, now, &op.audit, effects).await?;
             }
         }
         // Staged by `stage()` and written in bulk; they never reach here.
         Change::Revoke(_) | Change::Mint(_) | Change::AuditOnly => return Ok(outcome),
         Change::Prune { audit_before } => {
             outcome.pruned = prune(tx, head, unwritten, now, effects).await?;
-            outcome.audit_pruned = prune_audit(tx, *audit_before).await?;
+            outcome.audit_pruned = tx.prune_audit(*audit_before).await?;
         }
         Change::Close => return Ok(outcome),
     }
-    insert_audit(tx, &op.audit, now).await?;
+    tx.insert_audit(&op.audit, now).await?;
     Ok(outcome)
 }
 
-/// Deletes the audit rows older than `before` (unix ms). Rows are appended
-/// in commit order stamped with the writer's clock, so `at` grows with `id`:
-/// the first row to keep is found by binary search over ids (point look-ups
-/// on the primary key, about log2(rows) of them) and the rows before it go
-/// in one range delete. An index on `at` would cost every commit a page
-/// more (Revoke × 64 was 12 % slower with one); a clock stepped back only
-/// keeps a few rows a little longer.
-async fn prune_audit(tx: &mut SqliteConnection, before: i64) -> Result<u64> {
-    let (first, last): (Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT min(id), max(id) FROM audit").fetch_one(&mut *tx).await?;
-    let (Some(mut keep_from), Some(last)) = (first, last) else { return Ok(0) };
-    // Rows with ids below `keep_from` are older than `before`; the first to
-    // keep is in keep_from..=end (end: past the last row when all are older).
-    let mut end = last + 1;
-    while keep_from < end {
-        let mid = keep_from + (end - keep_from) / 2;
-        let row: Option<(i64, i64)> = sqlx::query_as("SELECT id, at FROM audit WHERE id >= ? ORDER BY id LIMIT 1")
-            .bind(mid)
-            .fetch_optional(&mut *tx)
-            .await?;
-        match row {
-            Some((id, at)) if at < before => keep_from = id + 1,
-            // No row in mid..id: keeping from `mid` keeps the same rows.
-            _ => end = mid,
-        }
-    }
-    let done = sqlx::query("DELETE FROM audit WHERE id < ?").bind(keep_from).execute(&mut *tx).await?;
-    Ok(done.rows_affected())
-}
-
-async fn require_org(tx: &mut SqliteConnection, org: &str) -> Result<()> {
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM orgs WHERE org = ?").bind(org).fetch_optional(&mut *tx).await?;
-    exists.map(|_| ()).ok_or_else(|| Error::NotFound(format!("org {org:?}")))
-}
-
-async fn current_key(tx: &mut SqliteConnection, org: &str) -> Result<Option<KeyId>> {
-    let id: Option<i64> = sqlx::query_scalar("SELECT MAX(key_id) FROM root_keys WHERE org = ? AND retired_at IS NULL")
-        .bind(org)
-        .fetch_one(&mut *tx)
-        .await?;
-    Ok(id.map(|id| KeyId(id as u64)))
+async fn require_org(tx: &mut dyn WriteStore, org: &str) -> Result<()> {
+    if tx.org_exists(org).await? { Ok(()) } else { Err(Error::NotFound(format!("org {org:?}"))) }
 }
 
 /// Makes a fresh random root key for `org`, sealed under the KEK; it becomes current.
-async fn new_key(
-    tx: &mut SqliteConnection,
-    kek: &Kek,
-    org: &str,
-    now: i64,
-    effects: &mut Vec<Effect>,
-) -> Result<KeyId> {
+async fn new_key(tx: &mut dyn WriteStore, kek: &Kek, org: &str, now: i64, effects: &mut Vec<Effect>) -> Result<KeyId> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
     let key = RootKey::from_bytes(bytes);
-    let next: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(key_id), 0) + 1 FROM root_keys").fetch_one(&mut *tx).await?;
-    let key_id = KeyId(next as u64);
+    let key_id = tx.next_key_id().await?;
     let sealed = kek.seal(key_id, org, &key)?;
-    sqlx::query("INSERT INTO root_keys (key_id, org, sealed, created_at) VALUES (?, ?, ?, ?)")
-        .bind(next)
-        .bind(org)
-        .bind(sealed)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    tx.insert_key(key_id, org, &sealed, now).await?;
     let entry = KeyEntry { org: org.to_owned(), derived: key.derive(), created_at: now, retired_at: None };
     effects.push(Effect::Key { key_id, entry, current: true });
     Ok(key_id)
 }
 
 async fn retire(
-    tx: &mut SqliteConnection,
+    tx: &mut dyn WriteStore,
     head: &mut LogHead,
     key_id: KeyId,
     now: i64,
     audit: &AuditRow,
     effects: &mut Vec<Effect>,
 ) -> Result<u64> {
-    sqlx::query("UPDATE root_keys SET retired_at = ? WHERE key_id = ?")
-        .bind(now)
-        .bind(key_id.0 as i64)
-        .execute(&mut *tx)
-        .await?;
+    tx.retire_key(key_id, now).await?;
     effects.push(Effect::Retired { key_id, at: now });
-    append(tx, head, Target::Key(key_id), None, now, audit, effects).await
-}
-
-/// Appends one revocation to the log at the next seq.
-async fn append(
-    tx: &mut SqliteConnection,
-    head: &mut LogHead,
-    target: Target,
-    expires_at: Option<i64>,
-    now: i64,
-    audit: &AuditRow,
-    effects: &mut Vec<Effect>,
-) -> Result<u64> {
-    let event = next_event(head, target, expires_at);
-    let (seq, digest) = (event.seq, event.digest);
-    sqlx::query(
-        "INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq as i64)
-    .bind(target.kind())
-    .bind(target.bytes())
-    .bind(digest.as_slice())
-    .bind(&audit.detail)
-    .bind(&audit.actor)
-    .bind(now)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await?;
+    let event = next_event(head, Target::Key(key_id), None);
+    tx.insert_revocation(&event, audit, now).await?;
+    let seq = event.seq;
     effects.push(Effect::Event(event));
     Ok(seq)
 }
@@ -762,7 +562,7 @@ async fn append(
 /// including) the first one still needed and never the newest, nor any from
 /// `unwritten` on (seqs assigned in this batch, their rows not written yet).
 async fn prune(
-    tx: &mut SqliteConnection,
+    tx: &mut dyn WriteStore,
     head: &mut LogHead,
     unwritten: Option<u64>,
     now: i64,
@@ -773,43 +573,16 @@ async fn prune(
     }
     // Verifiers accept a token for a little clock skew past its `expires`; keep
     // its revocation well beyond that.
-    let needed: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(seq) FROM revocations WHERE expires_at IS NULL OR expires_at > ?")
-            .bind(now - PRUNE_GRACE_MS)
-            .fetch_one(&mut *tx)
-            .await?;
-    let boundary = needed.map_or(head.seq, |s| (s as u64).min(head.seq)).min(unwritten.unwrap_or(u64::MAX));
+    let needed = tx.oldest_needed(now - PRUNE_GRACE_MS).await?;
+    let boundary = needed.map_or(head.seq, |s| s.min(head.seq)).min(unwritten.unwrap_or(u64::MAX));
     if boundary <= head.retained_from {
         return Ok(0);
     }
-    let done = sqlx::query("DELETE FROM revocations WHERE seq < ?").bind(boundary as i64).execute(&mut *tx).await?;
-    set_meta(&mut *tx, "retained_from", &boundary.to_string()).await?;
+    let done = tx.delete_log_before(boundary).await?;
+    tx.set_meta("retained_from", &boundary.to_string()).await?;
     head.retained_from = boundary;
     effects.push(Effect::ReloadRevoked);
-    Ok(done.rows_affected())
-}
-
-pub(crate) async fn set_meta<'e>(conn: impl SqliteExecutor<'e>, name: &str, value: &str) -> Result<()> {
-    sqlx::query("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
-        .bind(name)
-        .bind(value)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-async fn insert_audit(tx: &mut SqliteConnection, a: &AuditRow, now: i64) -> Result<()> {
-    sqlx::query("INSERT INTO audit (at, actor, action, org, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(now)
-        .bind(&a.actor)
-        .bind(a.action)
-        .bind(&a.org)
-        .bind(&a.target)
-        .bind(a.outcome)
-        .bind(&a.detail)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    Ok(done)
 }
 
 #[cfg(test)]

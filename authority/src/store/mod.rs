@@ -1,0 +1,198 @@
+//! The storage seam. What the authority decides (group commit, seqs and
+//! digests, the branch bound, what memory learns after a commit) lives in
+//! `writer.rs`, `stream.rs` and `audit.rs`; what a database must do for it
+//! lives behind two traits: [`WriteStore`], the one connection that writes
+//! (owned by the writer task), and [`ReadStore`], the pool every request
+//! reads through. SQLite (`sqlite.rs`) is the store today; another goes
+//! beside it by implementing the same two traits.
+//!
+//! A write store keeps one transaction at a time: [`WriteStore::begin`]
+//! opens it, savepoints nest one change inside it, and
+//! [`WriteStore::commit_batch`] writes the bulk rows of a batch and commits,
+//! opening the transaction itself when nothing else did. Every seq it is
+//! handed was assigned by the writer under its head; the store only keeps
+//! them, so a store never decides the order of the log.
+
+mod sqlite;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use tally_token::{FamilyId, KeyId};
+
+use crate::error::Result;
+use crate::kek::Kek;
+use crate::log::LogEvent;
+use crate::state::{KeyRing, LogHead, Revoked, RevokedIds};
+
+pub(crate) use sqlite::{lock, open_reads, open_writes};
+
+/// Branch revocations in the log per family (each bounded by
+/// `Settings::max_branch_revocations`).
+pub type BranchCounts = HashMap<[u8; 16], u32>;
+
+/// Everything loaded at startup.
+#[derive(Debug)]
+pub struct Loaded {
+    pub epoch: String,
+    pub keys: KeyRing,
+    pub revoked: Revoked,
+    pub head: LogHead,
+    /// Branch revocations in the log, per family.
+    pub branches: BranchCounts,
+}
+
+/// An audit row: who did what. Never a token or a secret.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// Family id of the caller's token, or `anonymous`.
+    pub actor: String,
+    /// What was attempted (`mint`, `revoke`, `org.create`, …).
+    pub action: &'static str,
+    /// The org concerned, when there is one.
+    pub org: Option<String>,
+    /// Family id, key id, … of the object.
+    pub target: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: &'static str,
+    /// Free text (a reason), never secret.
+    pub detail: String,
+}
+
+/// A minted token's registry row.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub family: [u8; 16],
+    pub org: String,
+    pub key_id: KeyId,
+    pub subject: Option<String>,
+    pub expires_at: Option<i64>,
+    /// The caveats the token was minted with: a verifier is handed chain
+    /// signatures from this position on, never before it.
+    pub minted_caveats: u16,
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: u64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub org: Option<String>,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub detail: String,
+    /// Events the row stands for (refusals are aggregated per minute).
+    pub count: u64,
+}
+
+/// A minted family's registry row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryRow {
+    pub org: String,
+    /// Unix ms.
+    pub expires_at: Option<i64>,
+    /// Caveats minted; `None` for tokens minted before it was recorded.
+    pub minted_caveats: Option<i64>,
+}
+
+/// A key's row, as the writer checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub org: String,
+    pub retired_at: Option<i64>,
+}
+
+/// The rows of a batch written in bulk at its commit.
+#[derive(Debug, Default)]
+pub struct BulkRows<'a> {
+    /// Log entries, with the audit row whose actor and reason they keep.
+    pub revocations: &'a [(&'a AuditRow, LogEvent)],
+    /// Minted tokens' registry rows.
+    pub tokens: &'a [&'a TokenRow],
+    /// Audit rows as they are.
+    pub audit: &'a [&'a AuditRow],
+    /// Refusals, one row per group: how many, the group's key (counts of a
+    /// group already stored are raised), and its first row.
+    pub refusals: Vec<(u64, String, &'a AuditRow)>,
+}
+
+/// The connection that writes.
+#[async_trait]
+pub trait WriteStore: Send + Debug {
+    /// Everything the authority keeps in memory, opening every sealed key
+    /// with `kek` (a wrong KEK fails here).
+    async fn load(&mut self, kek: &Kek) -> Result<Loaded>;
+    /// The log head as stored.
+    async fn load_head(&mut self) -> Result<LogHead>;
+    /// Every revoked family and branch id in the log.
+    async fn load_revoked(&mut self) -> Result<RevokedIds>;
+    /// How many branch revocations the log holds per family.
+    async fn load_branch_counts(&mut self) -> Result<BranchCounts>;
+
+    /// Opens the batch's transaction.
+    async fn begin(&mut self) -> Result<()>;
+    /// Marks where one change starts, inside the transaction.
+    async fn savepoint(&mut self) -> Result<()>;
+    /// Keeps the change since the savepoint.
+    async fn release_savepoint(&mut self) -> Result<()>;
+    /// Undoes the change since the savepoint, and drops it.
+    async fn undo_savepoint(&mut self) -> Result<()>;
+    /// Writes `rows` and commits: the transaction `begin` opened, or one of
+    /// its own when `open` is false.
+    async fn commit_batch(&mut self, rows: &BulkRows<'_>, open: bool, now: i64) -> Result<()>;
+    /// Undoes whatever transaction is open after a failure. `Ok(false)`
+    /// when none was (it never began, or the database undid it already).
+    async fn rollback(&mut self) -> Result<bool>;
+
+    /// Whether org `org` exists.
+    async fn org_exists(&mut self, org: &str) -> Result<bool>;
+    /// Adds org `org`.
+    async fn insert_org(&mut self, org: &str, now: i64) -> Result<()>;
+    /// Key `key_id`'s row.
+    async fn key_row(&mut self, key_id: KeyId) -> Result<Option<KeyRow>>;
+    /// The newest active key of `org`.
+    async fn current_key(&mut self, org: &str) -> Result<Option<KeyId>>;
+    /// Every active key of `org`.
+    async fn active_keys(&mut self, org: &str) -> Result<Vec<KeyId>>;
+    /// The key id the next new key takes.
+    async fn next_key_id(&mut self) -> Result<KeyId>;
+    /// Adds a root key, sealed under the KEK.
+    async fn insert_key(&mut self, key_id: KeyId, org: &str, sealed: &[u8], now: i64) -> Result<()>;
+    /// Marks key `key_id` retired.
+    async fn retire_key(&mut self, key_id: KeyId, now: i64) -> Result<()>;
+    /// Appends one log entry.
+    async fn insert_revocation(&mut self, event: &LogEvent, audit: &AuditRow, now: i64) -> Result<()>;
+    /// The oldest seq whose target has not expired by `expired_before`
+    /// (unix ms), or has no expiry.
+    async fn oldest_needed(&mut self, expired_before: i64) -> Result<Option<u64>>;
+    /// Deletes the log entries before `seq`; returns how many.
+    async fn delete_log_before(&mut self, seq: u64) -> Result<u64>;
+    /// Sets a `meta` value.
+    async fn set_meta(&mut self, name: &str, value: &str) -> Result<()>;
+    /// Deletes the audit rows older than `before` (unix ms); returns how many.
+    async fn prune_audit(&mut self, before: i64) -> Result<u64>;
+    /// Adds one audit row.
+    async fn insert_audit(&mut self, row: &AuditRow, now: i64) -> Result<()>;
+    /// After the last commit of a clean shutdown: leaves the database
+    /// complete on its own, and closes the connection.
+    async fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// The pool every request reads through.
+#[async_trait]
+pub trait ReadStore: Send + Sync + Debug {
+    /// The registry row of a minted family.
+    async fn registered(&self, family: &FamilyId) -> Result<Option<RegistryRow>>;
+    /// Up to `limit` audit rows, oldest first: those after id `after`, or
+    /// the newest when `after` is `None`; of one org or of all.
+    async fn audit(&self, org: Option<&str>, after: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// The digest of log entry `seq`, while it is retained.
+    async fn log_digest(&self, seq: u64) -> Result<Option<Vec<u8>>>;
+    /// Up to `limit` log entries from `from` on, in seq order.
+    async fn log_from(&self, from: u64, limit: i64) -> Result<Vec<LogEvent>>;
+    /// Closes the pool.
+    async fn close(&self);
+}

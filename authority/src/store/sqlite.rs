@@ -1,0 +1,565 @@
+//! The SQLite store: one file in WAL mode with `synchronous=FULL` (a commit
+//! is on disk when it returns), `busy_timeout`, migrations embedded in the
+//! binary, an exclusive lock on the file so one process serves it, one
+//! connection that writes and a small read-only pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row};
+use tally_token::{FamilyId, KeyId};
+
+use super::{AuditEntry, AuditRow, BranchCounts, BulkRows, KeyRow, Loaded, ReadStore, RegistryRow, WriteStore};
+use crate::error::{Error, Result};
+use crate::kek::Kek;
+use crate::log::{LogEvent, Target};
+use crate::state::{KeyEntry, KeyRing, LogHead, OrgEntry, Revoked, RevokedIds};
+
+/// How long a connection waits for a lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reader connections.
+const READERS: u32 = 4;
+
+/// The migrations under `authority/migrations`, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn options(path: &Path, create: bool) -> Result<SqliteConnectOptions> {
+    let url = format!("sqlite://{}", path.display());
+    Ok(SqliteConnectOptions::from_str(&url)
+        .map_err(|e| Error::Config(format!("bad database path {}: {e}", path.display())))?
+        .create_if_missing(create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .disable_statement_logging())
+}
+
+/// Takes the exclusive lock that makes one process the only authority on the
+/// database at `path` (an advisory `flock` on the file itself, which SQLite's
+/// own `fcntl` locks do not touch), held until the returned file is dropped.
+/// Two authorities on one file would each believe it holds the log's head:
+/// both would hand out the same seqs, and each would stream only its own.
+pub fn lock(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::Config(format!("cannot open database {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "database {} is in use by another tally-authority: one database serves one authority process (stop the other first)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::Config(format!("cannot lock database {}: {e}", path.display())))
+        }
+    }
+}
+
+/// The writer's own connection (the only one that writes), migrated.
+pub async fn open_writes(path: &Path, create: bool) -> Result<SqliteWrites> {
+    let mut conn = options(path, create)?.connect().await?;
+    MIGRATOR.run(&mut conn).await?;
+    Ok(SqliteWrites { conn })
+}
+
+/// The readers' pool.
+pub async fn open_reads(path: &Path) -> Result<SqliteReads> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        // A local file cannot drop a connection: no ping round trip before each use.
+        .test_before_acquire(false)
+        .connect_with(options(path, false)?.read_only(true))
+        .await?;
+    Ok(SqliteReads { pool })
+}
+
+/// The connection that writes.
+#[derive(Debug)]
+pub struct SqliteWrites {
+    conn: SqliteConnection,
+}
+
+/// The read-only pool.
+#[derive(Debug, Clone)]
+pub struct SqliteReads {
+    pool: SqlitePool,
+}
+
+/// Largest multi-row INSERT (rows), well under SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 256;
+
+/// SQLite's primary result code of a generic error: what `ROLLBACK` fails
+/// with when no transaction is active (its other failures, busy or I/O,
+/// have codes of their own).
+const SQLITE_ERROR: &str = "1";
+
+#[async_trait]
+impl WriteStore for SqliteWrites {
+    async fn load(&mut self, kek: &Kek) -> Result<Loaded> {
+        let conn = &mut self.conn;
+        let epoch: String = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'epoch'")
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| {
+                Error::Config("database is not initialised (no epoch): run `tally-authority init`".into())
+            })?;
+
+        let mut keys = KeyRing::default();
+        for row in sqlx::query("SELECT org, created_at FROM orgs").fetch_all(&mut *conn).await? {
+            let org: String = row.get(0);
+            keys.orgs.insert(org, OrgEntry { created_at: row.get(1), current_key: KeyId(0) });
+        }
+        for row in sqlx::query("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            let key_id = KeyId(row.get::<i64, _>(0) as u64);
+            let org: String = row.get(1);
+            let sealed: Vec<u8> = row.get(2);
+            let retired_at: Option<i64> = row.get(4);
+            let derived = kek.open(key_id, &org, &sealed)?.derive();
+            if retired_at.is_none()
+                && let Some(o) = keys.orgs.get_mut(&org)
+            {
+                o.current_key = key_id; // ascending order: the newest active key wins
+            }
+            keys.keys.insert(key_id, KeyEntry { org, derived, created_at: row.get(3), retired_at });
+        }
+        let revoked = Revoked { ids: self.load_revoked().await? };
+        let head = self.load_head().await?;
+        let branches = self.load_branch_counts().await?;
+        Ok(Loaded { epoch, keys, revoked, head, branches })
+    }
+
+    async fn load_head(&mut self) -> Result<LogHead> {
+        let conn = &mut self.conn;
+        let head = match sqlx::query("SELECT seq, digest FROM revocations ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?
+        {
+            Some(row) => {
+                let digest: Vec<u8> = row.get(1);
+                LogHead {
+                    seq: row.get::<i64, _>(0) as u64,
+                    digest: digest.try_into().map_err(|_| Error::Corrupt("a revocation digest".into()))?,
+                    retained_from: 0,
+                }
+            }
+            None => LogHead::default(),
+        };
+        let retained: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'retained_from'")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let retained_from = retained.and_then(|v| v.parse().ok()).unwrap_or(1);
+        // Pruning never removes the newest entry, so the head is always in the table.
+        Ok(LogHead { retained_from: retained_from.max(1), ..head })
+    }
+
+    async fn load_revoked(&mut self) -> Result<RevokedIds> {
+        let mut ids = RevokedIds::default();
+        for row in
+            sqlx::query("SELECT kind, target FROM revocations WHERE kind != 'key'").fetch_all(&mut self.conn).await?
+        {
+            let kind: String = row.get(0);
+            let bytes: Vec<u8> = row.get(1);
+            if let Some(id) = Target::from_columns(&kind, &bytes).and_then(|t| t.revoked_id()) {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn load_branch_counts(&mut self) -> Result<BranchCounts> {
+        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT substr(target, 1, 16), COUNT(*) FROM revocations WHERE kind = 'branch' GROUP BY substr(target, 1, 16)",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(family, n)| Some((family.try_into().ok()?, u32::try_from(n).unwrap_or(u32::MAX))))
+            .collect())
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;
+        Ok(())
+    }
+
+    async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT op").execute(&mut self.conn).await?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> Result<()> {
+        sqlx::query("RELEASE op").execute(&mut self.conn).await?;
+        Ok(())
+    }
+
+    async fn undo_savepoint(&mut self) -> Result<()> {
+        sqlx::query("ROLLBACK TO op").execute(&mut self.conn).await?;
+        sqlx::query("RELEASE op").execute(&mut self.conn).await?;
+        Ok(())
+    }
+
+    /// One statement list, one round trip to the connection's thread: the
+    /// multi-row INSERTs, then COMMIT (after BEGIN, when `open` is false).
+    async fn commit_batch(&mut self, rows: &BulkRows<'_>, open: bool, now: i64) -> Result<()> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if open { "" } else { "BEGIN IMMEDIATE; " });
+        for chunk in rows.revocations.chunks(INSERT_CHUNK) {
+            q.push("INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) ");
+            q.push_values(chunk, |mut b, (audit, e)| {
+                b.push_bind(e.seq as i64)
+                    .push_bind(e.target.kind())
+                    .push_bind(e.target.bytes())
+                    .push_bind(e.digest.as_slice())
+                    .push_bind(audit.detail.as_str())
+                    .push_bind(audit.actor.as_str())
+                    .push_bind(now)
+                    .push_bind(e.expires_at);
+            });
+            q.push("; ");
+        }
+        for chunk in rows.tokens.chunks(INSERT_CHUNK) {
+            q.push("INSERT INTO tokens (family, org, key_id, subject, created_at, expires_at, minted_caveats) ");
+            q.push_values(chunk, |mut b, row| {
+                b.push_bind(row.family.as_slice())
+                    .push_bind(row.org.as_str())
+                    .push_bind(row.key_id.0 as i64)
+                    .push_bind(row.subject.as_deref())
+                    .push_bind(now)
+                    .push_bind(row.expires_at)
+                    .push_bind(i64::from(row.minted_caveats));
+            });
+            q.push("; ");
+        }
+        // Every audit row as it is; then one row per refusal group, the
+        // first one's, its count raised by every later one (`refusal_key`
+        // names the group). Two statements, so the common one stays as
+        // short to prepare as it can be (the upsert clause and its two
+        // columns cost every commit otherwise: Revoke × 64 was about 10 %
+        // slower).
+        for chunk in rows.audit.chunks(INSERT_CHUNK) {
+            q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(now)
+                    .push_bind(a.actor.as_str())
+                    .push_bind(a.action)
+                    .push_bind(a.org.as_deref())
+                    .push_bind(a.target.as_deref())
+                    .push_bind(a.outcome)
+                    .push_bind(a.detail.as_str());
+            });
+            q.push("; ");
+        }
+        for chunk in rows.refusals.chunks(INSERT_CHUNK) {
+            q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail, count, refusal_key) ");
+            q.push_values(chunk, |mut b, (count, key, a)| {
+                b.push_bind(now)
+                    .push_bind(a.actor.as_str())
+                    .push_bind(a.action)
+                    .push_bind(a.org.as_deref())
+                    .push_bind(a.target.as_deref())
+                    .push_bind(a.outcome)
+                    .push_bind(a.detail.as_str())
+                    .push_bind(*count as i64)
+                    .push_bind(key.as_str());
+            });
+            q.push(" ON CONFLICT(refusal_key) WHERE refusal_key IS NOT NULL DO UPDATE SET count = count + excluded.count; ");
+        }
+        q.push("COMMIT");
+        q.build().execute(&mut self.conn).await?;
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<bool> {
+        match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(SQLITE_ERROR) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn org_exists(&mut self, org: &str) -> Result<bool> {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM orgs WHERE org = ?").bind(org).fetch_optional(&mut self.conn).await?;
+        Ok(exists.is_some())
+    }
+
+    async fn insert_org(&mut self, org: &str, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO orgs (org, created_at) VALUES (?, ?)")
+            .bind(org)
+            .bind(now)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn key_row(&mut self, key_id: KeyId) -> Result<Option<KeyRow>> {
+        let row: Option<(String, Option<i64>)> =
+            sqlx::query_as("SELECT org, retired_at FROM root_keys WHERE key_id = ?")
+                .bind(key_id.0 as i64)
+                .fetch_optional(&mut self.conn)
+                .await?;
+        Ok(row.map(|(org, retired_at)| KeyRow { org, retired_at }))
+    }
+
+    async fn current_key(&mut self, org: &str) -> Result<Option<KeyId>> {
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(key_id) FROM root_keys WHERE org = ? AND retired_at IS NULL")
+                .bind(org)
+                .fetch_one(&mut self.conn)
+                .await?;
+        Ok(id.map(|id| KeyId(id as u64)))
+    }
+
+    async fn active_keys(&mut self, org: &str) -> Result<Vec<KeyId>> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT key_id FROM root_keys WHERE org = ? AND retired_at IS NULL")
+            .bind(org)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(ids.into_iter().map(|id| KeyId(id as u64)).collect())
+    }
+
+    async fn next_key_id(&mut self) -> Result<KeyId> {
+        let next: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(key_id), 0) + 1 FROM root_keys").fetch_one(&mut self.conn).await?;
+        Ok(KeyId(next as u64))
+    }
+
+    async fn insert_key(&mut self, key_id: KeyId, org: &str, sealed: &[u8], now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO root_keys (key_id, org, sealed, created_at) VALUES (?, ?, ?, ?)")
+            .bind(key_id.0 as i64)
+            .bind(org)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn retire_key(&mut self, key_id: KeyId, now: i64) -> Result<()> {
+        sqlx::query("UPDATE root_keys SET retired_at = ? WHERE key_id = ?")
+            .bind(now)
+            .bind(key_id.0 as i64)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_revocation(&mut self, event: &LogEvent, audit: &AuditRow, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.seq as i64)
+        .bind(event.target.kind())
+        .bind(event.target.bytes())
+        .bind(event.digest.as_slice())
+        .bind(&audit.detail)
+        .bind(&audit.actor)
+        .bind(now)
+        .bind(event.expires_at)
+        .execute(&mut self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn oldest_needed(&mut self, expired_before: i64) -> Result<Option<u64>> {
+        let needed: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(seq) FROM revocations WHERE expires_at IS NULL OR expires_at > ?")
+                .bind(expired_before)
+                .fetch_one(&mut self.conn)
+                .await?;
+        Ok(needed.map(|s| s as u64))
+    }
+
+    async fn delete_log_before(&mut self, seq: u64) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM revocations WHERE seq < ?").bind(seq as i64).execute(&mut self.conn).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn set_meta(&mut self, name: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut self.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Rows are appended in commit order stamped with the writer's clock,
+    /// so `at` grows with `id`: the first row to keep is found by binary
+    /// search over ids (point look-ups on the primary key, about log2(rows)
+    /// of them) and the rows before it go in one range delete. An index on
+    /// `at` would cost every commit a page more (Revoke × 64 was 12 %
+    /// slower with one); a clock stepped back only keeps a few rows a
+    /// little longer.
+    async fn prune_audit(&mut self, before: i64) -> Result<u64> {
+        let conn = &mut self.conn;
+        let (first, last): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT min(id), max(id) FROM audit").fetch_one(&mut *conn).await?;
+        let (Some(mut keep_from), Some(last)) = (first, last) else { return Ok(0) };
+        // Rows with ids below `keep_from` are older than `before`; the first to
+        // keep is in keep_from..=end (end: past the last row when all are older).
+        let mut end = last + 1;
+        while keep_from < end {
+            let mid = keep_from + (end - keep_from) / 2;
+            let row: Option<(i64, i64)> = sqlx::query_as("SELECT id, at FROM audit WHERE id >= ? ORDER BY id LIMIT 1")
+                .bind(mid)
+                .fetch_optional(&mut *conn)
+                .await?;
+            match row {
+                Some((id, at)) if at < before => keep_from = id + 1,
+                // No row in mid..id: keeping from `mid` keeps the same rows.
+                _ => end = mid,
+            }
+        }
+        let done = sqlx::query("DELETE FROM audit WHERE id < ?").bind(keep_from).execute(&mut *conn).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_audit(&mut self, a: &AuditRow, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO audit (at, actor, action, org, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(now)
+            .bind(&a.actor)
+            .bind(a.action)
+            .bind(&a.org)
+            .bind(&a.target)
+            .bind(a.outcome)
+            .bind(&a.detail)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Copies the WAL into the main file and truncates it, so a copy of
+    /// the file alone is complete; then closes the connection.
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut self.conn).await {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+        self.conn.close().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReadStore for SqliteReads {
+    async fn registered(&self, family: &FamilyId) -> Result<Option<RegistryRow>> {
+        let row: Option<(String, Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT org, expires_at, minted_caveats FROM tokens WHERE family = ?")
+                .bind(family.0.as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(org, expires_at, minted_caveats)| RegistryRow { org, expires_at, minted_caveats }))
+    }
+
+    async fn audit(&self, org: Option<&str>, after: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
+        type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String, i64);
+        // `?1 IS NULL OR org = ?1`: one statement for one org or all of them.
+        let rows: Vec<Row> = match after {
+            Some(after) => {
+                sqlx::query_as(concat!(
+                    "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
+                    " WHERE id > ?2 AND (?1 IS NULL OR org = ?1) ORDER BY id LIMIT ?3"
+                ))
+                .bind(org)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                let mut newest: Vec<Row> = sqlx::query_as(concat!(
+                    "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
+                    " WHERE (?1 IS NULL OR org = ?1) ORDER BY id DESC LIMIT ?2"
+                ))
+                .bind(org)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                newest.reverse();
+                newest
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(id, at_ms, actor, action, org, target, outcome, detail, count)| AuditEntry {
+                id: id.unsigned_abs(),
+                at_ms,
+                actor,
+                action,
+                org,
+                target,
+                outcome,
+                detail,
+                count: count.unsigned_abs(),
+            })
+            .collect())
+    }
+
+    async fn log_digest(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT digest FROM revocations WHERE seq = ?")
+            .bind(seq as i64)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn log_from(&self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(from as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let seq = row.get::<i64, _>(0) as u64;
+                let kind: String = row.get(1);
+                let target: Vec<u8> = row.get(2);
+                let digest: Vec<u8> = row.get(3);
+                let (Some(target), Ok(digest)) = (Target::from_columns(&kind, &target), digest.try_into()) else {
+                    return Err(Error::Corrupt(format!("revocation row {seq}")));
+                };
+                Ok(LogEvent { seq, target, digest, expires_at: row.get(4) })
+            })
+            .collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rollback says whether a transaction was open, from SQLite's result
+    /// code (not its message): none before BEGIN and none after COMMIT.
+    #[tokio::test]
+    async fn rollback_tells_whether_a_transaction_was_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open_writes(&dir.path().join("t.db"), true).await.unwrap();
+        assert!(!store.rollback().await.unwrap(), "nothing began");
+        store.begin().await.unwrap();
+        store.set_meta("epoch", "x").await.unwrap();
+        assert!(store.rollback().await.unwrap(), "BEGIN was undone");
+        let epoch: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'epoch'")
+            .fetch_optional(&mut store.conn)
+            .await
+            .unwrap();
+        assert_eq!(epoch, None, "the rolled-back row is gone");
+        store.commit_batch(&BulkRows::default(), false, 0).await.unwrap();
+        assert!(!store.rollback().await.unwrap(), "committed already");
+    }
+}

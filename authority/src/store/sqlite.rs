@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -246,29 +247,14 @@ impl WriteStore for SqliteWrites {
         // slower).
         for chunk in rows.audit.chunks(INSERT_CHUNK) {
             q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail) ");
-            q.push_values(chunk, |mut b, a| {
-                b.push_bind(now)
-                    .push_bind(a.actor.as_str())
-                    .push_bind(a.action)
-                    .push_bind(a.org.as_deref())
-                    .push_bind(a.target.as_deref())
-                    .push_bind(a.outcome)
-                    .push_bind(a.detail.as_str());
-            });
+            q.push_values(chunk, |mut b, a| bind_audit(&mut b, a, now));
             q.push("; ");
         }
         for chunk in rows.refusals.chunks(INSERT_CHUNK) {
             q.push("INSERT INTO audit (at, actor, action, org, target, outcome, detail, count, refusal_key) ");
             q.push_values(chunk, |mut b, (count, key, a)| {
-                b.push_bind(now)
-                    .push_bind(a.actor.as_str())
-                    .push_bind(a.action)
-                    .push_bind(a.org.as_deref())
-                    .push_bind(a.target.as_deref())
-                    .push_bind(a.outcome)
-                    .push_bind(a.detail.as_str())
-                    .push_bind(*count as i64)
-                    .push_bind(key.as_str());
+                bind_audit(&mut b, a, now);
+                b.push_bind(*count as i64).push_bind(key.as_str());
             });
             q.push(" ON CONFLICT(refusal_key) WHERE refusal_key IS NOT NULL DO UPDATE SET count = count + excluded.count; ");
         }
@@ -449,6 +435,17 @@ impl WriteStore for SqliteWrites {
         self.conn.close().await?;
         Ok(())
     }
+}
+
+/// Binds an audit row's seven common columns (`at` .. `detail`).
+fn bind_audit<'args>(b: &mut Separated<'_, 'args, sqlx::Sqlite, &'static str>, a: &'args AuditRow, now: i64) {
+    b.push_bind(now)
+        .push_bind(a.actor.as_str())
+        .push_bind(a.action)
+        .push_bind(a.org.as_deref())
+        .push_bind(a.target.as_deref())
+        .push_bind(a.outcome)
+        .push_bind(a.detail.as_str());
 }
 
 #[async_trait]

@@ -54,10 +54,11 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// one pass over it.
 pub fn glob_weight(pattern: &str) -> u32 {
     let p = pattern.as_bytes();
-    let segments = memchr::memchr_iter(b'*', p).count() + 1;
-    if segments < 3 {
+    // Most globs are a few bytes with at most one star: found without a count.
+    if find_byte(b'*', p).and_then(|first| find_byte(b'*', &p[first + 1..])).is_none() {
         return 0;
     }
+    let segments = p.iter().filter(|&&b| b == b'*').count() + 1;
     let mut widest = 1;
     for segment in p.split(|&b| b == b'*') {
         let lead = leading_run(segment, b'?');
@@ -137,10 +138,15 @@ impl Steps for Count {
 
 fn matches(pattern: &str, text: &str, steps: &mut impl Steps) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let Some(first) = memchr::memchr(b'*', p) else {
+    let Some(first) = find_byte(b'*', p) else {
         return match_start(p, t, steps) == Some(t.len());
     };
-    let last = memchr::memrchr(b'*', p).unwrap_or(first);
+    // Most globs are short: their last star is in their last few bytes.
+    let tail = p.len().saturating_sub(16).max(first);
+    let last = match p[tail..].iter().rposition(|&b| b == b'*') {
+        Some(i) => tail + i,
+        None => memchr::memrchr(b'*', &p[first..tail]).map_or(first, |i| first + i),
+    };
     steps.add(p.len());
     let Some(start) = match_start(&p[..first], t, steps) else { return false };
     // The last segment must fit after the first one, never overlap it.
@@ -182,7 +188,11 @@ fn match_start(segment: &[u8], t: &[u8], steps: &mut impl Steps) -> Option<usize
             i += run;
         } else {
             let literal = &rest[..find_byte(b'?', rest).unwrap_or(rest.len())];
-            if t.get(at..at + literal.len())? != literal {
+            let text = t.get(at..at + literal.len())?;
+            // Short literals (most of them) in line; long ones with memcmp.
+            let same =
+                if literal.len() <= 16 { literal.iter().zip(text).all(|(a, b)| a == b) } else { text == literal };
+            if !same {
                 return None;
             }
             at += literal.len();

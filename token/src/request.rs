@@ -38,7 +38,7 @@ pub const MAX_ORG_NAME_BYTES: usize = 64;
 /// practice. The criterion group "check, worst token" in
 /// `verifier/benches/check.rs` measures the worst tokens a holder can build
 /// within the limits and budgets, each a whole Check (decoding, the chain,
-/// evaluation): at most 44 µs on a 2-vCPU Xeon (four globs of 64-character
+/// evaluation): at most 46 µs on a 2-vCPU AMD EPYC (four globs of 64-character
 /// `?` segments over a resource of `é`, 64 address ranges, 122 more
 /// caveats); before the budgets the worst cost 0.45 to 0.7 ms, and up to
 /// 28 ms with the backtracking matcher.

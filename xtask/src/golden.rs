@@ -1,7 +1,7 @@
 //! `cargo xtask golden`: the token golden vectors. The case inputs live here;
 //! their outputs are computed with tally-token and written to
 //! `token/golden/vectors.json`, or compared with it (`--check`).
-//! `token/tests/golden.rs` recomputes them on its own on every `cargo test`.
+//! `token/tests/it/golden.rs` recomputes them on its own on every `cargo test`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

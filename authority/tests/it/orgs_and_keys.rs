@@ -1,6 +1,6 @@
 //! CreateOrg, ListOrgs, RotateKey, RetireKey, ListKeys: happy paths and errors.
 
-mod common;
+use crate::common;
 
 use common::{Harness, assert_code, bearer};
 use tally_proto::v1 as pb;

@@ -1,6 +1,6 @@
 //! Mint and Verify: happy paths, the verdicts, and the error statuses.
 
-mod common;
+use crate::common;
 
 use common::{Harness, assert_code, bearer, fast_settings};
 use tally_authority::Settings;

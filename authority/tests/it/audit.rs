@@ -3,7 +3,7 @@
 //! with a count), names of orgs that do not exist are not kept, and rows
 //! older than the retention period are pruned by the writer.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

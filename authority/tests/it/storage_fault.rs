@@ -5,7 +5,7 @@
 //! audit INSERT of one revocation, after its revocation row was written in the
 //! same transaction.
 
-mod common;
+use crate::common;
 
 use std::str::FromStr;
 use std::time::Duration;

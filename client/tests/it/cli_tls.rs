@@ -3,7 +3,7 @@
 //! certificate flags (and their variables), and the errors when they are
 //! missing or do not fit the URL.
 
-mod support;
+use crate::support;
 
 use support::{path, tally, tally_with, token_file};
 use tally_tests::{Authority, AuthorityOptions, UpstreamTls, Verifier, VerifierOptions, certs};

@@ -2,7 +2,7 @@
 //! started as processes on loopback: text and `--json` output, exit codes,
 //! errors that say what to do and never show a token.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! heartbeats, the three kinds of reset, catching up after falling behind the
 //! fan-out, and a clean end on shutdown.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

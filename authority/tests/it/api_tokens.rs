@@ -1,7 +1,7 @@
 //! API tokens (bearers) are remembered once verified, but everything that can
 //! change is checked again on every call: scope, expiry, revocation, key.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};

@@ -3,7 +3,7 @@
 //! tokens Verify would refuse, revoking families nobody minted, and huge org
 //! names quoted back in errors.
 
-mod common;
+use crate::common;
 
 use common::{Harness, assert_code, bearer};
 use tally_proto::v1 as pb;

@@ -1,6 +1,6 @@
 //! Revoke: by its holder, by family, by key, by org; and who may.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

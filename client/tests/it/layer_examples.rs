@@ -4,7 +4,7 @@
 //! revoked token (401), a resource past its bound (400), and fail closed (503 / UNAVAILABLE) when the
 //! verifier is gone or cut off from the authority.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! verifier caches the genuine signature at k under that key; a descendant
 //! (same identifier, same first k caveats, more after) continues the chain
 //! from there. Because the key covers the caveats themselves, a token whose
-//! first k caveats differ from the cached ones can never find that entry
-//! (DESIGN §3, prefix binding).
+//! first k caveats differ from the cached ones can never find that entry:
+//! a cache entry binds the exact prefix it was verified with.
 //!
 //! Key k is SHA-256 of a 64-byte domain block followed by the *canonical
 //! prefix encoding*: the V2 fields the signature covers, in V2 layout, with

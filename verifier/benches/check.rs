@@ -53,8 +53,7 @@ fn bench(c: &mut Criterion) {
     let derived = key.derive();
     let limits = Limits::default();
     // Fill the cache as the authority path would: Verify's chain → remember.
-    // The authority hands out signatures from the minted length on (DESIGN
-    // §3.7): for a token presented as minted, its own signature alone.
+    // The authority hands out signatures from the minted length on only: for a token presented as minted, its own signature alone.
     for i in 0..n {
         let bundle = Bundle::single(token(&key, i));
         let chain = verify_with_key(&bundle, &derived, &limits).unwrap().chain;

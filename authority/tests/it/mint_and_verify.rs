@@ -40,7 +40,8 @@ async fn mint_then_verify() {
     assert_eq!(v.org, "acme");
     assert_eq!(hex(&v.family), minted.family);
     assert_eq!(v.expires_at_unix_ms, minted.expires_at_unix_ms);
-    // Signatures from the minted length on (DESIGN §3.7): here the token itself.
+    // Signatures from the minted length on (a verifier may hold only what a
+    // presenter could compute from the minted token): here the token itself.
     assert_eq!((v.chain_from, v.chain.len()), (4, 1), "no signature of a shorter prefix");
     assert_eq!(v.chain[0], m.signature().as_bytes().to_vec());
     assert!(!v.epoch.is_empty());

@@ -175,7 +175,8 @@ async fn concurrent_revocations_share_commits() {
 
 /// A revoked family's log entry is pruned an hour after the family's expiry;
 /// no token of it may verify again afterwards. Every minted token carries its
-/// `expires` caveat, which no holder or verifier can strip (DESIGN §3.7), so
+/// `expires` caveat, which no holder or verifier can strip (it is in every signature a
+/// verifier is handed), so
 /// the token and every attenuation of it are expired by then.
 #[tokio::test]
 async fn no_token_of_a_pruned_family_verifies_again() {

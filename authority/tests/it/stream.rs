@@ -1,4 +1,4 @@
-//! The revocation stream (DESIGN §4), one behaviour per test: replay, resume,
+//! The revocation stream, one behaviour per test: replay, resume,
 //! heartbeats, the three kinds of reset, catching up after falling behind the
 //! fan-out, and a clean end on shutdown.
 

@@ -1,4 +1,4 @@
-//! Property (DESIGN §3.7): whatever a verifier learns from Verify, it cannot
+//! Property: whatever a verifier learns from Verify, it cannot
 //! build a token the authority accepts unless that token is an attenuation
 //! of the minted form of a token presented to it. Random tokens are minted
 //! (user tokens of two orgs and Tally's own API tokens), holders attenuate

@@ -1,5 +1,6 @@
-//! Finding 1 of the security review (DESIGN §3.7): a compromised verifier
-//! must never forge. The attacker here holds a genuine verifier token and
+//! Finding 1 of the security review: a compromised verifier must never
+//! forge (it may hold only signatures its presenters could compute from the
+//! minted token). The attacker here holds a genuine verifier token and
 //! calls the real authority's Verify as a verifier does, on its own token, on
 //! a user token presented to it and on a holder's attenuation of that token.
 //! With every signature Verify hands back, at every position of the presented

@@ -1,4 +1,4 @@
-//! Forgeries against a warm cache (DESIGN §3, prefix binding): a token whose
+//! Forgeries against a warm cache (a cache entry binds its exact prefix): a token whose
 //! prefix caveat was changed or dropped, with a valid-looking tail computed
 //! from the cached parent's signature (which its holder knows), is denied,
 //! even though the parent is cached.

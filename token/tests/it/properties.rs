@@ -1,6 +1,7 @@
 //! Property tests of the token library: encodings round-trip, attenuation never
 //! widens, any flipped byte breaks a token, and the verifier cache's prefix
-//! binding (DESIGN §3) holds against forged tails.
+//! binding (an entry answers only for the exact prefix it was verified with)
+//! holds against forged tails.
 //!
 //! Generated tokens are realistic: Tally identifiers (sometimes foreign ones),
 //! up to 8 caveats of the language drawn from small alphabets (plus sometimes
@@ -363,8 +364,7 @@ proptest! {
 /// genuine chain signature after those k caveats.
 type Cache = HashMap<PrefixKey, Signature>;
 
-/// The verifier's algorithm for a descendant of a cached token, as DESIGN §3
-/// prescribes: find the longest cached prefix of the presented token, continue
+/// The verifier's algorithm for a descendant of a cached token: find the longest cached prefix of the presented token, continue
 /// the chain from its signature over the remaining caveats, compare with the
 /// presented signature. A miss would go to the authority; here it is `false`.
 fn cache_accepts(cache: &Cache, token: &Macaroon) -> bool {

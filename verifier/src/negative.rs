@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tally_proto::v1::Reason;
+use tally_token::Reason;
 
 /// Longest denial detail remembered, in bytes.
 const MAX_DETAIL: usize = 256;

@@ -17,8 +17,10 @@ use tracing::Instrument;
 
 use tally_token::{Bundle, Limits, Predicate};
 
+use crate::convert;
 use crate::error::{Error, TokenRefused};
 use crate::sync::Position;
+use crate::verdict::Verdict;
 
 /// How long to wait for a TCP connection to the authority.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -106,14 +108,14 @@ impl Upstream {
     }
 
     /// Asks the authority to verify a bundle (request-independent).
-    pub async fn verify(&self, bundle: String) -> Result<pb::VerifyResponse, Status> {
+    pub async fn verify(&self, bundle: String) -> Result<Verdict, Status> {
         let span = telemetry::client_span("tally.v1.Authority/Verify");
         let mut req = span.in_scope(|| self.request(pb::VerifyRequest { bundle }));
         req.set_timeout(self.timeout);
         let mut client = self.client.clone();
         let call = tokio::time::timeout(self.timeout, client.verify(req)).instrument(span);
         match call.await {
-            Ok(r) => r.map(tonic::Response::into_inner),
+            Ok(r) => r.map(|r| convert::verdict(r.into_inner())),
             Err(_) => Err(Status::deadline_exceeded("authority did not answer in time")),
         }
     }

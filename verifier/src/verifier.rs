@@ -7,10 +7,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
     BundleRef, Claims, Context, DecodedBundle, Denial, DenialKind, FamilyId, FieldLimits, Limits, Predicate,
-    PrefixKeys, RequestFields, Signature, TallyId, chain_step_ref, evaluate,
+    PrefixKeys, Reason, RequestFields, Signature, TallyId, chain_step_ref, evaluate,
 };
 
 use crate::breaker::{Admit, Breaker, Ticket};
@@ -19,9 +18,11 @@ use crate::error::Error;
 use crate::memo::{Memo, Vouched};
 use crate::metrics::Counters;
 use crate::negative::{Denied, NegativeCache};
+use crate::outcome::{Outcome, Source};
 use crate::revoked::{Denied as RevokedDenial, Revoked};
 use crate::sync::SyncState;
 use crate::upstream::Upstream;
+use crate::verdict::{Verdict, Verified};
 use tracing::Instrument;
 
 /// Tunables.
@@ -126,37 +127,6 @@ impl std::fmt::Debug for CheckRequest<'_> {
             .field("client_ip", &self.client_ip)
             .field("org", &self.org)
             .finish()
-    }
-}
-
-/// The answer. Built without copying on the cache paths: the org is shared
-/// with the cache entry, the family is its id (hex only on the wire).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub allowed: bool,
-    pub reason: Reason,
-    pub detail: String,
-    pub failed_caveat: String,
-    pub org: Arc<str>,
-    pub subject: String,
-    pub family: Option<FamilyId>,
-    pub source: Source,
-    pub expires_at_ms: i64,
-}
-
-impl Outcome {
-    fn deny(reason: Reason, detail: impl Into<String>, source: Source) -> Self {
-        Self {
-            allowed: false,
-            reason,
-            detail: detail.into(),
-            failed_caveat: String::new(),
-            org: Arc::from(""),
-            subject: String::new(),
-            family: None,
-            source,
-            expires_at_ms: 0,
-        }
     }
 }
 
@@ -391,8 +361,8 @@ impl Verifier {
         let asked = std::time::Instant::now();
         let answer = self.call_authority(req.bundle, slot, ticket).await;
         self.counters.verify_latency.record(asked.elapsed());
-        let resp = match answer {
-            Ok(resp) => resp,
+        let answer = match answer {
+            Ok(answer) => answer,
             Err(status) => {
                 tracing::warn!(code = ?status.code(), "authority unavailable for Verify");
                 return Outcome::deny(
@@ -402,21 +372,24 @@ impl Verifier {
                 );
             }
         };
-        let family = <[u8; 16]>::try_from(resp.family.as_slice()).ok().map(FamilyId);
-        if !resp.valid {
-            let reason = resp.reason();
-            self.negative.insert(req.bundle, Denied { reason, detail: resp.detail.clone() });
-            let mut out = Outcome::deny(reason, resp.detail, Source::Authority);
-            out.family = family;
-            return out;
+        match answer {
+            Verdict::Refused { reason, detail, family } => {
+                self.negative.insert(req.bundle, Denied { reason, detail: detail.clone() });
+                let mut out = Outcome::deny(reason, detail, Source::Authority);
+                out.family = family;
+                out
+            }
+            Verdict::Verified(verified) => {
+                self.remember(bundle, &verified);
+                let first_party = std::iter::once(&bundle.root)
+                    .chain(&bundle.discharges)
+                    .flat_map(|m| &m.caveats)
+                    .filter(|c| !c.is_third_party())
+                    .map(|c| c.id);
+                let Verified { org, family, .. } = verified;
+                self.evaluate_at(SystemTime::now(), first_party, req, org, family, Source::Authority)
+            }
         }
-        self.remember(bundle, &resp);
-        let first_party = std::iter::once(&bundle.root)
-            .chain(&bundle.discharges)
-            .flat_map(|m| &m.caveats)
-            .filter(|c| !c.is_third_party())
-            .map(|c| c.id);
-        self.evaluate_at(SystemTime::now(), first_party, req, Arc::from(resp.org.as_str()), family, Source::Authority)
     }
 
     /// The Verify call, in a task of its own that holds `slot`: it runs to
@@ -428,7 +401,7 @@ impl Verifier {
         bundle: &str,
         slot: tokio::sync::OwnedSemaphorePermit,
         ticket: Ticket,
-    ) -> impl Future<Output = Result<pb::VerifyResponse, tonic::Status>> + use<> {
+    ) -> impl Future<Output = Result<Verdict, tonic::Status>> + use<> {
         let (upstream, breaker, bundle) = (self.upstream.clone(), self.breaker.clone(), bundle.to_owned());
         let call = tokio::spawn(
             async move {
@@ -447,25 +420,22 @@ impl Verifier {
     /// other token of its family, hits). The authority hands out signatures
     /// from the minted length on only (DESIGN §3.7), and none for Tally's own
     /// API tokens; an answer that does not line up with the token is ignored.
-    pub fn remember(&self, bundle: &BundleRef<'_>, resp: &pb::VerifyResponse) {
+    pub fn remember(&self, bundle: &BundleRef<'_>, verified: &Verified) {
         let root = &bundle.root;
         let caveats = &root.caveats;
         if !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return; // third-party tokens always go to the authority (see ARCHITECTURE.md)
         }
         let n = caveats.len();
-        let from = resp.chain_from as usize;
-        if resp.epoch != self.sync.position().epoch || from > n || resp.chain.len() != n - from + 1 {
+        let (from, chain) = (verified.chain_from, &verified.chain);
+        if verified.epoch != self.sync.position().epoch || from > n || chain.len() != n - from + 1 {
             return;
         }
         let Ok(id) = TallyId::decode(root.identifier) else { return };
-        let chain: Option<Vec<Signature>> =
-            resp.chain.iter().map(|s| s.as_slice().try_into().ok().map(Signature::from_bytes)).collect();
-        let Some(chain) = chain else { return };
         if chain.last() != Some(&root.signature) {
             return;
         }
-        let expires_at_ms = if resp.expires_at_unix_ms == 0 { i64::MAX } else { resp.expires_at_unix_ms };
+        let expires_at_ms = verified.expires_at_ms.unwrap_or(i64::MAX);
         // The minted prefix lives as long as its own `expires` caveats allow,
         // not as long as the (possibly shorter-lived) presented token; when
         // it is the presented token, the authority's answer bounds it too.
@@ -482,13 +452,13 @@ impl Verifier {
             family: id.family,
             key_id: id.key_id,
             expires_at_ms: minted_expiry,
-            org: resp.org.as_str().into(),
+            org: verified.org.clone(),
         };
         let now = unix_ms(SystemTime::now());
         let mut keys = PrefixKeys::of(root);
         if from < n {
             let full = Cached { sig: chain[n - from].clone(), expires_at_ms, ..base.clone() };
-            self.insert_checked((keys.key(n), n), full, &chain, None, now);
+            self.insert_checked((keys.key(n), n), full, chain, None, now);
         }
         self.insert_checked((keys.key(from), from), base, &chain[..1], None, now);
     }

@@ -4,6 +4,9 @@
 
 mod breaker;
 mod cache;
+mod clock;
+#[cfg(test)]
+mod clock_tests;
 mod convert;
 mod error;
 mod ext_authz;

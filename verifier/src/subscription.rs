@@ -6,7 +6,7 @@
 //! noticed by missing heartbeats, not by a TCP error).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tally_proto::v1 as pb;
 use tally_proto::v1::revocation_target::Target;
@@ -14,9 +14,10 @@ use tally_proto::v1::subscribe_event::Event;
 use tally_token::{FamilyId, KeyId};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Now;
 use crate::metrics::Counters;
 use crate::sync::Stall;
-use crate::verifier::{Verifier, unix_ms};
+use crate::verifier::Verifier;
 
 /// First reconnect delay (before jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -39,14 +40,14 @@ impl Verifier {
             let pos = self.sync.position();
             match self.upstream.subscribe(&pos).await {
                 Ok(mut stream) => {
-                    self.sync.watch_lag_new_stream(Instant::now());
+                    self.sync.watch_lag_new_stream(self.clock.now().mono);
                     loop {
                         let stall_at = self.sync.stall_deadline(stall_bound);
                         let msg = tokio::select! {
                             _ = shutdown.cancelled() => return,
                             // Checked on time, not only when the next message comes.
                             _ = sleep_until(stall_at) => {
-                                match self.check_stall(Instant::now(), stall_bound) {
+                                match self.check_stall(self.clock.now().mono, stall_bound) {
                                     Flow::Reconnect => break,
                                     Flow::Continue => continue,
                                 }
@@ -59,7 +60,7 @@ impl Verifier {
                                 if let Flow::Reconnect = self.apply_event(ev) {
                                     break;
                                 }
-                                if let Flow::Reconnect = self.check_stall(Instant::now(), stall_bound) {
+                                if let Flow::Reconnect = self.check_stall(self.clock.now().mono, stall_bound) {
                                     break;
                                 }
                             }
@@ -125,9 +126,9 @@ impl Verifier {
     }
 
     pub(crate) fn apply_event(&self, ev: pb::SubscribeEvent) -> Flow {
-        self.sync.touch_sent(ev.sent_at_unix_ms, unix_ms(SystemTime::now()), self.settings.skew);
+        self.sync.touch_sent(ev.sent_at_unix_ms, self.clock.now().unix_ms(), self.settings.skew);
         let flow = self.apply_message(ev.event);
-        self.sync.watch_lag(Instant::now());
+        self.sync.watch_lag(self.clock.now().mono);
         flow
     }
 
@@ -250,20 +251,27 @@ impl Verifier {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
-            // Revoked ids whose tokens have all expired (past the skew allowance) are forgotten.
-            let skew_ms = self.settings.skew.as_millis() as i64;
-            self.revoked.prune(unix_ms(SystemTime::now()).saturating_sub(skew_ms));
-            if self.sync.silence().is_some_and(|s| s > threshold) && !self.sync.fail_closed() {
-                let _apply = self.apply.lock().expect("apply lock");
-                // Into the same silence, Verify calls would only wait out their
-                // deadline. Tripped first, so a heartbeat that clears
-                // fail-closed right after can only reset it, never be overtaken.
-                self.breaker.trip(std::time::Instant::now());
-                self.sync.set_fail_closed(true);
-                self.cache.clear();
-                self.memo.clear();
-                tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
-            }
+            self.watch(self.clock.now());
+        }
+    }
+
+    /// One tick of the watchdog at `now`: forgets revoked ids whose tokens
+    /// have all expired (past the skew allowance), and fails closed once the
+    /// authority has been silent past the threshold.
+    pub(crate) fn watch(&self, now: Now) {
+        let threshold = self.settings.fail_closed_after;
+        let skew_ms = self.settings.skew.as_millis() as i64;
+        self.revoked.prune(now.unix_ms().saturating_sub(skew_ms));
+        if self.sync.silence_at(now.mono).is_some_and(|s| s > threshold) && !self.sync.fail_closed() {
+            let _apply = self.apply.lock().expect("apply lock");
+            // Into the same silence, Verify calls would only wait out their
+            // deadline. Tripped first, so a heartbeat that clears
+            // fail-closed right after can only reset it, never be overtaken.
+            self.breaker.trip(now.mono);
+            self.sync.set_fail_closed(true);
+            self.cache.clear();
+            self.memo.clear();
+            tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
         }
     }
 }

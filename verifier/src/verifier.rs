@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tally_token::{
     BundleRef, Claims, Context, DecodedBundle, Denial, DenialKind, FamilyId, FieldLimits, Limits, Predicate,
@@ -14,6 +14,7 @@ use tally_token::{
 
 use crate::breaker::{Admit, Breaker, Ticket};
 use crate::cache::{Cache, Cached};
+use crate::clock::{Clock, Now, SystemClock};
 use crate::error::Error;
 use crate::memo::{Memo, Vouched};
 use crate::metrics::Counters;
@@ -149,6 +150,8 @@ pub struct Verifier {
     authority_calls: Arc<tokio::sync::Semaphore>,
     /// Denies at once while the authority is out of reach (breaker.rs).
     pub(crate) breaker: Arc<Breaker>,
+    /// Every reading of the time (clock.rs): the system's, or a test's.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Decodes `text` into `decoded` (no copy of its buffer) and views it.
@@ -158,20 +161,22 @@ fn decode<'d>(decoded: &'d mut DecodedBundle, text: &str, limits: &Limits) -> Re
     decoded.view(limits).map_err(malformed)
 }
 
-pub(crate) fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Verifier {
-    /// A verifier talking to `upstream`.
+    /// A verifier talking to `upstream`, on the system clock.
     pub fn new(upstream: Upstream, settings: Settings) -> Self {
+        Self::with_clock(upstream, settings, Arc::new(SystemClock))
+    }
+
+    /// A verifier talking to `upstream`, on `clock`.
+    pub(crate) fn with_clock(upstream: Upstream, settings: Settings, clock: Arc<dyn Clock>) -> Self {
         let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cool_down, upstream.timeout()).into();
         Self {
             cache: Cache::new(settings.cache_capacity),
             memo: Memo::new(settings.memo_capacity),
             negative: NegativeCache::new(settings.negative_ttl, settings.negative_capacity),
             revoked: Revoked::default(),
-            sync: SyncState::default(),
+            sync: SyncState::new(clock.clone()),
+            clock,
             upstream: Arc::new(upstream),
             counters: Counters::default(),
             apply: Mutex::new(()),
@@ -193,7 +198,7 @@ impl Verifier {
             None => {
                 let mut decoded = DecodedBundle::default();
                 let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
-                match self.negative.get(req.bundle) {
+                match self.negative.get(req.bundle, self.clock.now().mono) {
                     Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
                     None => self.ask_authority(&bundle, req).await,
                 }
@@ -210,14 +215,14 @@ impl Verifier {
         // Read before anything it vouches for: a revocation applied after
         // this read makes whatever is memoized under it stale (memo.rs).
         let generation = self.cache.generation();
-        let now = SystemTime::now();
-        let usable = self.sync.usable(self.settings.fail_closed_after);
+        let now = self.clock.now();
+        let usable = self.sync.usable(now.mono, self.settings.fail_closed_after);
         if usable {
-            let answer = self.memo.with(req.bundle, generation, unix_ms(now), |m| {
+            let answer = self.memo.with(req.bundle, generation, now.unix_ms(), |m| {
                 if let Some(wrong) = self.wrong_org(req, m.org, Some(m.family), Source::Cache) {
                     return wrong;
                 }
-                let evaluated = m.caveats.evaluate(&self.context(now, req, m.org));
+                let evaluated = m.caveats.evaluate(&self.context(now.wall, req, m.org));
                 self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
             });
             if answer.is_some() {
@@ -233,18 +238,19 @@ impl Verifier {
     /// Answers from local state alone (deny lists, cache; never the memo),
     /// or `None` when the authority must be asked.
     pub fn check_local(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Option<Outcome> {
-        let usable = self.sync.usable(self.settings.fail_closed_after);
-        self.answer_locally(bundle, req, SystemTime::now(), usable, None)
+        let now = self.clock.now();
+        let usable = self.sync.usable(now.mono, self.settings.fail_closed_after);
+        self.answer_locally(bundle, req, now, usable, None)
     }
 
-    /// [`Verifier::check_local`] at `now_time`, with the cache `usable` then
-    /// (one clock read for the whole check); memoizes an exact hit under
+    /// [`Verifier::check_local`] at `now`, with the cache `usable` then (one
+    /// clock read for the whole check); memoizes an exact hit under
     /// `memo_generation` when given.
     fn answer_locally(
         &self,
         bundle: &BundleRef<'_>,
         req: &CheckRequest<'_>,
-        now_time: SystemTime,
+        now: Now,
         usable: bool,
         memo_generation: Option<u64>,
     ) -> Option<Outcome> {
@@ -263,11 +269,10 @@ impl Verifier {
         if !usable || !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return None;
         }
-        let now = unix_ms(now_time);
         // Prefix keys, longest first: most checks stop at the first (an exact hit).
         let n = caveats.len();
         let mut keys = PrefixKeys::of(root);
-        let (k, hit_key, hit) = self.cache.longest(&id.family, n, now, |k| keys.key(k))?;
+        let (k, hit_key, hit) = self.cache.longest(&id.family, n, now.unix_ms(), |k| keys.key(k))?;
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
         // The continued chain, kept only to remember the descendant.
@@ -304,7 +309,7 @@ impl Verifier {
             self.insert_checked((keys.key(n), n), entry, &tail, Some(ancestor), now);
         }
         let first_party = caveats.iter().map(|c| c.id);
-        Some(self.evaluate_at(now_time, first_party, req, hit.org, Some(hit.family), source))
+        Some(self.evaluate_at(now.wall, first_party, req, hit.org, Some(hit.family), source))
     }
 
     /// Inserts unless something it depends on was revoked meanwhile: under the
@@ -318,10 +323,11 @@ impl Verifier {
         entry: Cached,
         chain: &[Signature],
         ancestor: Option<(tally_token::PrefixKey, &Signature)>,
-        now_ms: i64,
+        now: Now,
     ) {
+        let now_ms = now.unix_ms();
         let _apply = self.apply.lock().expect("apply lock");
-        if !self.sync.usable(self.settings.fail_closed_after)
+        if !self.sync.usable(now.mono, self.settings.fail_closed_after)
             || self.revoked.denies(entry.key_id, &entry.family).is_some()
             || chain.iter().any(|s| self.revoked.on_revoked_branch(s))
             || ancestor.is_some_and(|(k, sig)| self.cache.get(&k, now_ms).is_none_or(|a| a.sig != *sig))
@@ -343,7 +349,8 @@ impl Verifier {
                 Source::Authority,
             );
         };
-        let ticket = match self.breaker.admit(std::time::Instant::now()) {
+        let asked = self.clock.now().mono;
+        let ticket = match self.breaker.admit(asked) {
             Admit::Call(ticket) => ticket,
             Admit::Refuse(wait) => {
                 Counters::bump(&self.counters.authority_breaker);
@@ -358,9 +365,9 @@ impl Verifier {
             }
         };
         Counters::bump(&self.counters.authority_verifies);
-        let asked = std::time::Instant::now();
         let answer = self.call_authority(req.bundle, slot, ticket).await;
-        self.counters.verify_latency.record(asked.elapsed());
+        let now = self.clock.now();
+        self.counters.verify_latency.record(now.mono.saturating_duration_since(asked));
         let answer = match answer {
             Ok(answer) => answer,
             Err(status) => {
@@ -374,7 +381,7 @@ impl Verifier {
         };
         match answer {
             Verdict::Refused { reason, detail, family } => {
-                self.negative.insert(req.bundle, Denied { reason, detail: detail.clone() });
+                self.negative.insert(req.bundle, Denied { reason, detail: detail.clone() }, now.mono);
                 let mut out = Outcome::deny(reason, detail, Source::Authority);
                 out.family = family;
                 out
@@ -387,7 +394,7 @@ impl Verifier {
                     .filter(|c| !c.is_third_party())
                     .map(|c| c.id);
                 let Verified { org, family, .. } = verified;
-                self.evaluate_at(SystemTime::now(), first_party, req, org, family, Source::Authority)
+                self.evaluate_at(now.wall, first_party, req, org, family, Source::Authority)
             }
         }
     }
@@ -403,11 +410,12 @@ impl Verifier {
         ticket: Ticket,
     ) -> impl Future<Output = Result<Verdict, tonic::Status>> + use<> {
         let (upstream, breaker, bundle) = (self.upstream.clone(), self.breaker.clone(), bundle.to_owned());
+        let clock = self.clock.clone();
         let call = tokio::spawn(
             async move {
                 let _slot = slot;
                 let answer = upstream.verify(bundle).await;
-                breaker.record(std::time::Instant::now(), ticket, answer.as_ref().err().map(tonic::Status::code));
+                breaker.record(clock.now().mono, ticket, answer.as_ref().err().map(tonic::Status::code));
                 answer
             }
             .in_current_span(),
@@ -454,7 +462,7 @@ impl Verifier {
             expires_at_ms: minted_expiry,
             org: verified.org.clone(),
         };
-        let now = unix_ms(SystemTime::now());
+        let now = self.clock.now();
         let mut keys = PrefixKeys::of(root);
         if from < n {
             let full = Cached { sig: chain[n - from].clone(), expires_at_ms, ..base.clone() };

@@ -154,6 +154,15 @@ pub struct Verifier {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
+/// What a check reads first: the cache's generation, then the clock, and
+/// whether the cache may answer then.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    generation: u64,
+    now: Now,
+    usable: bool,
+}
+
 /// Decodes `text` into `decoded` (no copy of its buffer) and views it.
 fn decode<'d>(decoded: &'d mut DecodedBundle, text: &str, limits: &Limits) -> Result<BundleRef<'d>, Error> {
     let malformed = |e| Error::InvalidArgument(format!("malformed bundle: {e}"));
@@ -191,16 +200,21 @@ impl Verifier {
         &self.settings
     }
 
-    /// Checks a bundle for a request.
+    /// Checks a bundle for a request. The bundle is decoded once (unless the
+    /// memo answers): the local answer and the authority's path share it.
     pub async fn check(&self, req: &CheckRequest<'_>) -> Result<Outcome, Error> {
-        let outcome = match self.check_cached(req)? {
+        let start = self.start();
+        let outcome = match self.memoized(req, start) {
             Some(outcome) => outcome,
             None => {
                 let mut decoded = DecodedBundle::default();
                 let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
-                match self.negative.get(req.bundle, self.clock.now().mono) {
-                    Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
-                    None => self.ask_authority(&bundle, req).await,
+                match self.answer_locally(&bundle, req, start.now, start.usable, Some(start.generation)) {
+                    Some(outcome) => outcome,
+                    None => match self.negative.get(req.bundle, start.now.mono) {
+                        Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
+                        None => self.ask_authority(&bundle, req).await,
+                    },
                 }
             }
         };
@@ -212,27 +226,40 @@ impl Verifier {
     /// cache) and memoizes an exact hit; `None` when the authority must be
     /// asked. Malformed bundles are an error.
     pub fn check_cached(&self, req: &CheckRequest<'_>) -> Result<Option<Outcome>, Error> {
+        let start = self.start();
+        if let Some(outcome) = self.memoized(req, start) {
+            return Ok(Some(outcome));
+        }
+        let mut decoded = DecodedBundle::default();
+        let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
+        Ok(self.answer_locally(&bundle, req, start.now, start.usable, Some(start.generation)))
+    }
+
+    /// What a check reads before anything else.
+    fn start(&self) -> Start {
         // Read before anything it vouches for: a revocation applied after
         // this read makes whatever is memoized under it stale (memo.rs).
         let generation = self.cache.generation();
         let now = self.clock.now();
-        let usable = self.sync.usable(now.mono, self.settings.fail_closed_after);
-        if usable {
-            let answer = self.memo.with(req.bundle, generation, now.unix_ms(), |m| {
-                if let Some(wrong) = self.wrong_org(req, m.org, Some(m.family), Source::Cache) {
-                    return wrong;
-                }
-                let evaluated = m.caveats.evaluate(&self.context(now.wall, req, m.org));
-                self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
-            });
-            if answer.is_some() {
-                Counters::bump(&self.counters.memo_hits);
-                return Ok(answer);
-            }
+        Start { generation, now, usable: self.sync.usable(now.mono, self.settings.fail_closed_after) }
+    }
+
+    /// The token memo's answer, when it holds the text (of this generation,
+    /// alive) and the cache may answer.
+    fn memoized(&self, req: &CheckRequest<'_>, start: Start) -> Option<Outcome> {
+        if !start.usable {
+            return None;
         }
-        let mut decoded = DecodedBundle::default();
-        let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
-        Ok(self.answer_locally(&bundle, req, now, usable, Some(generation)))
+        let Start { generation, now, .. } = start;
+        let answer = self.memo.with(req.bundle, generation, now.unix_ms(), |m| {
+            if let Some(wrong) = self.wrong_org(req, m.org, Some(m.family), Source::Cache) {
+                return wrong;
+            }
+            let evaluated = m.caveats.evaluate(&self.context(now.wall, req, m.org));
+            self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
+        })?;
+        Counters::bump(&self.counters.memo_hits);
+        Some(answer)
     }
 
     /// Answers from local state alone (deny lists, cache; never the memo),

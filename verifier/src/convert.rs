@@ -1,9 +1,11 @@
-//! Wire ⇄ core conversions for the verifier: the Check answer it sends and
-//! the Verify answer it reads. The rest of the crate speaks its own types.
+//! Wire ⇄ core conversions for the verifier: the Check answer it sends, the
+//! Verify answer and the revocation stream's messages it reads. The rest of
+//! the crate speaks its own types.
 
 use tally_proto::v1 as pb;
-use tally_token::{FamilyId, Signature};
+use tally_token::{FamilyId, KeyId, Signature};
 
+use crate::event::{Revocation, StreamEvent, StreamMessage, Target};
 use crate::outcome::{Outcome, Source};
 use crate::verdict::{Verdict, Verified};
 
@@ -50,6 +52,42 @@ pub(crate) fn verdict(resp: pb::VerifyResponse) -> Verdict {
         chain_from: resp.chain_from as usize,
         chain: chain.unwrap_or_default(),
     })
+}
+
+/// A message of the revocation stream. An event this side does not know is
+/// `None`; a target it cannot read is `Unknown`.
+pub(crate) fn stream_message(m: pb::SubscribeEvent) -> StreamMessage {
+    use pb::subscribe_event::Event;
+    let event = m.event.map(|e| match e {
+        Event::Revocation(r) => StreamEvent::Revocation(Revocation {
+            seq: r.seq,
+            target: target(r.target),
+            digest: r.digest,
+            expires_at_ms: r.expires_at_unix_ms,
+        }),
+        Event::Heartbeat(hb) => StreamEvent::Heartbeat { head_seq: hb.head_seq, epoch: hb.epoch },
+        Event::Reset(rs) => StreamEvent::Reset {
+            epoch: rs.epoch,
+            head_seq: rs.head_seq,
+            replay_after: rs.replay_after,
+            reason: rs.reason,
+        },
+    });
+    StreamMessage { sent_at_ms: m.sent_at_unix_ms, event }
+}
+
+fn target(t: Option<pb::RevocationTarget>) -> Target {
+    use pb::revocation_target::Target as T;
+    let id = |b: &[u8]| <[u8; 16]>::try_from(b).ok();
+    match t.and_then(|t| t.target) {
+        Some(T::Family(f)) => id(&f).map_or(Target::Unknown, |f| Target::Family(FamilyId(f))),
+        Some(T::Branch(b)) => match (id(&b.family), id(&b.branch)) {
+            (Some(family), Some(branch)) => Target::Branch { family: FamilyId(family), branch },
+            _ => Target::Unknown,
+        },
+        Some(T::KeyId(k)) => Target::Key(KeyId(k)),
+        None => Target::Unknown,
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +151,47 @@ mod tests {
         for s in [Source::Cache, Source::Descendant, Source::Authority, Source::NegativeCache, Source::Local] {
             assert_ne!(source(s), pb::Source::Unspecified, "{s:?}");
         }
+    }
+
+    #[test]
+    fn stream_messages_read_as_events_and_unreadable_targets_as_unknown() {
+        use pb::revocation_target::Target as T;
+        use pb::subscribe_event::Event;
+        let revocation = |target: Option<T>| {
+            let r = pb::Revocation {
+                seq: 7,
+                target: Some(pb::RevocationTarget { target }),
+                digest: vec![1, 2],
+                expires_at_unix_ms: 9,
+            };
+            let m = stream_message(pb::SubscribeEvent { event: Some(Event::Revocation(r)), sent_at_unix_ms: 5 });
+            assert_eq!(m.sent_at_ms, 5);
+            match m.event {
+                Some(StreamEvent::Revocation(r)) => {
+                    assert_eq!((r.seq, r.digest.as_slice(), r.expires_at_ms), (7, &[1u8, 2][..], 9));
+                    r.target
+                }
+                other => panic!("not a revocation: {other:?}"),
+            }
+        };
+        assert_eq!(revocation(Some(T::Family(vec![3; 16]))), Target::Family(FamilyId([3; 16])));
+        assert_eq!(revocation(Some(T::Family(vec![3; 15]))), Target::Unknown);
+        let branch = |family, branch| Some(T::Branch(pb::BranchTarget { family, branch }));
+        assert_eq!(
+            revocation(branch(vec![3; 16], vec![4; 16])),
+            Target::Branch { family: FamilyId([3; 16]), branch: [4; 16] }
+        );
+        assert_eq!(revocation(branch(vec![3; 16], vec![4; 17])), Target::Unknown);
+        assert_eq!(revocation(Some(T::KeyId(8))), Target::Key(KeyId(8)));
+        assert_eq!(revocation(None), Target::Unknown);
+
+        let hb = pb::Heartbeat { head_seq: 3, epoch: "e".into() };
+        let m = stream_message(pb::SubscribeEvent { event: Some(Event::Heartbeat(hb)), sent_at_unix_ms: 0 });
+        assert_eq!(m.event, Some(StreamEvent::Heartbeat { head_seq: 3, epoch: "e".into() }));
+        let rs = pb::Reset { epoch: "f".into(), head_seq: 4, replay_after: 2, reason: "r".into() };
+        let m = stream_message(pb::SubscribeEvent { event: Some(Event::Reset(rs)), sent_at_unix_ms: 0 });
+        let reset = StreamEvent::Reset { epoch: "f".into(), head_seq: 4, replay_after: 2, reason: "r".into() };
+        assert_eq!(m.event, Some(reset));
+        assert_eq!(stream_message(pb::SubscribeEvent::default()).event, None, "an event this side does not know");
     }
 }

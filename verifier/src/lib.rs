@@ -9,6 +9,7 @@ mod clock;
 mod clock_tests;
 mod convert;
 mod error;
+mod event;
 mod ext_authz;
 mod grpc;
 mod memo;

@@ -11,6 +11,7 @@ use tally_proto::v1::subscribe_event::Event;
 use tally_token::{Bundle, KeyId, Limits, Macaroon, Reason, RevocationId, RootKey, TallyId, verify_with_key};
 
 use crate::Upstream;
+use crate::convert::stream_message;
 use crate::outcome::Source;
 use crate::verdict::Verified;
 use crate::verifier::{CheckRequest, Settings, Verifier};
@@ -77,7 +78,10 @@ fn apply(v: &Verifier, seq: u64, target: Target) {
         digest: Vec::new(),
         expires_at_unix_ms: 0,
     };
-    v.apply_event(pb::SubscribeEvent { event: Some(Event::Revocation(revocation)), sent_at_unix_ms: 0 });
+    v.apply_event(stream_message(pb::SubscribeEvent {
+        event: Some(Event::Revocation(revocation)),
+        sent_at_unix_ms: 0,
+    }));
 }
 
 #[tokio::test]
@@ -122,7 +126,7 @@ async fn failing_closed_and_resets_leave_nothing_in_the_memo() {
     let (a, _) = cached_token(&v, 1, 0xa);
     memoize(&v, &a);
     let reset = pb::Reset { epoch: "another".into(), head_seq: 0, replay_after: 0, reason: "test".into() };
-    v.apply_event(pb::SubscribeEvent { event: Some(Event::Reset(reset)), sent_at_unix_ms: 0 });
+    v.apply_event(stream_message(pb::SubscribeEvent { event: Some(Event::Reset(reset)), sent_at_unix_ms: 0 }));
     assert_eq!(v.memo.len(), 0, "token texts dropped with the cache");
     assert_eq!(check_local(&v, &a), None);
 }

@@ -8,13 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tally_proto::v1 as pb;
-use tally_proto::v1::revocation_target::Target;
-use tally_proto::v1::subscribe_event::Event;
-use tally_token::{FamilyId, KeyId};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Now;
+use crate::event::{Revocation, StreamEvent, StreamMessage, Target};
 use crate::metrics::Counters;
 use crate::sync::Stall;
 use crate::verifier::Verifier;
@@ -125,29 +122,29 @@ impl Verifier {
         Flow::Reconnect
     }
 
-    pub(crate) fn apply_event(&self, ev: pb::SubscribeEvent) -> Flow {
-        self.sync.touch_sent(ev.sent_at_unix_ms, self.clock.now().unix_ms(), self.settings.skew);
-        let flow = self.apply_message(ev.event);
+    pub(crate) fn apply_event(&self, msg: StreamMessage) -> Flow {
+        self.sync.touch_sent(msg.sent_at_ms, self.clock.now().unix_ms(), self.settings.skew);
+        let flow = self.apply_message(msg.event);
         self.sync.watch_lag(self.clock.now().mono);
         flow
     }
 
-    fn apply_message(&self, event: Option<Event>) -> Flow {
+    fn apply_message(&self, event: Option<StreamEvent>) -> Flow {
         match event {
-            Some(Event::Revocation(r)) => self.apply_revocation(r),
-            Some(Event::Heartbeat(hb)) => {
+            Some(StreamEvent::Revocation(r)) => self.apply_revocation(r),
+            Some(StreamEvent::Heartbeat { head_seq, epoch }) => {
                 let pos = self.sync.position();
-                if !pos.epoch.is_empty() && hb.epoch != pos.epoch {
+                if !pos.epoch.is_empty() && epoch != pos.epoch {
                     self.reset_local("epoch changed under a live stream");
                     return Flow::Reconnect;
                 }
                 self.sync.update(|p| {
                     if p.epoch.is_empty() {
-                        p.epoch = hb.epoch.clone();
+                        p.epoch = epoch;
                     }
-                    p.head_seen = p.head_seen.max(hb.head_seq);
+                    p.head_seen = p.head_seen.max(head_seq);
                 });
-                if pos.applied_seq >= hb.head_seq {
+                if pos.applied_seq >= head_seq {
                     if !self.sync.synced() {
                         tracing::info!(seq = pos.applied_seq, "caught up with the revocation stream");
                     }
@@ -161,14 +158,14 @@ impl Verifier {
                 }
                 Flow::Continue
             }
-            Some(Event::Reset(rs)) => {
-                tracing::warn!(reason = %rs.reason, epoch = %rs.epoch, "revocation stream reset: flushing cache");
+            Some(StreamEvent::Reset { epoch, head_seq, replay_after, reason }) => {
+                tracing::warn!(%reason, %epoch, "revocation stream reset: flushing cache");
                 self.flush_all();
                 self.sync.update(|p| {
-                    p.epoch = rs.epoch;
-                    p.applied_seq = rs.replay_after;
+                    p.epoch = epoch;
+                    p.applied_seq = replay_after;
                     p.digest = Vec::new();
-                    p.head_seen = rs.head_seq;
+                    p.head_seen = head_seq;
                 });
                 Flow::Continue
             }
@@ -176,7 +173,7 @@ impl Verifier {
         }
     }
 
-    fn apply_revocation(&self, r: pb::Revocation) -> Flow {
+    fn apply_revocation(&self, r: Revocation) -> Flow {
         let pos = self.sync.position();
         if r.seq <= pos.applied_seq {
             return Flow::Continue; // a duplicate from a resumed replay
@@ -188,26 +185,23 @@ impl Verifier {
         }
         {
             let _apply = self.apply.lock().expect("apply lock");
-            match r.target.and_then(|t| t.target) {
-                Some(Target::Family(f)) if f.len() == 16 => {
-                    let f: [u8; 16] = f.as_slice().try_into().expect("length checked");
-                    self.revoked.add_family(FamilyId(f), r.expires_at_unix_ms);
-                    self.cache.remove_family(&FamilyId(f));
+            match r.target {
+                Target::Family(family) => {
+                    self.revoked.add_family(family, r.expires_at_ms);
+                    self.cache.remove_family(&family);
                 }
-                Some(Target::Branch(b)) if b.family.len() == 16 && b.branch.len() == 16 => {
-                    let f: [u8; 16] = b.family.as_slice().try_into().expect("length checked");
-                    self.revoked
-                        .add_branch(b.branch.as_slice().try_into().expect("length checked"), r.expires_at_unix_ms);
+                Target::Branch { family, branch } => {
+                    self.revoked.add_branch(branch, r.expires_at_ms);
                     // The entries of the family that lie on the branch are not
                     // known by signature; dropping the family is safe (its
                     // siblings re-verify once).
-                    self.cache.remove_family(&FamilyId(f));
+                    self.cache.remove_family(&family);
                 }
-                Some(Target::KeyId(k)) => {
-                    self.revoked.add_key(KeyId(k));
-                    self.cache.remove_key_id(KeyId(k));
+                Target::Key(key) => {
+                    self.revoked.add_key(key);
+                    self.cache.remove_key_id(key);
                 }
-                _ => {
+                Target::Unknown => {
                     // Not understood: it may concern anything we cached.
                     tracing::warn!(seq = r.seq, "revocation with an unknown target; dropping the cache");
                     self.cache.clear();
@@ -325,7 +319,12 @@ fn jittered(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use tally_proto::v1 as pb;
+    use tally_proto::v1::revocation_target::Target;
+    use tally_proto::v1::subscribe_event::Event;
+
     use super::*;
+    use crate::convert::stream_message;
     use crate::{Settings, Upstream};
 
     const EPOCH: &str = "stall-test";
@@ -350,7 +349,7 @@ mod tests {
     }
 
     fn apply(v: &Verifier, ev: pb::SubscribeEvent) {
-        assert!(matches!(v.apply_event(ev), Flow::Continue));
+        assert!(matches!(v.apply_event(stream_message(ev)), Flow::Continue));
     }
 
     #[tokio::test]

@@ -88,8 +88,8 @@ fn fixture(key: u64, nonce: u8, caveats: &[&str], org: &'static str, expires_at_
     let chain = verify_with_key(&Bundle::single(token.clone()), &root.derive(), &Limits::default())
         .expect("fixture verifies")
         .chain;
-    // As the authority answers a token presented as minted (DESIGN §3.7):
-    // its own signature alone, from the minted length; none for the system org.
+    // As the authority answers a token presented as minted (a verifier gets
+    // only what a presenter could compute from the minted token): its own signature alone, from the minted length; none for the system org.
     let minted = if org == "system" { Vec::new() } else { vec![chain[caveats.len()].clone()] };
     let verified = Verified {
         org: org.into(),

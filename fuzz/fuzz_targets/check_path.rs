@@ -33,12 +33,11 @@ use libfuzzer_sys::fuzz_target;
 use tally_fuzz::bundle_text::write_part;
 use tally_fuzz::check_input::{self, Base, Recipe};
 use tally_fuzz::{prefix, reference};
-use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
-    Bundle, BundleRef, DecodedBundle, DerivedKey, KeyId, Limits, Macaroon, PrefixKey, RootKey, TallyId,
+    Bundle, BundleRef, DecodedBundle, DerivedKey, KeyId, Limits, Macaroon, PrefixKey, Reason, RootKey, TallyId,
     verify_view_with_key, verify_with_key,
 };
-use tally_verifier::{CheckRequest, Outcome, Settings, Upstream, Verifier};
+use tally_verifier::{CheckRequest, Outcome, Settings, Source, Upstream, Verified, Verifier};
 use tokio::runtime::Runtime;
 
 const EPOCH: &str = "fuzz";
@@ -52,7 +51,7 @@ struct Fixture {
     org: &'static str,
     expires_at_ms: i64,
     /// The authority's Verify answer (valid, with the genuine chain).
-    verified: pb::VerifyResponse,
+    verified: Verified,
 }
 
 /// Everything built once per process.
@@ -91,15 +90,14 @@ fn fixture(key: u64, nonce: u8, caveats: &[&str], org: &'static str, expires_at_
         .chain;
     // As the authority answers a token presented as minted (a verifier gets
     // only what a presenter could compute from the minted token): its own signature alone, from the minted length; none for the system org.
-    let minted = if org == "system" { Vec::new() } else { vec![chain[caveats.len()].as_bytes().to_vec()] };
-    let verified = pb::VerifyResponse {
-        valid: true,
+    let minted = if org == "system" { Vec::new() } else { vec![chain[caveats.len()].clone()] };
+    let verified = Verified {
         org: org.into(),
-        chain: minted,
-        chain_from: caveats.len() as u32,
+        family: None,
+        expires_at_ms: Some(expires_at_ms).filter(|&t| t != 0),
         epoch: EPOCH.into(),
-        expires_at_unix_ms: expires_at_ms,
-        ..Default::default()
+        chain_from: caveats.len(),
+        chain: minted,
     };
     Fixture { token, org, expires_at_ms, verified }
 }

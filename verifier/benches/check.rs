@@ -12,11 +12,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tally_proto::v1 as pb;
 use tally_token::{
     Bundle, DecodedBundle, FieldLimits, KeyId, Limits, Macaroon, RequestFields, RootKey, TallyId, verify_with_key,
 };
-use tally_verifier::{CheckRequest, Settings, Upstream, Verifier};
+use tally_verifier::{CheckRequest, Settings, Source, Upstream, Verified, Verifier};
 
 /// Cached tokens (override with TALLY_BENCH_ENTRIES, e.g. for a quick profile).
 fn entries() -> u32 {
@@ -58,16 +57,15 @@ fn bench(c: &mut Criterion) {
         let bundle = Bundle::single(token(&key, i));
         let chain = verify_with_key(&bundle, &derived, &limits).unwrap().chain;
         let minted = chain.len() - 1;
-        let resp = pb::VerifyResponse {
-            valid: true,
+        let verified = Verified {
             org: "acme".into(),
-            chain: chain[minted..].iter().map(|s| s.as_bytes().to_vec()).collect(),
-            chain_from: minted as u32,
+            family: None,
+            expires_at_ms: Some(4_070_908_800_000),
             epoch: "bench".into(),
-            expires_at_unix_ms: 4_070_908_800_000,
-            ..Default::default()
+            chain_from: minted,
+            chain: chain[minted..].to_vec(),
         };
-        verifier.remember(&bundle.view(), &resp);
+        verifier.remember(&bundle.view(), &verified);
     }
     assert_eq!(verifier.cache_len(), n as usize, "one entry per token: its minted prefix is itself");
 
@@ -163,15 +161,15 @@ fn worst(c: &mut Criterion) {
     // Cached as the authority's Verify answer for the minted token leaves it.
     let bundle = Bundle::single(minted.clone());
     let chain = verify_with_key(&bundle, &key.derive(), &Limits::default()).unwrap().chain;
-    let resp = pb::VerifyResponse {
-        valid: true,
+    let verified = Verified {
         org: "acme".into(),
-        chain: vec![chain.last().unwrap().as_bytes().to_vec()],
-        chain_from: 2,
+        family: None,
+        expires_at_ms: None,
         epoch: "bench".into(),
-        ..Default::default()
+        chain_from: 2,
+        chain: vec![chain.last().unwrap().clone()],
     };
-    verifier.remember(&bundle.view(), &resp);
+    verifier.remember(&bundle.view(), &verified);
 
     let n = FieldLimits::default().resource;
     let ascii = format!("{}b", "a".repeat(n - 1));
@@ -262,7 +260,7 @@ fn worst(c: &mut Criterion) {
         };
         let out = check();
         assert!(out.allowed, "{name}: every caveat holds ({out:?})");
-        assert_eq!(out.source, pb::Source::Descendant, "{name}");
+        assert_eq!(out.source, Source::Descendant, "{name}");
         let caveats = Macaroon::from_text(&text, &limits).unwrap().caveats().len();
         group.bench_function(format!("{name} ({caveats} caveats, {} B)", text.len()), |b| b.iter(|| check().allowed));
     }

@@ -37,7 +37,8 @@ use tally_token::http_auth::{self, RefusalKind};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
-use crate::verifier::{CheckRequest, Outcome, Verifier};
+use crate::outcome::Outcome;
+use crate::verifier::{CheckRequest, Verifier};
 
 /// Every header Tally sets for the upstream starts with this; the client's are removed.
 pub const HEADER_PREFIX: &str = "x-tally-";
@@ -268,7 +269,7 @@ impl Denial {
 
     /// A negative verdict of the verifier.
     fn from_outcome(o: &Outcome, action: &str) -> Self {
-        let reason = tally_token::Reason::from(o.reason);
+        let reason = o.reason;
         let failed = Some(o.failed_caveat.as_str()).filter(|c| !c.is_empty());
         let (kind, message) = http_auth::refusal(reason, action, failed);
         Self { kind, reason: reason.as_str(), message }
@@ -305,7 +306,7 @@ mod tests {
     use tally_proto::envoy::service::auth::v3::attribute_context::{Peer, Request as EnvoyRequest};
 
     use tally_proto::envoy::r#type::v3::StatusCode;
-    use tally_proto::v1::Reason;
+    use tally_token::Reason;
 
     use super::*;
     use crate::upstream::Upstream;
@@ -417,7 +418,7 @@ mod tests {
             org: Arc::from("acme"),
             subject: String::new(),
             family: Some(tally_token::FamilyId([7; 16])),
-            source: tally_proto::v1::Source::Cache,
+            source: crate::outcome::Source::Cache,
             expires_at_ms: 0,
         };
         let req = http("GET", "/", &[("x-tally-org", "evil"), ("X-Tally-Subject", "mallory"), ("x-tally-extra", "1")]);
@@ -443,7 +444,7 @@ mod tests {
             org: Arc::from("acme"),
             subject: String::new(),
             family: None,
-            source: tally_proto::v1::Source::Cache,
+            source: crate::outcome::Source::Cache,
             expires_at_ms: 0,
         };
         let d = Denial::from_outcome(&o, "write");

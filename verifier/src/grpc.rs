@@ -7,7 +7,8 @@ use tally_proto::v1::verifier_server::Verifier as VerifierApi;
 use tally_token::RequestFields;
 use tonic::{Request, Response, Status};
 
-use crate::verifier::{CheckRequest, Outcome, Verifier};
+use crate::convert;
+use crate::verifier::{CheckRequest, Verifier};
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -18,20 +19,6 @@ pub struct VerifierService {
 impl VerifierService {
     pub fn new(verifier: Arc<Verifier>) -> Self {
         Self { verifier }
-    }
-}
-
-fn response(o: Outcome) -> pb::CheckResponse {
-    pb::CheckResponse {
-        allowed: o.allowed,
-        reason: o.reason as i32,
-        detail: o.detail,
-        failed_caveat: o.failed_caveat,
-        org: o.org.to_string(),
-        subject: o.subject,
-        family: o.family.map(|f| f.to_hex()).unwrap_or_default(),
-        source: o.source as i32,
-        expires_at_unix_ms: o.expires_at_ms,
     }
 }
 
@@ -46,7 +33,7 @@ impl VerifierApi for VerifierService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let check = CheckRequest::new(&r.bundle, fields);
         let outcome = self.verifier.check(&check).await?;
-        Ok(Response::new(response(outcome)))
+        Ok(Response::new(convert::check_response(outcome)))
     }
 
     #[tracing::instrument(name = "tally.v1.Verifier/Status", skip_all, err(level = "info"))]

@@ -4,7 +4,12 @@
 
 mod breaker;
 mod cache;
+mod clock;
+#[cfg(test)]
+mod clock_tests;
+mod convert;
 mod error;
+mod event;
 mod ext_authz;
 mod grpc;
 mod memo;
@@ -12,22 +17,26 @@ mod memo;
 mod memo_tests;
 mod metrics;
 mod negative;
+mod outcome;
 mod revoked;
 mod server;
 mod subscription;
 mod sync;
 mod upstream;
+mod verdict;
 mod verifier;
 
 pub use cache::{Cache, Cached};
 pub use error::Error;
 pub use ext_authz::ExtAuthzService;
 pub use grpc::VerifierService;
+pub use outcome::{Outcome, Source};
 pub use server::{serve, serve_with};
 pub use upstream::Upstream;
+pub use verdict::{Verdict, Verified};
 pub use verifier::{
     CheckRequest, DEFAULT_BREAKER_FAILURES, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_AUTHORITY_CALLS, DEFAULT_MEMO_CAPACITY,
-    Outcome, Settings, Verifier,
+    Settings, Verifier,
 };
 
 impl Verifier {

@@ -5,12 +5,15 @@
 
 use std::time::Duration;
 
+use tally_proto::v1 as pb;
 use tally_proto::v1::revocation_target::Target;
 use tally_proto::v1::subscribe_event::Event;
-use tally_proto::v1::{self as pb, Reason, Source};
-use tally_token::{Bundle, KeyId, Limits, Macaroon, RevocationId, RootKey, TallyId, verify_with_key};
+use tally_token::{Bundle, KeyId, Limits, Macaroon, Reason, RevocationId, RootKey, TallyId, verify_with_key};
 
 use crate::Upstream;
+use crate::convert::stream_message;
+use crate::outcome::Source;
+use crate::verdict::Verified;
 use crate::verifier::{CheckRequest, Settings, Verifier};
 
 const EPOCH: &str = "memo-test";
@@ -33,15 +36,15 @@ fn cached_token(v: &Verifier, key_id: u64, nonce: u8) -> (String, Macaroon) {
     let chain = verify_with_key(&bundle, &key.derive(), &Limits::default()).unwrap().chain;
     // As minted: the authority hands out its own signature alone (DESIGN §3.7).
     let minted = chain.len() - 1;
-    let resp = pb::VerifyResponse {
-        valid: true,
+    let verified = Verified {
         org: "acme".into(),
-        chain: chain[minted..].iter().map(|s| s.as_bytes().to_vec()).collect(),
-        chain_from: minted as u32,
+        family: None,
+        expires_at_ms: None,
         epoch: EPOCH.into(),
-        ..Default::default()
+        chain_from: minted,
+        chain: chain[minted..].to_vec(),
     };
-    v.remember(&bundle.view(), &resp);
+    v.remember(&bundle.view(), &verified);
     (m.to_text(), m)
 }
 
@@ -75,7 +78,10 @@ fn apply(v: &Verifier, seq: u64, target: Target) {
         digest: Vec::new(),
         expires_at_unix_ms: 0,
     };
-    v.apply_event(pb::SubscribeEvent { event: Some(Event::Revocation(revocation)), sent_at_unix_ms: 0 });
+    v.apply_event(stream_message(pb::SubscribeEvent {
+        event: Some(Event::Revocation(revocation)),
+        sent_at_unix_ms: 0,
+    }));
 }
 
 #[tokio::test]
@@ -120,7 +126,7 @@ async fn failing_closed_and_resets_leave_nothing_in_the_memo() {
     let (a, _) = cached_token(&v, 1, 0xa);
     memoize(&v, &a);
     let reset = pb::Reset { epoch: "another".into(), head_seq: 0, replay_after: 0, reason: "test".into() };
-    v.apply_event(pb::SubscribeEvent { event: Some(Event::Reset(reset)), sent_at_unix_ms: 0 });
+    v.apply_event(stream_message(pb::SubscribeEvent { event: Some(Event::Reset(reset)), sent_at_unix_ms: 0 }));
     assert_eq!(v.memo.len(), 0, "token texts dropped with the cache");
     assert_eq!(check_local(&v, &a), None);
 }

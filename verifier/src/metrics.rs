@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_proto::metrics_http::sample;
 use tally_proto::telemetry::{Histogram, RpcMetrics, header};
-use tally_proto::v1::Source;
 
-use crate::verifier::{Outcome, Verifier};
+use crate::outcome::{Outcome, Source};
+use crate::verifier::Verifier;
 
 /// Counters bumped by the check and stream paths.
 #[derive(Debug)]
@@ -69,7 +69,7 @@ impl Counters {
             Source::Descendant => &self.descendant_hits,
             Source::NegativeCache => &self.negative_hits,
             Source::Authority => &self.authority_answers,
-            Source::Local | Source::Unspecified => &self.local,
+            Source::Local => &self.local,
         });
     }
 }

@@ -6,14 +6,15 @@
 //! the capacity). Bounded: when full, expired answers go first, then
 //! everything; and each remembered detail is cut to [`MAX_DETAIL`] bytes (the
 //! authority's text may quote a caveat of the token, up to a 2 KiB field), so
-//! the whole cache stays within capacity × a few hundred bytes.
+//! the whole cache stays within capacity × a few hundred bytes. Time is
+//! passed in (the check's reading of the clock).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tally_proto::v1::Reason;
+use tally_token::Reason;
 
 /// Longest denial detail remembered, in bytes.
 const MAX_DETAIL: usize = 256;
@@ -36,13 +37,13 @@ pub struct NegativeCache {
 #[derive(Debug)]
 struct Map {
     entries: HashMap<[u8; 32], (Instant, Denied)>,
-    /// When expired answers are dropped next.
-    next_sweep: Instant,
+    /// When expired answers are dropped next (`None`: at the first insert).
+    next_sweep: Option<Instant>,
 }
 
 impl NegativeCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        let map = Map { entries: HashMap::new(), next_sweep: Instant::now() + ttl };
+        let map = Map { entries: HashMap::new(), next_sweep: None };
         Self { ttl, capacity: capacity.max(1), map: Mutex::new(map) }
     }
 
@@ -50,17 +51,17 @@ impl NegativeCache {
         Sha256::new().chain_update(b"tally-negative-v1\0").chain_update(bundle.as_bytes()).finalize().into()
     }
 
-    /// A denial remembered for this exact bundle text, if still fresh.
-    pub fn get(&self, bundle: &str) -> Option<Denied> {
+    /// A denial remembered for this exact bundle text, if still fresh at `now`.
+    pub fn get(&self, bundle: &str, now: Instant) -> Option<Denied> {
         if self.ttl.is_zero() {
             return None;
         }
         let map = self.map.lock().expect("negative cache lock");
-        map.entries.get(&Self::key(bundle)).filter(|(until, _)| Instant::now() < *until).map(|(_, d)| d.clone())
+        map.entries.get(&Self::key(bundle)).filter(|(until, _)| now < *until).map(|(_, d)| d.clone())
     }
 
-    /// Remembers a denial for the TTL.
-    pub fn insert(&self, bundle: &str, mut denied: Denied) {
+    /// Remembers a denial for the TTL from `now`.
+    pub fn insert(&self, bundle: &str, mut denied: Denied, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
@@ -69,12 +70,11 @@ impl NegativeCache {
             denied.detail.truncate(cut);
             denied.detail.push('…');
         }
-        let now = Instant::now();
         let mut map = self.map.lock().expect("negative cache lock");
-        if now >= map.next_sweep || map.entries.len() >= self.capacity {
+        if map.next_sweep.is_none_or(|at| now >= at) || map.entries.len() >= self.capacity {
             // O(entries) once per TTL: about what one TTL added, when the sweep keeps up.
             map.entries.retain(|_, (until, _)| now < *until);
-            map.next_sweep = now + self.ttl;
+            map.next_sweep = Some(now + self.ttl);
             if map.entries.len() >= self.capacity {
                 map.entries.clear();
             }
@@ -94,20 +94,20 @@ mod tests {
 
     #[test]
     fn bounded_and_expiring() {
-        let c = NegativeCache::new(Duration::from_secs(60), 2);
+        let (c, now) = (NegativeCache::new(Duration::from_secs(60), 2), Instant::now());
         let d = Denied { reason: Reason::Forged, detail: String::new() };
-        c.insert("a", d.clone());
-        c.insert("b", d.clone());
-        c.insert("c", d.clone());
-        assert!(c.get("c").is_some());
+        c.insert("a", d.clone(), now);
+        c.insert("b", d.clone(), now);
+        c.insert("c", d.clone(), now);
+        assert!(c.get("c", now).is_some());
         assert!(c.map.lock().unwrap().entries.len() <= 2);
         let long = Denied { reason: Reason::Forged, detail: "é".repeat(1000) };
-        c.insert("long", long);
-        let kept = c.get("long").unwrap().detail;
+        c.insert("long", long, now);
+        let kept = c.get("long", now).unwrap().detail;
         assert!(kept.len() <= MAX_DETAIL + '…'.len_utf8() && kept.ends_with('…'), "{} bytes", kept.len());
         let off = NegativeCache::new(Duration::ZERO, 2);
-        off.insert("a", d);
-        assert!(off.get("a").is_none());
+        off.insert("a", d, now);
+        assert!(off.get("a", now).is_none());
     }
 
     /// Regression (found by `cargo xtask soak`): expired answers were dropped
@@ -115,16 +115,16 @@ mod tests {
     /// distinct forgeries steadily grew for hours.
     #[test]
     fn expired_answers_are_dropped_before_the_cache_is_full() {
-        let ttl = Duration::from_millis(20);
+        let (ttl, t0) = (Duration::from_millis(20), Instant::now());
         let c = NegativeCache::new(ttl, 1000);
         let d = Denied { reason: Reason::Forged, detail: String::new() };
         for i in 0..100 {
-            c.insert(&format!("forgery {i}"), d.clone());
+            c.insert(&format!("forgery {i}"), d.clone(), t0);
         }
         // Every answer expired, and a sweep is due.
-        std::thread::sleep(2 * ttl);
-        c.insert("another", d);
+        let later = t0 + 2 * ttl;
+        c.insert("another", d, later);
         assert_eq!(c.map.lock().unwrap().entries.len(), 1);
-        assert!(c.get("another").is_some());
+        assert!(c.get("another", later).is_some());
     }
 }

@@ -6,17 +6,15 @@
 //! noticed by missing heartbeats, not by a TCP error).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use tally_proto::v1 as pb;
-use tally_proto::v1::revocation_target::Target;
-use tally_proto::v1::subscribe_event::Event;
-use tally_token::{FamilyId, KeyId};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Now;
+use crate::event::{Revocation, StreamEvent, StreamMessage, Target};
 use crate::metrics::Counters;
 use crate::sync::Stall;
-use crate::verifier::{Verifier, unix_ms};
+use crate::verifier::Verifier;
 
 /// First reconnect delay (before jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -39,14 +37,14 @@ impl Verifier {
             let pos = self.sync.position();
             match self.upstream.subscribe(&pos).await {
                 Ok(mut stream) => {
-                    self.sync.watch_lag_new_stream(Instant::now());
+                    self.sync.watch_lag_new_stream(self.clock.now().mono);
                     loop {
                         let stall_at = self.sync.stall_deadline(stall_bound);
                         let msg = tokio::select! {
                             _ = shutdown.cancelled() => return,
                             // Checked on time, not only when the next message comes.
                             _ = sleep_until(stall_at) => {
-                                match self.check_stall(Instant::now(), stall_bound) {
+                                match self.check_stall(self.clock.now().mono, stall_bound) {
                                     Flow::Reconnect => break,
                                     Flow::Continue => continue,
                                 }
@@ -59,7 +57,7 @@ impl Verifier {
                                 if let Flow::Reconnect = self.apply_event(ev) {
                                     break;
                                 }
-                                if let Flow::Reconnect = self.check_stall(Instant::now(), stall_bound) {
+                                if let Flow::Reconnect = self.check_stall(self.clock.now().mono, stall_bound) {
                                     break;
                                 }
                             }
@@ -124,29 +122,29 @@ impl Verifier {
         Flow::Reconnect
     }
 
-    pub(crate) fn apply_event(&self, ev: pb::SubscribeEvent) -> Flow {
-        self.sync.touch_sent(ev.sent_at_unix_ms, unix_ms(SystemTime::now()), self.settings.skew);
-        let flow = self.apply_message(ev.event);
-        self.sync.watch_lag(Instant::now());
+    pub(crate) fn apply_event(&self, msg: StreamMessage) -> Flow {
+        self.sync.touch_sent(msg.sent_at_ms, self.clock.now().unix_ms(), self.settings.skew);
+        let flow = self.apply_message(msg.event);
+        self.sync.watch_lag(self.clock.now().mono);
         flow
     }
 
-    fn apply_message(&self, event: Option<Event>) -> Flow {
+    fn apply_message(&self, event: Option<StreamEvent>) -> Flow {
         match event {
-            Some(Event::Revocation(r)) => self.apply_revocation(r),
-            Some(Event::Heartbeat(hb)) => {
+            Some(StreamEvent::Revocation(r)) => self.apply_revocation(r),
+            Some(StreamEvent::Heartbeat { head_seq, epoch }) => {
                 let pos = self.sync.position();
-                if !pos.epoch.is_empty() && hb.epoch != pos.epoch {
+                if !pos.epoch.is_empty() && epoch != pos.epoch {
                     self.reset_local("epoch changed under a live stream");
                     return Flow::Reconnect;
                 }
                 self.sync.update(|p| {
                     if p.epoch.is_empty() {
-                        p.epoch = hb.epoch.clone();
+                        p.epoch = epoch;
                     }
-                    p.head_seen = p.head_seen.max(hb.head_seq);
+                    p.head_seen = p.head_seen.max(head_seq);
                 });
-                if pos.applied_seq >= hb.head_seq {
+                if pos.applied_seq >= head_seq {
                     if !self.sync.synced() {
                         tracing::info!(seq = pos.applied_seq, "caught up with the revocation stream");
                     }
@@ -160,14 +158,14 @@ impl Verifier {
                 }
                 Flow::Continue
             }
-            Some(Event::Reset(rs)) => {
-                tracing::warn!(reason = %rs.reason, epoch = %rs.epoch, "revocation stream reset: flushing cache");
+            Some(StreamEvent::Reset { epoch, head_seq, replay_after, reason }) => {
+                tracing::warn!(%reason, %epoch, "revocation stream reset: flushing cache");
                 self.flush_all();
                 self.sync.update(|p| {
-                    p.epoch = rs.epoch;
-                    p.applied_seq = rs.replay_after;
+                    p.epoch = epoch;
+                    p.applied_seq = replay_after;
                     p.digest = Vec::new();
-                    p.head_seen = rs.head_seq;
+                    p.head_seen = head_seq;
                 });
                 Flow::Continue
             }
@@ -175,7 +173,7 @@ impl Verifier {
         }
     }
 
-    fn apply_revocation(&self, r: pb::Revocation) -> Flow {
+    fn apply_revocation(&self, r: Revocation) -> Flow {
         let pos = self.sync.position();
         if r.seq <= pos.applied_seq {
             return Flow::Continue; // a duplicate from a resumed replay
@@ -187,26 +185,23 @@ impl Verifier {
         }
         {
             let _apply = self.apply.lock().expect("apply lock");
-            match r.target.and_then(|t| t.target) {
-                Some(Target::Family(f)) if f.len() == 16 => {
-                    let f: [u8; 16] = f.as_slice().try_into().expect("length checked");
-                    self.revoked.add_family(FamilyId(f), r.expires_at_unix_ms);
-                    self.cache.remove_family(&FamilyId(f));
+            match r.target {
+                Target::Family(family) => {
+                    self.revoked.add_family(family, r.expires_at_ms);
+                    self.cache.remove_family(&family);
                 }
-                Some(Target::Branch(b)) if b.family.len() == 16 && b.branch.len() == 16 => {
-                    let f: [u8; 16] = b.family.as_slice().try_into().expect("length checked");
-                    self.revoked
-                        .add_branch(b.branch.as_slice().try_into().expect("length checked"), r.expires_at_unix_ms);
+                Target::Branch { family, branch } => {
+                    self.revoked.add_branch(branch, r.expires_at_ms);
                     // The entries of the family that lie on the branch are not
                     // known by signature; dropping the family is safe (its
                     // siblings re-verify once).
-                    self.cache.remove_family(&FamilyId(f));
+                    self.cache.remove_family(&family);
                 }
-                Some(Target::KeyId(k)) => {
-                    self.revoked.add_key(KeyId(k));
-                    self.cache.remove_key_id(KeyId(k));
+                Target::Key(key) => {
+                    self.revoked.add_key(key);
+                    self.cache.remove_key_id(key);
                 }
-                _ => {
+                Target::Unknown => {
                     // Not understood: it may concern anything we cached.
                     tracing::warn!(seq = r.seq, "revocation with an unknown target; dropping the cache");
                     self.cache.clear();
@@ -250,20 +245,27 @@ impl Verifier {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
-            // Revoked ids whose tokens have all expired (past the skew allowance) are forgotten.
-            let skew_ms = self.settings.skew.as_millis() as i64;
-            self.revoked.prune(unix_ms(SystemTime::now()).saturating_sub(skew_ms));
-            if self.sync.silence().is_some_and(|s| s > threshold) && !self.sync.fail_closed() {
-                let _apply = self.apply.lock().expect("apply lock");
-                // Into the same silence, Verify calls would only wait out their
-                // deadline. Tripped first, so a heartbeat that clears
-                // fail-closed right after can only reset it, never be overtaken.
-                self.breaker.trip(std::time::Instant::now());
-                self.sync.set_fail_closed(true);
-                self.cache.clear();
-                self.memo.clear();
-                tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
-            }
+            self.watch(self.clock.now());
+        }
+    }
+
+    /// One tick of the watchdog at `now`: forgets revoked ids whose tokens
+    /// have all expired (past the skew allowance), and fails closed once the
+    /// authority has been silent past the threshold.
+    pub(crate) fn watch(&self, now: Now) {
+        let threshold = self.settings.fail_closed_after;
+        let skew_ms = self.settings.skew.as_millis() as i64;
+        self.revoked.prune(now.unix_ms().saturating_sub(skew_ms));
+        if self.sync.silence_at(now.mono).is_some_and(|s| s > threshold) && !self.sync.fail_closed() {
+            let _apply = self.apply.lock().expect("apply lock");
+            // Into the same silence, Verify calls would only wait out their
+            // deadline. Tripped first, so a heartbeat that clears
+            // fail-closed right after can only reset it, never be overtaken.
+            self.breaker.trip(now.mono);
+            self.sync.set_fail_closed(true);
+            self.cache.clear();
+            self.memo.clear();
+            tracing::warn!(?threshold, "no word from the authority: cache dropped, failing closed");
         }
     }
 }
@@ -317,7 +319,12 @@ fn jittered(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use tally_proto::v1 as pb;
+    use tally_proto::v1::revocation_target::Target;
+    use tally_proto::v1::subscribe_event::Event;
+
     use super::*;
+    use crate::convert::stream_message;
     use crate::{Settings, Upstream};
 
     const EPOCH: &str = "stall-test";
@@ -342,7 +349,7 @@ mod tests {
     }
 
     fn apply(v: &Verifier, ev: pb::SubscribeEvent) {
-        assert!(matches!(v.apply_event(ev), Flow::Continue));
+        assert!(matches!(v.apply_event(stream_message(ev)), Flow::Continue));
     }
 
     #[tokio::test]

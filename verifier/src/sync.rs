@@ -2,11 +2,14 @@
 //! last contact, and whether the applied seq keeps up with the head the
 //! authority announces. The cache is trusted only while `usable()`: synced
 //! since the last reset (and since the last stall), and heard from the
-//! authority within the silence threshold.
+//! authority within the silence threshold. Time is the clock's: a check
+//! passes its one reading to `usable`; the rest read the clock.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
 
 /// The stream position and contact state.
 #[derive(Debug)]
@@ -17,6 +20,7 @@ pub struct SyncState {
     /// Silent past the threshold: cache dropped and unused.
     fail_closed: AtomicBool,
     resets: AtomicU64,
+    clock: Arc<dyn Clock>,
     born: Instant,
     /// Milliseconds since `born` of the last contact, plus one (0: never).
     last_contact: AtomicU64,
@@ -64,29 +68,29 @@ pub struct Position {
     pub head_seen: u64,
 }
 
-impl Default for SyncState {
-    fn default() -> Self {
+impl SyncState {
+    /// Not synced, never in contact, time read from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             pos: Mutex::default(),
             synced: AtomicBool::new(false),
             fail_closed: AtomicBool::new(false),
             resets: AtomicU64::new(0),
-            born: Instant::now(),
+            born: clock.now().mono,
+            clock,
             last_contact: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
             lag: Mutex::default(),
         }
     }
-}
 
-impl SyncState {
-    /// May the cache answer (and be filled) now? Synced, not failing closed,
-    /// and heard from within `threshold`, checked here too so the cut-off does
-    /// not wait for the watchdog's next tick.
-    pub fn usable(&self, threshold: Duration) -> bool {
+    /// May the cache answer (and be filled) at `now`? Synced, not failing
+    /// closed, and heard from within `threshold`, checked here too so the
+    /// cut-off does not wait for the watchdog's next tick.
+    pub fn usable(&self, now: Instant, threshold: Duration) -> bool {
         self.synced.load(Ordering::Acquire)
             && !self.fail_closed.load(Ordering::Acquire)
-            && self.silence().is_some_and(|s| s <= threshold)
+            && self.silence_at(now).is_some_and(|s| s <= threshold)
     }
 
     pub fn synced(&self) -> bool {
@@ -126,9 +130,14 @@ impl SyncState {
         f(&mut self.pos.lock().expect("sync lock"));
     }
 
+    /// Time since `born`, now.
+    fn age(&self) -> Duration {
+        self.clock.now().mono.saturating_duration_since(self.born)
+    }
+
     /// Records contact with the authority now.
     pub fn touch(&self) {
-        self.last_contact.fetch_max(self.born.elapsed().as_millis() as u64 + 1, Ordering::AcqRel);
+        self.last_contact.fetch_max(self.age().as_millis() as u64 + 1, Ordering::AcqRel);
     }
 
     /// Records an event the authority sent at `sent_at_ms` (its clock; 0 or
@@ -138,15 +147,20 @@ impl SyncState {
     /// stale as one that is silent. Contact never moves backwards.
     pub fn touch_sent(&self, sent_at_ms: i64, now_ms: i64, skew: Duration) {
         let late = if sent_at_ms > 0 { now_ms.saturating_sub(sent_at_ms) - skew.as_millis() as i64 } else { 0 };
-        let at = self.born.elapsed().saturating_sub(Duration::from_millis(late.max(0) as u64));
+        let at = self.age().saturating_sub(Duration::from_millis(late.max(0) as u64));
         self.last_contact.fetch_max(at.as_millis() as u64 + 1, Ordering::AcqRel);
     }
 
     /// Time since the last contact; `None` before the first.
     pub fn silence(&self) -> Option<Duration> {
+        self.silence_at(self.clock.now().mono)
+    }
+
+    /// Time from the last contact to `now`; `None` before the first.
+    pub fn silence_at(&self, now: Instant) -> Option<Duration> {
         match self.last_contact.load(Ordering::Acquire) {
             0 => None,
-            t => Some(self.born.elapsed().saturating_sub(Duration::from_millis(t - 1))),
+            t => Some(now.saturating_duration_since(self.born).saturating_sub(Duration::from_millis(t - 1))),
         }
     }
 
@@ -214,12 +228,14 @@ impl SyncState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     const SKEW: Duration = Duration::from_millis(500);
 
     /// A state that has existed for a minute, so contact can be backdated.
     fn aged() -> SyncState {
-        SyncState { born: Instant::now().checked_sub(Duration::from_secs(60)).unwrap(), ..SyncState::default() }
+        let born = Instant::now().checked_sub(Duration::from_secs(60)).unwrap();
+        SyncState { born, ..SyncState::new(Arc::new(SystemClock)) }
     }
 
     #[test]
@@ -231,8 +247,8 @@ mod tests {
         s.touch_sent(1_000_000 - 3_000, 1_000_000, SKEW);
         let silence = s.silence().unwrap();
         assert!(silence >= Duration::from_millis(2_500) && silence < Duration::from_millis(2_600), "{silence:?}");
-        assert!(!s.usable(Duration::from_secs(1)));
-        assert!(s.usable(Duration::from_secs(3)));
+        assert!(!s.usable(Instant::now(), Duration::from_secs(1)));
+        assert!(s.usable(Instant::now(), Duration::from_secs(3)));
     }
 
     #[test]

@@ -17,8 +17,11 @@ use tracing::Instrument;
 
 use tally_token::{Bundle, Limits, Predicate};
 
+use crate::convert;
 use crate::error::{Error, TokenRefused};
+use crate::event::StreamMessage;
 use crate::sync::Position;
+use crate::verdict::Verdict;
 
 /// How long to wait for a TCP connection to the authority.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -106,14 +109,14 @@ impl Upstream {
     }
 
     /// Asks the authority to verify a bundle (request-independent).
-    pub async fn verify(&self, bundle: String) -> Result<pb::VerifyResponse, Status> {
+    pub async fn verify(&self, bundle: String) -> Result<Verdict, Status> {
         let span = telemetry::client_span("tally.v1.Authority/Verify");
         let mut req = span.in_scope(|| self.request(pb::VerifyRequest { bundle }));
         req.set_timeout(self.timeout);
         let mut client = self.client.clone();
         let call = tokio::time::timeout(self.timeout, client.verify(req)).instrument(span);
         match call.await {
-            Ok(r) => r.map(tonic::Response::into_inner),
+            Ok(r) => r.map(|r| convert::verdict(r.into_inner())),
             Err(_) => Err(Status::deadline_exceeded("authority did not answer in time")),
         }
     }
@@ -121,7 +124,7 @@ impl Upstream {
     /// Opens the revocation stream from `pos`, on a connection of its own
     /// dialled now: a stream that went silent is never retried over the
     /// connection that may have died under it.
-    pub async fn subscribe(&self, pos: &Position) -> Result<Streaming<pb::SubscribeEvent>, Status> {
+    pub(crate) async fn subscribe(&self, pos: &Position) -> Result<Events, Status> {
         let req = self.request(pb::SubscribeRequest {
             from_seq: pos.applied_seq,
             epoch: pos.epoch.clone(),
@@ -136,9 +139,19 @@ impl Upstream {
             AuthorityClient::new(channel).subscribe(req).await
         };
         match tokio::time::timeout(self.timeout, open).await {
-            Ok(r) => r.map(tonic::Response::into_inner),
+            Ok(r) => r.map(|r| Events(r.into_inner())),
             Err(_) => Err(Status::deadline_exceeded("authority did not answer in time")),
         }
+    }
+}
+
+/// The revocation stream, read in the verifier's terms.
+pub(crate) struct Events(Streaming<pb::SubscribeEvent>);
+
+impl Events {
+    /// The next message; `None` once the authority ended the stream.
+    pub(crate) async fn message(&mut self) -> Result<Option<StreamMessage>, Status> {
+        Ok(self.0.message().await?.map(convert::stream_message))
     }
 }
 

@@ -5,23 +5,25 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use tally_proto::v1::{self as pb, Reason, Source};
 use tally_token::{
     BundleRef, Claims, Context, DecodedBundle, Denial, DenialKind, FamilyId, FieldLimits, Limits, Predicate,
-    PrefixKeys, RequestFields, Signature, TallyId, chain_step_ref, evaluate,
+    PrefixKeys, Reason, RequestFields, Signature, TallyId, chain_step_ref, evaluate,
 };
 
 use crate::breaker::{Admit, Breaker, Ticket};
 use crate::cache::{Cache, Cached};
+use crate::clock::{Clock, Now, SystemClock};
 use crate::error::Error;
 use crate::memo::{Memo, Vouched};
 use crate::metrics::Counters;
 use crate::negative::{Denied, NegativeCache};
+use crate::outcome::{Outcome, Source};
 use crate::revoked::{Denied as RevokedDenial, Revoked};
 use crate::sync::SyncState;
 use crate::upstream::Upstream;
+use crate::verdict::{Verdict, Verified};
 use tracing::Instrument;
 
 /// Tunables.
@@ -129,37 +131,6 @@ impl std::fmt::Debug for CheckRequest<'_> {
     }
 }
 
-/// The answer. Built without copying on the cache paths: the org is shared
-/// with the cache entry, the family is its id (hex only on the wire).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub allowed: bool,
-    pub reason: Reason,
-    pub detail: String,
-    pub failed_caveat: String,
-    pub org: Arc<str>,
-    pub subject: String,
-    pub family: Option<FamilyId>,
-    pub source: Source,
-    pub expires_at_ms: i64,
-}
-
-impl Outcome {
-    fn deny(reason: Reason, detail: impl Into<String>, source: Source) -> Self {
-        Self {
-            allowed: false,
-            reason,
-            detail: detail.into(),
-            failed_caveat: String::new(),
-            org: Arc::from(""),
-            subject: String::new(),
-            family: None,
-            source,
-            expires_at_ms: 0,
-        }
-    }
-}
-
 /// The verifier.
 #[derive(Debug)]
 pub struct Verifier {
@@ -179,6 +150,17 @@ pub struct Verifier {
     authority_calls: Arc<tokio::sync::Semaphore>,
     /// Denies at once while the authority is out of reach (breaker.rs).
     pub(crate) breaker: Arc<Breaker>,
+    /// Every reading of the time (clock.rs): the system's, or a test's.
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// What a check reads first: the cache's generation, then the clock, and
+/// whether the cache may answer then.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    generation: u64,
+    now: Now,
+    usable: bool,
 }
 
 /// Decodes `text` into `decoded` (no copy of its buffer) and views it.
@@ -188,20 +170,22 @@ fn decode<'d>(decoded: &'d mut DecodedBundle, text: &str, limits: &Limits) -> Re
     decoded.view(limits).map_err(malformed)
 }
 
-pub(crate) fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Verifier {
-    /// A verifier talking to `upstream`.
+    /// A verifier talking to `upstream`, on the system clock.
     pub fn new(upstream: Upstream, settings: Settings) -> Self {
+        Self::with_clock(upstream, settings, Arc::new(SystemClock))
+    }
+
+    /// A verifier talking to `upstream`, on `clock`.
+    pub(crate) fn with_clock(upstream: Upstream, settings: Settings, clock: Arc<dyn Clock>) -> Self {
         let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cool_down, upstream.timeout()).into();
         Self {
             cache: Cache::new(settings.cache_capacity),
             memo: Memo::new(settings.memo_capacity),
             negative: NegativeCache::new(settings.negative_ttl, settings.negative_capacity),
             revoked: Revoked::default(),
-            sync: SyncState::default(),
+            sync: SyncState::new(clock.clone()),
+            clock,
             upstream: Arc::new(upstream),
             counters: Counters::default(),
             apply: Mutex::new(()),
@@ -216,16 +200,21 @@ impl Verifier {
         &self.settings
     }
 
-    /// Checks a bundle for a request.
+    /// Checks a bundle for a request. The bundle is decoded once (unless the
+    /// memo answers): the local answer and the authority's path share it.
     pub async fn check(&self, req: &CheckRequest<'_>) -> Result<Outcome, Error> {
-        let outcome = match self.check_cached(req)? {
+        let start = self.start();
+        let outcome = match self.memoized(req, start) {
             Some(outcome) => outcome,
             None => {
                 let mut decoded = DecodedBundle::default();
                 let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
-                match self.negative.get(req.bundle) {
-                    Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
-                    None => self.ask_authority(&bundle, req).await,
+                match self.answer_locally(&bundle, req, start.now, start.usable, Some(start.generation)) {
+                    Some(outcome) => outcome,
+                    None => match self.negative.get(req.bundle, start.now.mono) {
+                        Some(d) => Outcome::deny(d.reason, d.detail, Source::NegativeCache),
+                        None => self.ask_authority(&bundle, req).await,
+                    },
                 }
             }
         };
@@ -237,44 +226,58 @@ impl Verifier {
     /// cache) and memoizes an exact hit; `None` when the authority must be
     /// asked. Malformed bundles are an error.
     pub fn check_cached(&self, req: &CheckRequest<'_>) -> Result<Option<Outcome>, Error> {
-        // Read before anything it vouches for: a revocation applied after
-        // this read makes whatever is memoized under it stale (memo.rs).
-        let generation = self.cache.generation();
-        let now = SystemTime::now();
-        let usable = self.sync.usable(self.settings.fail_closed_after);
-        if usable {
-            let answer = self.memo.with(req.bundle, generation, unix_ms(now), |m| {
-                if let Some(wrong) = self.wrong_org(req, m.org, Some(m.family), Source::Cache) {
-                    return wrong;
-                }
-                let evaluated = m.caveats.evaluate(&self.context(now, req, m.org));
-                self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
-            });
-            if answer.is_some() {
-                Counters::bump(&self.counters.memo_hits);
-                return Ok(answer);
-            }
+        let start = self.start();
+        if let Some(outcome) = self.memoized(req, start) {
+            return Ok(Some(outcome));
         }
         let mut decoded = DecodedBundle::default();
         let bundle = decode(&mut decoded, req.bundle, &self.settings.limits)?;
-        Ok(self.answer_locally(&bundle, req, now, usable, Some(generation)))
+        Ok(self.answer_locally(&bundle, req, start.now, start.usable, Some(start.generation)))
+    }
+
+    /// What a check reads before anything else.
+    fn start(&self) -> Start {
+        // Read before anything it vouches for: a revocation applied after
+        // this read makes whatever is memoized under it stale (memo.rs).
+        let generation = self.cache.generation();
+        let now = self.clock.now();
+        Start { generation, now, usable: self.sync.usable(now.mono, self.settings.fail_closed_after) }
+    }
+
+    /// The token memo's answer, when it holds the text (of this generation,
+    /// alive) and the cache may answer.
+    fn memoized(&self, req: &CheckRequest<'_>, start: Start) -> Option<Outcome> {
+        if !start.usable {
+            return None;
+        }
+        let Start { generation, now, .. } = start;
+        let answer = self.memo.with(req.bundle, generation, now.unix_ms(), |m| {
+            if let Some(wrong) = self.wrong_org(req, m.org, Some(m.family), Source::Cache) {
+                return wrong;
+            }
+            let evaluated = m.caveats.evaluate(&self.context(now.wall, req, m.org));
+            self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
+        })?;
+        Counters::bump(&self.counters.memo_hits);
+        Some(answer)
     }
 
     /// Answers from local state alone (deny lists, cache; never the memo),
     /// or `None` when the authority must be asked.
     pub fn check_local(&self, bundle: &BundleRef<'_>, req: &CheckRequest<'_>) -> Option<Outcome> {
-        let usable = self.sync.usable(self.settings.fail_closed_after);
-        self.answer_locally(bundle, req, SystemTime::now(), usable, None)
+        let now = self.clock.now();
+        let usable = self.sync.usable(now.mono, self.settings.fail_closed_after);
+        self.answer_locally(bundle, req, now, usable, None)
     }
 
-    /// [`Verifier::check_local`] at `now_time`, with the cache `usable` then
-    /// (one clock read for the whole check); memoizes an exact hit under
+    /// [`Verifier::check_local`] at `now`, with the cache `usable` then (one
+    /// clock read for the whole check); memoizes an exact hit under
     /// `memo_generation` when given.
     fn answer_locally(
         &self,
         bundle: &BundleRef<'_>,
         req: &CheckRequest<'_>,
-        now_time: SystemTime,
+        now: Now,
         usable: bool,
         memo_generation: Option<u64>,
     ) -> Option<Outcome> {
@@ -293,11 +296,10 @@ impl Verifier {
         if !usable || !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return None;
         }
-        let now = unix_ms(now_time);
         // Prefix keys, longest first: most checks stop at the first (an exact hit).
         let n = caveats.len();
         let mut keys = PrefixKeys::of(root);
-        let (k, hit_key, hit) = self.cache.longest(&id.family, n, now, |k| keys.key(k))?;
+        let (k, hit_key, hit) = self.cache.longest(&id.family, n, now.unix_ms(), |k| keys.key(k))?;
         let source = if k == caveats.len() { Source::Cache } else { Source::Descendant };
         let mut sig = hit.sig.clone();
         // The continued chain, kept only to remember the descendant.
@@ -334,7 +336,7 @@ impl Verifier {
             self.insert_checked((keys.key(n), n), entry, &tail, Some(ancestor), now);
         }
         let first_party = caveats.iter().map(|c| c.id);
-        Some(self.evaluate_at(now_time, first_party, req, hit.org, Some(hit.family), source))
+        Some(self.evaluate_at(now.wall, first_party, req, hit.org, Some(hit.family), source))
     }
 
     /// Inserts unless something it depends on was revoked meanwhile: under the
@@ -348,10 +350,11 @@ impl Verifier {
         entry: Cached,
         chain: &[Signature],
         ancestor: Option<(tally_token::PrefixKey, &Signature)>,
-        now_ms: i64,
+        now: Now,
     ) {
+        let now_ms = now.unix_ms();
         let _apply = self.apply.lock().expect("apply lock");
-        if !self.sync.usable(self.settings.fail_closed_after)
+        if !self.sync.usable(now.mono, self.settings.fail_closed_after)
             || self.revoked.denies(entry.key_id, &entry.family).is_some()
             || chain.iter().any(|s| self.revoked.on_revoked_branch(s))
             || ancestor.is_some_and(|(k, sig)| self.cache.get(&k, now_ms).is_none_or(|a| a.sig != *sig))
@@ -373,7 +376,8 @@ impl Verifier {
                 Source::Authority,
             );
         };
-        let ticket = match self.breaker.admit(std::time::Instant::now()) {
+        let asked = self.clock.now().mono;
+        let ticket = match self.breaker.admit(asked) {
             Admit::Call(ticket) => ticket,
             Admit::Refuse(wait) => {
                 Counters::bump(&self.counters.authority_breaker);
@@ -388,11 +392,11 @@ impl Verifier {
             }
         };
         Counters::bump(&self.counters.authority_verifies);
-        let asked = std::time::Instant::now();
         let answer = self.call_authority(req.bundle, slot, ticket).await;
-        self.counters.verify_latency.record(asked.elapsed());
-        let resp = match answer {
-            Ok(resp) => resp,
+        let now = self.clock.now();
+        self.counters.verify_latency.record(now.mono.saturating_duration_since(asked));
+        let answer = match answer {
+            Ok(answer) => answer,
             Err(status) => {
                 tracing::warn!(code = ?status.code(), "authority unavailable for Verify");
                 return Outcome::deny(
@@ -402,21 +406,24 @@ impl Verifier {
                 );
             }
         };
-        let family = <[u8; 16]>::try_from(resp.family.as_slice()).ok().map(FamilyId);
-        if !resp.valid {
-            let reason = resp.reason();
-            self.negative.insert(req.bundle, Denied { reason, detail: resp.detail.clone() });
-            let mut out = Outcome::deny(reason, resp.detail, Source::Authority);
-            out.family = family;
-            return out;
+        match answer {
+            Verdict::Refused { reason, detail, family } => {
+                self.negative.insert(req.bundle, Denied { reason, detail: detail.clone() }, now.mono);
+                let mut out = Outcome::deny(reason, detail, Source::Authority);
+                out.family = family;
+                out
+            }
+            Verdict::Verified(verified) => {
+                self.remember(bundle, &verified);
+                let first_party = std::iter::once(&bundle.root)
+                    .chain(&bundle.discharges)
+                    .flat_map(|m| &m.caveats)
+                    .filter(|c| !c.is_third_party())
+                    .map(|c| c.id);
+                let Verified { org, family, .. } = verified;
+                self.evaluate_at(now.wall, first_party, req, org, family, Source::Authority)
+            }
         }
-        self.remember(bundle, &resp);
-        let first_party = std::iter::once(&bundle.root)
-            .chain(&bundle.discharges)
-            .flat_map(|m| &m.caveats)
-            .filter(|c| !c.is_third_party())
-            .map(|c| c.id);
-        self.evaluate_at(SystemTime::now(), first_party, req, Arc::from(resp.org.as_str()), family, Source::Authority)
     }
 
     /// The Verify call, in a task of its own that holds `slot`: it runs to
@@ -428,13 +435,14 @@ impl Verifier {
         bundle: &str,
         slot: tokio::sync::OwnedSemaphorePermit,
         ticket: Ticket,
-    ) -> impl Future<Output = Result<pb::VerifyResponse, tonic::Status>> + use<> {
+    ) -> impl Future<Output = Result<Verdict, tonic::Status>> + use<> {
         let (upstream, breaker, bundle) = (self.upstream.clone(), self.breaker.clone(), bundle.to_owned());
+        let clock = self.clock.clone();
         let call = tokio::spawn(
             async move {
                 let _slot = slot;
                 let answer = upstream.verify(bundle).await;
-                breaker.record(std::time::Instant::now(), ticket, answer.as_ref().err().map(tonic::Status::code));
+                breaker.record(clock.now().mono, ticket, answer.as_ref().err().map(tonic::Status::code));
                 answer
             }
             .in_current_span(),
@@ -447,25 +455,22 @@ impl Verifier {
     /// other token of its family, hits). The authority hands out signatures
     /// from the minted length on only (DESIGN §3.7), and none for Tally's own
     /// API tokens; an answer that does not line up with the token is ignored.
-    pub fn remember(&self, bundle: &BundleRef<'_>, resp: &pb::VerifyResponse) {
+    pub fn remember(&self, bundle: &BundleRef<'_>, verified: &Verified) {
         let root = &bundle.root;
         let caveats = &root.caveats;
         if !bundle.discharges.is_empty() || caveats.iter().any(|c| c.is_third_party()) {
             return; // third-party tokens always go to the authority (see ARCHITECTURE.md)
         }
         let n = caveats.len();
-        let from = resp.chain_from as usize;
-        if resp.epoch != self.sync.position().epoch || from > n || resp.chain.len() != n - from + 1 {
+        let (from, chain) = (verified.chain_from, &verified.chain);
+        if verified.epoch != self.sync.position().epoch || from > n || chain.len() != n - from + 1 {
             return;
         }
         let Ok(id) = TallyId::decode(root.identifier) else { return };
-        let chain: Option<Vec<Signature>> =
-            resp.chain.iter().map(|s| s.as_slice().try_into().ok().map(Signature::from_bytes)).collect();
-        let Some(chain) = chain else { return };
         if chain.last() != Some(&root.signature) {
             return;
         }
-        let expires_at_ms = if resp.expires_at_unix_ms == 0 { i64::MAX } else { resp.expires_at_unix_ms };
+        let expires_at_ms = verified.expires_at_ms.unwrap_or(i64::MAX);
         // The minted prefix lives as long as its own `expires` caveats allow,
         // not as long as the (possibly shorter-lived) presented token; when
         // it is the presented token, the authority's answer bounds it too.
@@ -482,13 +487,13 @@ impl Verifier {
             family: id.family,
             key_id: id.key_id,
             expires_at_ms: minted_expiry,
-            org: resp.org.as_str().into(),
+            org: verified.org.clone(),
         };
-        let now = unix_ms(SystemTime::now());
+        let now = self.clock.now();
         let mut keys = PrefixKeys::of(root);
         if from < n {
             let full = Cached { sig: chain[n - from].clone(), expires_at_ms, ..base.clone() };
-            self.insert_checked((keys.key(n), n), full, &chain, None, now);
+            self.insert_checked((keys.key(n), n), full, chain, None, now);
         }
         self.insert_checked((keys.key(from), from), base, &chain[..1], None, now);
     }

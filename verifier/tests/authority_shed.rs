@@ -6,9 +6,8 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use tally_proto::v1::{Reason, Source};
-use tally_token::{KeyId, Macaroon, RootKey, TallyId};
-use tally_verifier::{CheckRequest, Settings, Upstream, Verifier};
+use tally_token::{KeyId, Macaroon, Reason, RootKey, TallyId};
+use tally_verifier::{CheckRequest, Settings, Source, Upstream, Verifier};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_cap_a_check_is_denied_at_once_not_queued() {

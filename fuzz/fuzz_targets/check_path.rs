@@ -89,7 +89,8 @@ fn fixture(key: u64, nonce: u8, caveats: &[&str], org: &'static str, expires_at_
         .expect("fixture verifies")
         .chain;
     // As the authority answers a token presented as minted (a verifier gets
-    // only what a presenter could compute from the minted token): its own signature alone, from the minted length; none for the system org.
+    // only what a presenter could compute from the minted token): its own
+    // signature alone, from the minted length; none for the system org.
     let minted = if org == "system" { Vec::new() } else { vec![chain[caveats.len()].clone()] };
     let verified = Verified {
         org: org.into(),

@@ -1,7 +1,9 @@
 //! Tally's regional verifier: answers `Check` next to the services, from a
 //! cache of what the authority vouched for (descendants included), pruned by
 //! the streamed revocations, failing closed when the authority goes silent.
+//! `run` is the daemon's command line (`Args`).
 
+mod args;
 mod breaker;
 mod cache;
 mod error;
@@ -13,18 +15,22 @@ mod memo_tests;
 mod metrics;
 mod negative;
 mod revoked;
+mod run;
+mod scrape;
 mod server;
 mod subscription;
 mod sync;
 mod upstream;
 mod verifier;
 
+pub use args::Args;
 pub use cache::{Cache, Cached};
 pub use error::Error;
 pub use ext_authz::ExtAuthzService;
 pub use grpc::VerifierService;
+pub use run::run;
 pub use server::{serve, serve_with};
-pub use upstream::Upstream;
+pub use upstream::{DEFAULT_AUTHORITY_TIMEOUT, Upstream};
 pub use verifier::{
     CheckRequest, DEFAULT_BREAKER_FAILURES, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_AUTHORITY_CALLS, DEFAULT_MEMO_CAPACITY,
     Outcome, Settings, Verifier,

@@ -14,7 +14,6 @@ use tally_proto::v1::subscribe_event::Event;
 use tally_token::{FamilyId, KeyId};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Counters;
 use crate::sync::Stall;
 use crate::verifier::{Verifier, unix_ms};
 
@@ -218,7 +217,7 @@ impl Verifier {
             p.digest = r.digest;
             p.head_seen = p.head_seen.max(r.seq);
         });
-        Counters::bump(&self.counters.revocations_applied);
+        self.metrics.revocations_applied.inc();
         Flow::Continue
     }
 

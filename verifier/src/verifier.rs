@@ -17,7 +17,7 @@ use crate::breaker::{Admit, Breaker, Ticket};
 use crate::cache::{Cache, Cached};
 use crate::error::Error;
 use crate::memo::{Memo, Vouched};
-use crate::metrics::Counters;
+use crate::metrics::Metrics;
 use crate::negative::{Denied, NegativeCache};
 use crate::revoked::{Denied as RevokedDenial, Revoked};
 use crate::sync::SyncState;
@@ -170,7 +170,7 @@ pub struct Verifier {
     pub(crate) sync: SyncState,
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) settings: Settings,
-    pub(crate) counters: Counters,
+    pub(crate) metrics: Metrics,
     /// Held while checking the deny lists and inserting into the cache, and
     /// while applying a revocation (add to deny list, prune): so an entry
     /// verified before a revocation can never be inserted after its pruning.
@@ -203,7 +203,7 @@ impl Verifier {
             revoked: Revoked::default(),
             sync: SyncState::default(),
             upstream: Arc::new(upstream),
-            counters: Counters::default(),
+            metrics: Metrics::default(),
             apply: Mutex::new(()),
             authority_calls: Arc::new(tokio::sync::Semaphore::new(settings.max_authority_calls)),
             breaker,
@@ -229,7 +229,7 @@ impl Verifier {
                 }
             }
         };
-        self.counters.count(&outcome);
+        self.metrics.count(outcome.allowed, outcome.source);
         Ok(outcome)
     }
 
@@ -251,7 +251,7 @@ impl Verifier {
                 self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
             });
             if answer.is_some() {
-                Counters::bump(&self.counters.memo_hits);
+                self.metrics.memo_hits.inc();
                 return Ok(answer);
             }
         }
@@ -366,7 +366,7 @@ impl Verifier {
         // calls pile up (each holding its buffers until the timeout) and it
         // would only be sent a storm once it is back.
         let Ok(slot) = self.authority_calls.clone().try_acquire_owned() else {
-            Counters::bump(&self.counters.authority_shed);
+            self.metrics.authority_shed.inc();
             return Outcome::deny(
                 Reason::AuthorityUnavailable,
                 format!("authority unavailable ({} Verify calls already in flight)", self.settings.max_authority_calls),
@@ -376,7 +376,7 @@ impl Verifier {
         let ticket = match self.breaker.admit(std::time::Instant::now()) {
             Admit::Call(ticket) => ticket,
             Admit::Refuse(wait) => {
-                Counters::bump(&self.counters.authority_breaker);
+                self.metrics.authority_breaker.inc();
                 return Outcome::deny(
                     Reason::AuthorityUnavailable,
                     format!(
@@ -387,10 +387,10 @@ impl Verifier {
                 );
             }
         };
-        Counters::bump(&self.counters.authority_verifies);
+        self.metrics.authority_verifies.inc();
         let asked = std::time::Instant::now();
         let answer = self.call_authority(req.bundle, slot, ticket).await;
-        self.counters.verify_latency.record(asked.elapsed());
+        self.metrics.verify_latency.observe(asked.elapsed().as_secs_f64());
         let resp = match answer {
             Ok(resp) => resp,
             Err(status) => {

@@ -5,13 +5,6 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The services' runtime turns tokio's LIFO slot off only with this cfg
-    // (`.cargo/config.toml`); say so when a build went without it.
-    if std::env::var_os("CARGO_CFG_TOKIO_UNSTABLE").is_none() {
-        println!(
-            "cargo:warning=built without --cfg tokio_unstable: the services' runtime keeps tokio's LIFO slot (slower; see proto/src/runtime.rs)"
-        );
-    }
     let files = ["proto/tally/v1/authority.proto", "proto/tally/v1/verifier.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -34,12 +34,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::body::Body;
@@ -48,7 +48,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authority::Authority;
-use crate::metrics::Counters;
+use crate::metrics::Metrics;
 
 /// Authenticated requests handled at once, across all connections.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -198,8 +198,8 @@ where
 }
 
 impl Admission {
-    fn counters(&self) -> &Counters {
-        &self.authority.counters
+    fn metrics(&self) -> &Metrics {
+        &self.authority.metrics
     }
 
     /// Classes a request by its bearer header and admits an anonymous one
@@ -212,14 +212,14 @@ impl Admission {
         }
         let client = client_key(connection_peer(req));
         let Some(share) = ClientShare::take(&self.per_client, client, self.limits.max_anonymous_per_client) else {
-            Counters::bump(&self.counters().shed);
+            self.metrics().shed.inc();
             return Err(Status::resource_exhausted(format!(
                 "too many requests without credentials from this address (at most {} at once)",
                 self.limits.max_anonymous_per_client
             )));
         };
         let Ok(budget) = self.anonymous.clone().try_acquire_owned() else {
-            Counters::bump(&self.counters().shed);
+            self.metrics().shed.inc();
             return Err(Status::unavailable("authority busy with requests without credentials; retry with backoff"));
         };
         Ok(Ticket::Anonymous { _budget: budget, _client: share })
@@ -241,7 +241,7 @@ impl Admission {
         match tokio::time::timeout(deadline, self.clone().admit_and_call(inner, req, ticket)).await {
             Ok(answer) => answer,
             Err(_) => {
-                Counters::bump(&self.counters().rpc_timeouts);
+                self.metrics().rpc_timeouts.inc();
                 Ok(Status::deadline_exceeded(format!("the authority did not finish within {deadline:?}")).into_http())
             }
         }
@@ -268,7 +268,7 @@ impl Admission {
             Ticket::Authenticated => match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
-                    Counters::bump(&self.counters().shed);
+                    self.metrics().shed.inc();
                     let status = Status::unavailable(format!(
                         "authority overloaded: {} requests in flight; retry with backoff",
                         self.limits.max_in_flight
@@ -280,14 +280,14 @@ impl Admission {
             Ticket::Anonymous { .. } => None,
         };
         let _ticket = ticket;
-        let _in_flight = Gauge::enter(&self.counters().in_flight);
+        let _in_flight = Raised::enter(&self.metrics().in_flight);
         inner.call(req).await
     }
 
     /// The request with its whole body read (within the read deadline and
     /// the message bound), so the handler gets a complete request.
     async fn read(&self, req: http::Request<Body>) -> Result<http::Request<Body>, Status> {
-        let _reading = Gauge::enter(&self.counters().reading);
+        let _reading = Raised::enter(&self.metrics().reading);
         let (parts, body) = req.into_parts();
         let limit = MAX_MESSAGE_BYTES + FRAME_BYTES;
         let timeout = self.limits.read_timeout;
@@ -298,7 +298,7 @@ impl Admission {
             }
             Ok(Err(_)) => return Err(Status::cancelled("the request ended before its message arrived")),
             Err(_) => {
-                Counters::bump(&self.counters().read_timeouts);
+                self.metrics().read_timeouts.inc();
                 return Err(Status::deadline_exceeded(format!(
                     "the request's message did not arrive within {timeout:?}"
                 )));
@@ -359,19 +359,19 @@ impl Drop for ClientShare {
     }
 }
 
-/// A gauge raised while held.
-struct Gauge<'a>(&'a AtomicU64);
+/// A gauge raised by one while held.
+struct Raised<'a>(&'a Gauge);
 
-impl<'a> Gauge<'a> {
-    fn enter(gauge: &'a AtomicU64) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
+impl<'a> Raised<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        gauge.inc();
         Self(gauge)
     }
 }
 
-impl Drop for Gauge<'_> {
+impl Drop for Raised<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 

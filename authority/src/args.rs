@@ -1,14 +1,41 @@
-//! Command-line flags of `tally-authority`; each also from a
-//! `TALLY_AUTHORITY_*` environment variable.
+//! The command line of `tally-authority`; each flag also from a
+//! `TALLY_AUTHORITY_*` environment variable. Defaults are the library's
+//! (constants and `Settings::default`); ranges are checked by
+//! `tally_service::flags`, in the verifier's words.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use tally_authority::{
-    DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_ANONYMOUS_PER_CLIENT,
-    DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBERS,
-    DEFAULT_REGISTRY_REMEMBERED, MAX_REGISTRY_REMEMBERED,
+use clap::{Parser, Subcommand};
+use tally_service::flags::{self, HumanDuration, POSITIVE};
+
+use crate::{
+    DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_AUDIT_RETENTION, DEFAULT_KEEPALIVE, DEFAULT_MAX_ANONYMOUS,
+    DEFAULT_MAX_ANONYMOUS_PER_CLIENT, DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_PRUNE_INTERVAL, DEFAULT_READ_TIMEOUT,
+    DEFAULT_REGISTRY_REMEMBERED, DEFAULT_RPC_TIMEOUT, MAX_REGISTRY_REMEMBERED, Settings,
 };
+
+/// Shortest and longest HTTP/2 keep-alive interval: short enough never to
+/// overflow a deadline, long enough for a pong to come back (it is also the
+/// ping's timeout).
+const KEEPALIVE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+
+/// `tally-authority`'s command line.
+#[derive(Debug, Parser)]
+#[command(name = "tally-authority", version, about = "Tally's authority: root keys, minting, revocation")]
+pub struct Args {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a new database and print one bootstrap operator token.
+    Init(InitArgs),
+    /// Serve the authority API (boxed: far larger than `Init`'s arguments).
+    Serve(Box<ServeArgs>),
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InitArgs {
@@ -35,14 +62,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALLY_AUTHORITY_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<String>,
     /// Idle interval between heartbeats on the revocation stream.
-    #[arg(long, env = "TALLY_AUTHORITY_HEARTBEAT_INTERVAL", default_value = "1s")]
-    pub(crate) heartbeat_interval: humantime::Duration,
+    #[arg(long, env = "TALLY_AUTHORITY_HEARTBEAT_INTERVAL", default_value_t = HumanDuration(Settings::default().heartbeat), value_parser = flags::duration(POSITIVE))]
+    pub(crate) heartbeat_interval: HumanDuration,
     /// Lifetime of minted tokens when Mint gives none.
-    #[arg(long, env = "TALLY_AUTHORITY_DEFAULT_TTL", default_value = "1h")]
-    pub(crate) default_ttl: humantime::Duration,
+    #[arg(long, env = "TALLY_AUTHORITY_DEFAULT_TTL", default_value_t = HumanDuration(Settings::default().default_ttl), value_parser = flags::duration(..))]
+    pub(crate) default_ttl: HumanDuration,
     /// How often expired revocations are pruned from the log.
-    #[arg(long, env = "TALLY_AUTHORITY_PRUNE_INTERVAL", default_value = "10m")]
-    pub(crate) prune_interval: humantime::Duration,
+    #[arg(long, env = "TALLY_AUTHORITY_PRUNE_INTERVAL", default_value_t = HumanDuration(DEFAULT_PRUNE_INTERVAL), value_parser = flags::duration(POSITIVE))]
+    pub(crate) prune_interval: HumanDuration,
     /// PEM certificate (chain) to serve TLS with; plain HTTP/2 when unset.
     #[arg(long, env = "TALLY_AUTHORITY_TLS_CERT", requires = "tls_key", value_name = "FILE")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -54,137 +81,116 @@ pub(crate) struct ServeArgs {
     pub(crate) tls_client_ca: Option<PathBuf>,
     /// Requests with valid API credentials handled at once, over all connections, each taken once its message
     /// was read; more are answered UNAVAILABLE at once.
-    #[arg(long, env = "TALLY_AUTHORITY_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = at_least_one)]
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = flags::count::<usize>(1..))]
     pub(crate) max_in_flight: usize,
     /// Requests without valid API credentials (holders revoking their tokens, refusals) admitted at once, being
     /// read or handled; more are answered UNAVAILABLE at once. They never take a slot of --max-in-flight.
-    #[arg(long, env = "TALLY_AUTHORITY_MAX_ANONYMOUS", default_value_t = DEFAULT_MAX_ANONYMOUS, value_parser = at_least_one)]
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_ANONYMOUS", default_value_t = DEFAULT_MAX_ANONYMOUS, value_parser = flags::count::<usize>(1..))]
     pub(crate) max_anonymous: usize,
     /// Requests without valid API credentials admitted at once from one client address (IPv6: one /64); more are
     /// answered RESOURCE_EXHAUSTED.
-    #[arg(long, env = "TALLY_AUTHORITY_MAX_ANONYMOUS_PER_CLIENT", default_value_t = DEFAULT_MAX_ANONYMOUS_PER_CLIENT, value_parser = at_least_one)]
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_ANONYMOUS_PER_CLIENT", default_value_t = DEFAULT_MAX_ANONYMOUS_PER_CLIENT, value_parser = flags::count::<usize>(1..))]
     pub(crate) max_anonymous_per_client: usize,
     /// Revocations of a token by its holder (Revoke with the token and no API credential) per second from one
     /// client address, twice as many in a burst; RESOURCE_EXHAUSTED past it.
-    #[arg(long, env = "TALLY_AUTHORITY_ANONYMOUS_REVOKES_PER_SECOND", default_value_t = DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "TALLY_AUTHORITY_ANONYMOUS_REVOKES_PER_SECOND", default_value_t = DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, value_parser = flags::count::<u32>(1..))]
     pub(crate) anonymous_revokes_per_second: u32,
     /// Branch revocations (a holder revoking one attenuation of a token) kept per token family; past it a holder
     /// gets RESOURCE_EXHAUSTED and the family must be revoked whole (by an operator, or by revoking the minted
     /// token). Each is kept in every verifier's memory until the family expires.
-    #[arg(long, env = "TALLY_AUTHORITY_MAX_BRANCH_REVOCATIONS", default_value_t = DEFAULT_MAX_BRANCH_REVOCATIONS, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_BRANCH_REVOCATIONS", default_value_t = DEFAULT_MAX_BRANCH_REVOCATIONS, value_parser = flags::count::<u32>(1..=65_536))]
     pub(crate) max_branch_revocations: u32,
     /// How long audit rows are kept; older ones are deleted at each prune (--prune-interval). Refusals are kept
     /// as one row per caller, action, org and minute, with a count.
-    #[arg(long, env = "TALLY_AUTHORITY_AUDIT_RETENTION", default_value = "90days", value_parser = positive_duration)]
-    pub(crate) audit_retention: Duration,
+    #[arg(long, env = "TALLY_AUTHORITY_AUDIT_RETENTION", default_value_t = HumanDuration(DEFAULT_AUDIT_RETENTION), value_parser = flags::duration(POSITIVE))]
+    pub(crate) audit_retention: HumanDuration,
     /// HTTP/2 streams one connection may have open at once.
-    #[arg(long, env = "TALLY_AUTHORITY_MAX_STREAMS_PER_CONNECTION", default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_STREAMS_PER_CONNECTION", default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION, value_parser = flags::count::<u32>(1..))]
     pub(crate) max_streams_per_connection: u32,
     /// Longest a request's message may take to arrive once its headers have; DEADLINE_EXCEEDED past it.
-    #[arg(long, env = "TALLY_AUTHORITY_READ_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
-    pub(crate) read_timeout: Duration,
+    #[arg(long, env = "TALLY_AUTHORITY_READ_TIMEOUT", default_value_t = HumanDuration(DEFAULT_READ_TIMEOUT), value_parser = flags::duration(POSITIVE))]
+    pub(crate) read_timeout: HumanDuration,
     /// Deadline of each call, reading its message included (Subscribe: until its stream starts);
     /// DEADLINE_EXCEEDED past it.
-    #[arg(long, env = "TALLY_AUTHORITY_RPC_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
-    pub(crate) rpc_timeout: Duration,
+    #[arg(long, env = "TALLY_AUTHORITY_RPC_TIMEOUT", default_value_t = HumanDuration(DEFAULT_RPC_TIMEOUT), value_parser = flags::duration(POSITIVE))]
+    pub(crate) rpc_timeout: HumanDuration,
     /// Silence on a connection after which the authority pings the client (HTTP/2); a connection that leaves
     /// the ping unanswered as long again is closed. 100ms to 1h.
-    #[arg(long, env = "TALLY_AUTHORITY_HTTP2_KEEPALIVE", default_value = "20s", value_parser = keepalive)]
-    pub(crate) http2_keepalive: Duration,
+    #[arg(long, env = "TALLY_AUTHORITY_HTTP2_KEEPALIVE", default_value_t = HumanDuration(DEFAULT_KEEPALIVE), value_parser = flags::duration(KEEPALIVE))]
+    pub(crate) http2_keepalive: HumanDuration,
     /// Revocation streams served at once; a Subscribe beyond is refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "TALLY_AUTHORITY_MAX_SUBSCRIBERS", default_value_t = DEFAULT_MAX_SUBSCRIBERS, value_parser = at_least_one)]
+    #[arg(long, env = "TALLY_AUTHORITY_MAX_SUBSCRIBERS", default_value_t = DEFAULT_MAX_SUBSCRIBERS, value_parser = flags::count::<usize>(1..))]
     pub(crate) max_subscribers: usize,
     /// Registry rows kept in memory: revoking one of the last this many mints (or registry reads) by family id
     /// reads no database. Memory: about 13 MB at the default, up to about 23 MB per 100,000 above it. 1 to
     /// 10,000,000.
-    #[arg(long, env = "TALLY_AUTHORITY_REGISTRY_REMEMBERED", default_value_t = DEFAULT_REGISTRY_REMEMBERED, value_parser = registry_rows)]
+    #[arg(long, env = "TALLY_AUTHORITY_REGISTRY_REMEMBERED", default_value_t = DEFAULT_REGISTRY_REMEMBERED, value_parser = flags::count::<usize>(1..=MAX_REGISTRY_REMEMBERED))]
     pub(crate) registry_remembered: usize,
-}
-
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A registry memory size: at least one row, and a bound a typo cannot pass.
-fn registry_rows(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=MAX_REGISTRY_REMEMBERED).contains(&n) => Ok(n),
-        Ok(_) => Err(format!("must be between 1 and {MAX_REGISTRY_REMEMBERED}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A keep-alive interval: short enough never to overflow a deadline, long
-/// enough for a pong to come back (it is also the ping's timeout).
-fn keepalive(s: &str) -> Result<Duration, String> {
-    const SHORTEST: Duration = Duration::from_millis(100);
-    const LONGEST: Duration = Duration::from_secs(3600);
-    match humantime::parse_duration(s) {
-        Ok(d) if (SHORTEST..=LONGEST).contains(&d) => Ok(d),
-        Ok(_) => Err("must be between 100ms and 1h".into()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    /// The default clap shows for `serve`'s flag `id`.
-    fn default_of(id: &str) -> String {
-        use clap::Args;
-        let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
-        let arg = cmd.get_arguments().find(|a| a.get_id() == id).expect("the flag");
-        arg.get_default_values()[0].to_str().expect("utf-8").to_owned()
+    /// `serve` with the two required flags and `extra`, parsed (no environment is read for flags given here).
+    fn serve(extra: &[&str]) -> Result<ServeArgs, String> {
+        let args = ["tally-authority", "serve", "--db", "db", "--kek-file", "kek"].iter().chain(extra);
+        let Command::Serve(a) = Args::try_parse_from(args).map_err(|e| e.to_string())?.command else {
+            panic!("`serve` parsed as another command");
+        };
+        Ok(*a)
     }
 
     #[test]
-    fn keepalive_is_bounded_and_defaults_to_the_library_default() {
-        assert_eq!(keepalive(&default_of("http2_keepalive")), Ok(tally_authority::DEFAULT_KEEPALIVE));
-        assert_eq!(keepalive("100ms"), Ok(Duration::from_millis(100)));
-        assert!(keepalive("1ns").is_err());
-        assert!(keepalive("2h").is_err());
-        assert!(keepalive("500000000000years").is_err());
-        assert!(keepalive("soon").is_err());
+    fn flags_default_to_the_library_defaults() {
+        let a = serve(&[]).unwrap();
+        let limits = crate::Limits::default();
+        let settings = Settings::default();
+        assert_eq!(a.max_in_flight, limits.max_in_flight);
+        assert_eq!(a.max_anonymous, limits.max_anonymous);
+        assert_eq!(a.max_anonymous_per_client, limits.max_anonymous_per_client);
+        assert_eq!(a.max_streams_per_connection, limits.max_streams_per_connection);
+        assert_eq!(a.read_timeout.0, limits.read_timeout);
+        assert_eq!(a.rpc_timeout.0, limits.rpc_timeout);
+        assert_eq!(a.audit_retention.0, settings.audit_retention);
+        assert_eq!(a.anonymous_revokes_per_second, settings.anonymous_revokes_per_second);
+        assert_eq!(a.max_branch_revocations, settings.max_branch_revocations);
+        assert_eq!(a.max_subscribers, settings.max_subscribers);
+        assert_eq!(a.registry_remembered, settings.registry_remembered);
+        assert_eq!((a.heartbeat_interval.0, a.default_ttl.0), (settings.heartbeat, settings.default_ttl));
+        assert_eq!(a.http2_keepalive.0, DEFAULT_KEEPALIVE);
+        assert_eq!(a.prune_interval.0, DEFAULT_PRUNE_INTERVAL);
     }
 
     #[test]
-    fn admission_flags_default_to_the_library_defaults() {
-        let limits = tally_authority::Limits::default();
-        let parsed = |id| default_of(id).parse::<u64>().unwrap();
-        assert_eq!(parsed("max_in_flight"), limits.max_in_flight as u64);
-        assert_eq!(parsed("max_anonymous"), limits.max_anonymous as u64);
-        assert_eq!(parsed("max_anonymous_per_client"), limits.max_anonymous_per_client as u64);
-
-        assert_eq!(parsed("max_streams_per_connection"), u64::from(limits.max_streams_per_connection));
-        assert_eq!(positive_duration(&default_of("read_timeout")), Ok(limits.read_timeout));
-        assert_eq!(positive_duration(&default_of("rpc_timeout")), Ok(limits.rpc_timeout));
-        assert_eq!(positive_duration(&default_of("audit_retention")), Ok(tally_authority::DEFAULT_AUDIT_RETENTION));
-        let settings = tally_authority::Settings::default();
-        assert_eq!(parsed("anonymous_revokes_per_second"), u64::from(settings.anonymous_revokes_per_second));
-        assert_eq!(parsed("max_branch_revocations"), u64::from(settings.max_branch_revocations));
+    fn keepalive_is_bounded() {
+        assert_eq!(serve(&["--http2-keepalive", "100ms"]).unwrap().http2_keepalive.0, Duration::from_millis(100));
+        for bad in ["1ns", "2h", "500000000000years", "soon"] {
+            assert!(serve(&["--http2-keepalive", bad]).is_err(), "{bad}");
+        }
+        assert!(serve(&["--http2-keepalive", "2h"]).unwrap_err().contains("must be between 100ms and 1h"));
     }
 
     #[test]
-    fn registry_memory_is_bounded_and_defaults_to_the_library_default() {
-        assert_eq!(registry_rows(&default_of("registry_remembered")), Ok(tally_authority::DEFAULT_REGISTRY_REMEMBERED));
-        assert_eq!(registry_rows("1"), Ok(1));
-        assert_eq!(registry_rows("10000000"), Ok(10_000_000));
-        assert!(registry_rows("0").is_err());
-        assert!(registry_rows("10000001").is_err());
-        assert!(registry_rows("-5").is_err());
-        assert!(registry_rows("lots").is_err());
+    fn registry_memory_is_bounded() {
+        assert_eq!(serve(&["--registry-remembered", "1"]).unwrap().registry_remembered, 1);
+        assert_eq!(serve(&["--registry-remembered", "10000000"]).unwrap().registry_remembered, 10_000_000);
+        for bad in ["0", "10000001", "-5", "lots"] {
+            assert!(serve(&["--registry-remembered", bad]).is_err(), "{bad}");
+        }
+        assert!(serve(&["--registry-remembered", "0"]).unwrap_err().contains("must be between 1 and 10000000"));
+    }
+
+    #[test]
+    fn zero_is_refused_where_it_means_nothing() {
+        for flag in ["--heartbeat-interval", "--prune-interval", "--read-timeout", "--rpc-timeout", "--audit-retention"]
+        {
+            assert!(serve(&[flag, "0s"]).unwrap_err().contains("must be longer than zero"), "{flag}");
+        }
+        for flag in ["--max-in-flight", "--max-anonymous", "--max-subscribers", "--max-streams-per-connection"] {
+            assert!(serve(&[flag, "0"]).unwrap_err().contains("must be at least 1"), "{flag}");
+        }
     }
 }

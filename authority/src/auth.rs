@@ -102,7 +102,7 @@ impl Authority {
     ) -> Result<Caller> {
         self.check_bearer(bearer, action, target_org, roles).map_err(|r| {
             tracing::info!(action, actor = %r.actor, detail = %r.detail, "request refused");
-            crate::metrics::Counters::bump(&self.counters.refused);
+            self.metrics.refused.inc();
             // Refusals are aggregated per actor, action, org and minute: only
             // an org that exists is named, so made-up names add no rows, and
             // the detail (which may quote a caveat) is cut short.

@@ -23,7 +23,7 @@ use crate::clock::{Clock, unix_ms};
 use crate::error::{Error, Result};
 use crate::kek::Kek;
 use crate::log::Target;
-use crate::metrics::Counters;
+use crate::metrics::Metrics;
 use crate::registry::{Registered, RegistryCache};
 use crate::state::{LogHead, Shared};
 use crate::store::{self, ReadStore, WriteStore};
@@ -122,7 +122,7 @@ pub struct Authority {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: Limits,
     pub(crate) settings: Settings,
-    pub(crate) counters: crate::metrics::Counters,
+    pub(crate) metrics: Metrics,
     /// Recently minted or looked-up registry rows.
     pub(crate) registry: RegistryCache,
     /// API tokens whose signatures verified.
@@ -283,6 +283,7 @@ impl Authority {
         let reads: Arc<dyn ReadStore> = Arc::new(store::open_reads(path).await?);
         let (head, _) = watch::channel(loaded.head);
         let (events, _) = broadcast::channel(settings.fanout_buffer.max(1));
+        let metrics = Metrics::default();
         let shared = Arc::new(Shared {
             epoch: loaded.epoch,
             keys: std::sync::RwLock::new(loaded.keys),
@@ -293,7 +294,7 @@ impl Authority {
             subscribers: Default::default(),
             commits: Default::default(),
             committed_changes: Default::default(),
-            commit_duration: Default::default(),
+            commit_duration: metrics.commit_duration.clone(),
         });
         let max_branches = settings.max_branch_revocations.max(1);
         let writer = Writer::spawn(
@@ -318,7 +319,7 @@ impl Authority {
             clock,
             limits,
             settings,
-            counters: Default::default(),
+            metrics,
             registry,
             bearers: Bearers::new(BEARERS_REMEMBERED),
             subscriber_slots,
@@ -576,13 +577,13 @@ impl Authority {
         self.writer.submit(Change::Mint(row), audit).await?;
         let expires_at = Some(expires_secs * 1000);
         self.registry.insert(id.family, &spec.org, expires_at, Some(minted_caveats));
-        Counters::bump(&self.counters.mint);
+        self.metrics.mint.inc();
         Ok(Minted { token: m.to_text(), family: id.family, key_id, expires_at_ms: Some(expires_secs * 1000) })
     }
 
     /// Verifies a bundle, request-independently. `Err` only for malformed input.
     pub fn verify_bundle(&self, text: &str) -> Result<Verdict> {
-        Counters::bump(&self.counters.verify);
+        self.metrics.verify.inc();
         let malformed = |e: TokenError| Error::InvalidArgument(format!("malformed bundle: {e}"));
         let decoded = DecodedBundle::decode(text, &self.limits).map_err(malformed)?;
         let bundle = decoded.view(&self.limits).map_err(malformed)?;
@@ -742,7 +743,7 @@ impl Authority {
         reason: &str,
     ) -> Result<u64> {
         let seq = self.revoke_target(bearer, client, target, reason).await?;
-        Counters::bump(&self.counters.revoke);
+        self.metrics.revoke.inc();
         Ok(seq)
     }
 
@@ -757,7 +758,7 @@ impl Authority {
         }
         let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         if self.holder_revokes.check_key(&client).is_err() {
-            Counters::bump(&self.counters.rate_limited);
+            self.metrics.rate_limited.inc();
             return Err(Error::ResourceExhausted(format!(
                 "revocations by token holders are limited to {} a second from one address: retry later, or ask an operator",
                 self.settings.anonymous_revokes_per_second
@@ -848,7 +849,7 @@ impl Authority {
         if let Some(row) = self.registry.get(family) {
             return Ok(Some(row));
         }
-        Counters::bump(&self.counters.registry_reads);
+        self.metrics.registry_reads.inc();
         let row = self.reads.registered(family).await?;
         Ok(row.map(|row| {
             let minted = row.minted_caveats.and_then(|m| u16::try_from(m).ok());

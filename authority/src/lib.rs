@@ -1,8 +1,10 @@
 //! Tally's authority: the one service that holds root keys and the truth about
 //! revocation. `Authority` is the domain; `grpc` adapts it to `tally.v1`;
-//! `server::serve` runs it on a bound listener.
+//! `server::serve` runs it on a bound listener; `run` is the daemon's
+//! command line (`Args`).
 
 mod admission;
+mod args;
 mod audit;
 mod auth;
 mod authority;
@@ -14,6 +16,8 @@ mod kek;
 mod log;
 mod metrics;
 mod registry;
+mod run;
+mod scrape;
 mod server;
 mod state;
 mod store;
@@ -24,6 +28,7 @@ pub use admission::{
     DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_ANONYMOUS_PER_CLIENT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_STREAMS_PER_CONNECTION,
     DEFAULT_READ_TIMEOUT, DEFAULT_RPC_TIMEOUT, Limits, MAX_MESSAGE_BYTES,
 };
+pub use args::Args;
 pub use audit::{AuditEntry, AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use auth::{Caller, Role};
 pub use authority::{
@@ -36,6 +41,7 @@ pub use error::{Error, Result};
 pub use grpc::AuthorityService;
 pub use kek::Kek;
 pub use log::{LogEvent, Target, next_digest};
-pub use server::{DEFAULT_KEEPALIVE, ServeOptions, serve, serve_with};
+pub use run::run;
+pub use server::{DEFAULT_KEEPALIVE, DEFAULT_PRUNE_INTERVAL, ServeOptions, serve, serve_with};
 pub use state::LogHead;
 pub use stream::{Position, StreamEvent};

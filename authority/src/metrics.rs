@@ -1,226 +1,192 @@
-//! The authority's counters, rendered as Prometheus text on `--metrics-listen`.
-//! Plain atomics: no global registry, so several authorities in one test
-//! process count separately.
+//! The authority's metrics: what the request paths and the writer record,
+//! and the state read at each scrape, registered in the registry a running
+//! authority serves on `--metrics-listen`. A leaf: the rest of the crate
+//! records into these and hands over the state; nothing here reads the
+//! authority.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
 
-use tally_proto::metrics_http::sample;
-use tally_proto::telemetry::{RpcMetrics, header};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tally_service::metrics::{collect_counter, collect_gauge, latency_histogram};
+use tally_service::telemetry::RpcMetrics;
 
-use crate::authority::Authority;
-
-/// Counters bumped by the request paths.
+/// What the request paths record. A clone of a metric shares its value.
 #[derive(Debug)]
-pub struct Counters {
-    pub verify: AtomicU64,
-    pub mint: AtomicU64,
-    pub revoke: AtomicU64,
-    pub refused: AtomicU64,
+pub struct Metrics {
+    pub verify: Counter,
+    pub mint: Counter,
+    pub revoke: Counter,
+    pub refused: Counter,
     /// Latency per RPC, recorded by the server's `RpcLayer`.
-    pub rpc: Arc<RpcMetrics>,
+    pub rpc: RpcMetrics,
     /// Requests being handled now (their message read and admitted).
-    pub in_flight: AtomicU64,
+    pub in_flight: Gauge,
     /// Requests whose message is being read now.
-    pub reading: AtomicU64,
+    pub reading: Gauge,
     /// Requests refused at admission (no slot, or a client's anonymous share used up).
-    pub shed: AtomicU64,
+    pub shed: Counter,
     /// Requests that ran past the per-RPC timeout.
-    pub rpc_timeouts: AtomicU64,
+    pub rpc_timeouts: Counter,
     /// Requests whose message did not arrive within the read timeout.
-    pub read_timeouts: AtomicU64,
+    pub read_timeouts: Counter,
     /// Anonymous Revoke calls refused by the per-address rate limit.
-    pub rate_limited: AtomicU64,
+    pub rate_limited: Counter,
     /// Subscribe calls refused at the subscriber cap.
-    pub subscribe_refused: AtomicU64,
+    pub subscribe_refused: Counter,
     /// Registry look-ups (Revoke by family) the remembered rows could not answer.
-    pub registry_reads: AtomicU64,
-    /// Connections whose TLS handshake failed or timed out (shared with the accept loop).
-    pub tls_refused: Arc<AtomicU64>,
+    pub registry_reads: Counter,
+    /// Connections whose TLS handshake failed or timed out (the accept loop counts them).
+    pub tls_refused: Counter,
+    /// Time of each group commit; the writer records into a clone.
+    pub commit_duration: Histogram,
 }
 
-impl Default for Counters {
+impl Default for Metrics {
     fn default() -> Self {
         Self {
-            verify: AtomicU64::new(0),
-            mint: AtomicU64::new(0),
-            revoke: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            rpc: Arc::new(RpcMetrics::for_services(&["tally.v1.Authority"])),
-            in_flight: AtomicU64::new(0),
-            reading: AtomicU64::new(0),
-            shed: AtomicU64::new(0),
-            rpc_timeouts: AtomicU64::new(0),
-            read_timeouts: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
-            subscribe_refused: AtomicU64::new(0),
-            registry_reads: AtomicU64::new(0),
-            tls_refused: Arc::default(),
+            verify: Counter::default(),
+            mint: Counter::default(),
+            revoke: Counter::default(),
+            refused: Counter::default(),
+            rpc: RpcMetrics::for_services(&["tally.v1.Authority"]),
+            in_flight: Gauge::default(),
+            reading: Gauge::default(),
+            shed: Counter::default(),
+            rpc_timeouts: Counter::default(),
+            read_timeouts: Counter::default(),
+            rate_limited: Counter::default(),
+            subscribe_refused: Counter::default(),
+            registry_reads: Counter::default(),
+            tls_refused: Counter::default(),
+            commit_duration: latency_histogram(),
         }
     }
 }
 
-impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+/// The authority's state at a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub log_head_seq: u64,
+    pub log_retained_from: u64,
+    pub subscribers: u64,
+    pub fanout_catchups: u64,
+    pub commits: u64,
+    pub committed_changes: u64,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry`, the state as `snapshot` reads it
+    /// at each scrape (`None`: the authority is gone, nothing to show).
+    /// Names are those of the text format less a counter's `_total`; the
+    /// registry ends each help with a period.
+    pub fn register(&self, registry: &mut Registry, snapshot: impl Fn() -> Option<Snapshot> + Send + Sync + 'static) {
+        let counters = [
+            ("tally_authority_verify", "Verify calls served", &self.verify),
+            ("tally_authority_mint", "Tokens minted", &self.mint),
+            ("tally_authority_revoke", "Revoke calls that committed", &self.revoke),
+            ("tally_authority_refused", "Requests refused by authorization", &self.refused),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "tally_authority_in_flight",
+            "Requests being handled, their message read (health checks not counted)",
+            self.in_flight.clone(),
+        );
+        registry.register("tally_authority_reading", "Requests whose message is being read", self.reading.clone());
+        let counters = [
+            (
+                "tally_authority_shed",
+                "Requests refused at admission: UNAVAILABLE when no slot was free, RESOURCE_EXHAUSTED when one address had too many requests without credentials",
+                &self.shed,
+            ),
+            (
+                "tally_authority_read_timeouts",
+                "Requests whose message did not arrive within the read timeout (DEADLINE_EXCEEDED)",
+                &self.read_timeouts,
+            ),
+            (
+                "tally_authority_rate_limited",
+                "Anonymous Revoke calls refused by the per-address rate limit (RESOURCE_EXHAUSTED)",
+                &self.rate_limited,
+            ),
+            (
+                "tally_authority_rpc_timeouts",
+                "Requests that ran past the per-RPC timeout (DEADLINE_EXCEEDED)",
+                &self.rpc_timeouts,
+            ),
+            (
+                "tally_authority_subscribe_refused",
+                "Subscribe calls refused at the subscriber cap (RESOURCE_EXHAUSTED)",
+                &self.subscribe_refused,
+            ),
+            (
+                "tally_authority_tls_handshakes_refused",
+                "Connections whose TLS handshake failed or timed out",
+                &self.tls_refused,
+            ),
+            (
+                "tally_authority_registry_reads",
+                "Revoke-by-family look-ups the memory of recent mints could not answer, each a database read (families minted long ago, or never)",
+                &self.registry_reads,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "tally_authority_commit_duration_seconds",
+            "Time the single writer took for each group commit counted in tally_authority_commits_total, from BEGIN to the end of COMMIT (its fsync included)",
+            self.commit_duration.clone(),
+        );
+        self.rpc.register(
+            registry,
+            "tally_authority_rpc_duration_seconds",
+            "Time to answer an RPC, by method (Subscribe: to open the stream)",
+        );
+        registry.register_collector(Box::new(State(snapshot)));
     }
 }
 
-impl Authority {
-    /// Latency histograms per RPC (what the server layer records into).
-    pub fn rpc_metrics(&self) -> Arc<RpcMetrics> {
-        self.counters.rpc.clone()
-    }
+/// The state metrics, read at each scrape.
+struct State<F>(F);
 
-    /// Verify calls served (any verdict).
-    pub fn verify_count(&self) -> u64 {
-        self.counters.verify.load(Ordering::Relaxed)
+impl<F> fmt::Debug for State<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("State")
     }
+}
 
-    /// Revoke-by-family look-ups that read the registry from the database.
-    pub fn registry_reads(&self) -> u64 {
-        self.counters.registry_reads.load(Ordering::Relaxed)
-    }
-
-    /// Prometheus text exposition of the authority's state and counters.
-    pub fn render_metrics(&self) -> String {
-        let mut out = String::new();
-        let head = self.head();
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        sample(
-            &mut out,
-            "tally_authority_verify_total",
-            "counter",
-            "Verify calls served.",
-            load(&self.counters.verify),
-        );
-        sample(&mut out, "tally_authority_mint_total", "counter", "Tokens minted.", load(&self.counters.mint));
-        sample(
-            &mut out,
-            "tally_authority_revoke_total",
-            "counter",
-            "Revoke calls that committed.",
-            load(&self.counters.revoke),
-        );
-        sample(
-            &mut out,
-            "tally_authority_refused_total",
-            "counter",
-            "Requests refused by authorization.",
-            load(&self.counters.refused),
-        );
-        sample(
-            &mut out,
-            "tally_authority_in_flight",
-            "gauge",
-            "Requests being handled, their message read (health checks not counted).",
-            load(&self.counters.in_flight),
-        );
-        sample(
-            &mut out,
-            "tally_authority_reading",
-            "gauge",
-            "Requests whose message is being read.",
-            load(&self.counters.reading),
-        );
-        sample(
-            &mut out,
-            "tally_authority_shed_total",
-            "counter",
-            "Requests refused at admission: UNAVAILABLE when no slot was free, RESOURCE_EXHAUSTED when one address had too many requests without credentials.",
-            load(&self.counters.shed),
-        );
-        sample(
-            &mut out,
-            "tally_authority_read_timeouts_total",
-            "counter",
-            "Requests whose message did not arrive within the read timeout (DEADLINE_EXCEEDED).",
-            load(&self.counters.read_timeouts),
-        );
-        sample(
-            &mut out,
-            "tally_authority_rate_limited_total",
-            "counter",
-            "Anonymous Revoke calls refused by the per-address rate limit (RESOURCE_EXHAUSTED).",
-            load(&self.counters.rate_limited),
-        );
-        sample(
-            &mut out,
-            "tally_authority_rpc_timeouts_total",
-            "counter",
-            "Requests that ran past the per-RPC timeout (DEADLINE_EXCEEDED).",
-            load(&self.counters.rpc_timeouts),
-        );
-        sample(
-            &mut out,
-            "tally_authority_subscribe_refused_total",
-            "counter",
-            "Subscribe calls refused at the subscriber cap (RESOURCE_EXHAUSTED).",
-            load(&self.counters.subscribe_refused),
-        );
-        sample(
-            &mut out,
-            "tally_authority_tls_handshakes_refused_total",
-            "counter",
-            "Connections whose TLS handshake failed or timed out.",
-            load(&self.counters.tls_refused),
-        );
-        sample(&mut out, "tally_authority_log_head_seq", "gauge", "Last revocation sequence number.", head.seq);
-        sample(
-            &mut out,
-            "tally_authority_log_retained_from",
-            "gauge",
-            "Oldest retained revocation seq.",
-            head.retained_from,
-        );
-        sample(
-            &mut out,
-            "tally_authority_subscribers",
-            "gauge",
-            "Revocation stream subscribers connected.",
-            self.subscribers(),
-        );
-        sample(
-            &mut out,
-            "tally_authority_fanout_catchups_total",
-            "counter",
+impl<F: Fn() -> Option<Snapshot> + Send + Sync + 'static> Collector for State<F> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let Some(s) = (self.0)() else { return Ok(()) };
+        let e = &mut encoder;
+        collect_gauge(e, "tally_authority_log_head_seq", "Last revocation sequence number.", s.log_head_seq)?;
+        collect_gauge(e, "tally_authority_log_retained_from", "Oldest retained revocation seq.", s.log_retained_from)?;
+        collect_gauge(e, "tally_authority_subscribers", "Revocation stream subscribers connected.", s.subscribers)?;
+        collect_counter(
+            e,
+            "tally_authority_fanout_catchups",
             "Subscribers that caught up from the database.",
-            self.catch_ups(),
-        );
-        sample(
-            &mut out,
-            "tally_authority_registry_reads_total",
-            "counter",
-            "Revoke-by-family look-ups the memory of recent mints could not answer, each a database read (families minted long ago, or never).",
-            self.registry_reads(),
-        );
-        let (commits, committed_changes) = self.commits();
-        sample(
-            &mut out,
-            "tally_authority_commits_total",
-            "counter",
+            s.fanout_catchups,
+        )?;
+        collect_counter(
+            e,
+            "tally_authority_commits",
             "Group commits of the single writer (one fsync each).",
-            commits,
-        );
-        sample(
-            &mut out,
-            "tally_authority_committed_changes_total",
-            "counter",
+            s.commits,
+        )?;
+        collect_counter(
+            e,
+            "tally_authority_committed_changes",
             "Requests to the writer those commits carried (revocations, mints, audit rows, key changes; one that failed in its savepoint too); divided by commits, the mean group size.",
-            committed_changes,
-        );
-        let commit = "tally_authority_commit_duration_seconds";
-        header(
-            &mut out,
-            commit,
-            "Time the single writer took for each group commit counted in tally_authority_commits_total, from BEGIN to the end of COMMIT (its fsync included).",
-        );
-        self.shared.commit_duration.render(&mut out, commit, "");
-        self.counters.rpc.render(
-            &mut out,
-            "tally_authority_rpc_duration_seconds",
-            "Time to answer an RPC, by method (Subscribe: to open the stream).",
-        );
-        out
+            s.committed_changes,
+        )
     }
 }

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_proto::telemetry::RpcLayer;
-use tally_proto::tls::ServerTls;
 use tally_proto::v1::authority_server::AuthorityServer;
+use tally_service::telemetry::RpcLayer;
+use tally_service::tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -22,6 +22,8 @@ use crate::grpc::AuthorityService;
 
 /// Default interval of HTTP/2 keep-alive pings to clients.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
+/// Default interval between prunes of expired revocations and old audit rows.
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// How to serve, beyond the listener.
 #[derive(Debug, Clone)]
@@ -118,7 +120,7 @@ pub async fn serve_with(
         .http2_keepalive_interval(Some(options.keepalive))
         .http2_keepalive_timeout(Some(options.keepalive))
         .max_concurrent_streams(options.limits.max_streams_per_connection)
-        .layer(RpcLayer::new(authority.rpc_metrics()))
+        .layer(RpcLayer::new(authority.metrics.rpc.clone()))
         .layer(AdmissionLayer::new(options.limits, authority.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -129,7 +131,7 @@ pub async fn serve_with(
             router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), drained).await
         }
         Some(tls) => {
-            let refused = authority.counters.tls_refused.clone();
+            let refused = authority.metrics.tls_refused.clone();
             router.serve_with_incoming_shutdown(tls.incoming(listener, refused), drained).await
         }
     }

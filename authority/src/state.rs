@@ -96,5 +96,5 @@ pub struct Shared {
     pub committed_changes: std::sync::atomic::AtomicU64,
     /// Time from BEGIN to the end of COMMIT (its fsync included) of each
     /// group commit that succeeded (as counted in `commits`).
-    pub commit_duration: tally_proto::telemetry::Histogram,
+    pub commit_duration: prometheus_client::metrics::histogram::Histogram,
 }

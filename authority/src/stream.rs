@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use crate::authority::Authority;
 use crate::error::{Error, Result};
 use crate::log::LogEvent;
-use crate::metrics::Counters;
 
 /// Rows read from the database per catch-up query.
 const CATCH_UP_PAGE: i64 = 1024;
@@ -54,7 +53,7 @@ impl Authority {
         shutdown: CancellationToken,
     ) -> Result<mpsc::Receiver<StreamEvent>> {
         let Ok(slot) = self.subscriber_slots.clone().try_acquire_owned() else {
-            Counters::bump(&self.counters.subscribe_refused);
+            self.metrics.subscribe_refused.inc();
             return Err(Error::ResourceExhausted(format!(
                 "the authority serves at most {} revocation streams; retry later",
                 self.settings.max_subscribers

@@ -290,7 +290,7 @@ impl Task {
         for (family, n) in staged.branches {
             *self.branches.entry(family).or_default() += n;
         }
-        self.shared.commit_duration.record(began.elapsed());
+        self.shared.commit_duration.observe(began.elapsed().as_secs_f64());
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         self.shared.committed_changes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.publish(effects).await;

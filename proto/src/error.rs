@@ -3,8 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
-/// What can go wrong in the servers' shared plumbing: a TLS file (every
-/// such variant names the file, never quotes it) or telemetry setup.
+/// A TLS file that cannot be used. Every variant names the file, never
+/// quotes it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file cannot be read.
@@ -22,7 +22,4 @@ pub enum Error {
     /// certificate, an unsupported key type, a CA that is no CA.
     #[error("{what}: {reason}")]
     Rejected { what: String, reason: String },
-    /// The trace exporter or the log subscriber could not be installed.
-    #[error("telemetry: {0}")]
-    Telemetry(String),
 }

@@ -1,5 +1,8 @@
-//! Tally's gRPC API, generated at build time from `proto/tally/v1/*.proto`.
-//! Lints are relaxed on the generated modules only.
+//! Tally's gRPC API, generated at build time from `proto/tally/v1/*.proto`,
+//! with the two small pieces every side of it shares: the reason conversion
+//! and the TLS files (`tls`). Lints are relaxed on the generated modules only.
+//! The servers' plumbing (runtime, telemetry, metrics, the TLS accept loop)
+//! is in `tally-service`.
 
 /// `tally.v1`: the authority (and verifier) services and their messages.
 #[allow(unreachable_pub, missing_debug_implementations, clippy::all)]
@@ -50,11 +53,6 @@ pub mod google {
 pub const ENVOY_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("envoy_descriptor");
 
 mod error;
-pub mod metrics_http;
-pub mod runtime;
+pub mod tls;
 
 pub use error::Error;
-
-#[cfg(feature = "telemetry")]
-pub mod telemetry;
-pub mod tls;

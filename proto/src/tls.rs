@@ -1,51 +1,32 @@
-//! TLS for Tally's gRPC servers and clients, shared by the authority, the
-//! verifier and the CLI: PEM files loaded into rustls (ring provider) with
-//! errors that name the file at fault, and a server accept loop that does
-//! handshakes concurrently, gives up on slow ones and logs every refusal.
+//! TLS files for Tally's gRPC clients and servers: PEM certificates and keys
+//! loaded into rustls (ring provider) with errors that name the file at
+//! fault, and a client's TLS for tonic. The SDK, the CLI and the verifier's
+//! upstream use [`client_config`]; the servers' accept loop (in
+//! `tally-service`) builds on the loaders here.
 //!
 //! Nothing here ever prints key material: errors carry the path and rustls'
 //! reason, never file contents.
 
-use crate::error::Error;
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-/// A handshake that has not finished by then is dropped (a client that opens
-/// a connection and sends nothing must not hold a slot for ever).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; further connections wait in the kernel's
-/// accept backlog.
-const MAX_HANDSHAKES: usize = 256;
-/// Finished handshakes waiting for the server to take them.
-const ACCEPTED_BUFFER: usize = 64;
-/// Pause after a failed `accept` (out of file descriptors, say), so the loop
-/// does not spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-/// The one application protocol gRPC speaks.
-const ALPN_H2: &[u8] = b"h2";
+use crate::error::Error;
+
 /// Largest PEM file read (certificates and keys are a few KiB).
 const MAX_PEM_FILE: u64 = 1 << 20;
 
 /// The crypto provider every Tally TLS config uses.
-fn provider() -> Arc<CryptoProvider> {
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The bytes of a PEM file (`what` names it in errors), at most [`MAX_PEM_FILE`].
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
     use std::io::Read;
     let err = |source| Error::Read { what, path: path.to_owned(), source };
@@ -68,17 +49,19 @@ fn pem_reason(e: &rustls::pki_types::pem::Error, block: &str) -> String {
     }
 }
 
-/// Why rustls refused a certificate and key.
-fn pair_reason(e: &rustls::Error) -> String {
-    match e {
+/// The error for a certificate (`what`: "certificate", "client certificate")
+/// and key that rustls refused as a pair, naming both files.
+pub fn pair_error(what: &str, cert: &Path, key: &Path, e: &rustls::Error) -> Error {
+    let reason = match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
             "the private key does not belong to the certificate".into()
         }
         other => other.to_string(),
-    }
+    };
+    Error::Rejected { what: format!("{what} {} with key {}", cert.display(), key.display()), reason }
 }
 
-/// Certificates in a PEM file, at least one.
+/// Certificates in PEM text, at least one.
 fn certificates(what: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
     let bad = |reason: String| Error::Pem { what, path: path.to_owned(), reason };
     let certs = CertificateDer::pem_slice_iter(pem)
@@ -90,7 +73,7 @@ fn certificates(what: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<Certi
     Ok(certs)
 }
 
-/// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
+/// The private key in PEM text (PKCS#8, PKCS#1 or SEC1).
 fn private_key(what: &'static str, path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, Error> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| Error::Pem {
         what,
@@ -99,7 +82,22 @@ fn private_key(what: &'static str, path: &Path, pem: &[u8]) -> Result<PrivateKey
     })
 }
 
-/// A trust store of the CA certificates in `path`.
+/// The certificate chain in the PEM file at `path` (`what` names it in errors).
+pub fn load_chain(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    certificates(what, path, &read(what, path)?)
+}
+
+/// The private key in the PEM file at `path` (`what` names it in errors).
+pub fn load_key(what: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    private_key(what, path, &read(what, path)?)
+}
+
+/// A trust store of the CA certificates in the PEM file at `path`.
+pub fn load_roots(what: &'static str, path: &Path) -> Result<RootCertStore, Error> {
+    roots(what, path).map(|(_, store)| store)
+}
+
+/// [`load_roots`], and the file's PEM text.
 fn roots(what: &'static str, path: &Path) -> Result<(Vec<u8>, RootCertStore), Error> {
     let pem = read(what, path)?;
     let mut store = RootCertStore::empty();
@@ -110,115 +108,6 @@ fn roots(what: &'static str, path: &Path) -> Result<(Vec<u8>, RootCertStore), Er
         })?;
     }
     Ok((pem, store))
-}
-
-/// A server's TLS: its certificate and key and, when given, the CA whose
-/// client certificates it requires.
-#[derive(Clone)]
-pub struct ServerTls {
-    acceptor: TlsAcceptor,
-    client_auth: bool,
-}
-
-impl std::fmt::Debug for ServerTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerTls").field("client_auth", &self.client_auth).finish_non_exhaustive()
-    }
-}
-
-impl ServerTls {
-    /// Loads `cert` (the server's chain) and `key`; with `client_ca`, every
-    /// client must present a certificate signed by it.
-    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, Error> {
-        let chain = certificates("certificate", cert, &read("certificate", cert)?)?;
-        let key_der = private_key("private key", key, &read("private key", key)?)?;
-        let provider = provider();
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Rejected { what: "TLS protocol versions".into(), reason: e.to_string() })?;
-        let builder = match client_ca {
-            None => builder.with_no_client_auth(),
-            Some(ca) => {
-                let (_, store) = roots("client CA", ca)?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider).build().map_err(|e| {
-                        Error::Rejected { what: format!("client CA {}", ca.display()), reason: e.to_string() }
-                    })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_single_cert(chain, key_der).map_err(|e| Error::Rejected {
-            what: format!("certificate {} with key {}", cert.display(), key.display()),
-            reason: pair_reason(&e),
-        })?;
-        config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        Ok(Self { acceptor: TlsAcceptor::from(Arc::new(config)), client_auth: client_ca.is_some() })
-    }
-
-    /// Whether clients must present a certificate.
-    pub fn requires_client_cert(&self) -> bool {
-        self.client_auth
-    }
-
-    /// Accepted connections of `listener` after their TLS handshake, for
-    /// tonic's `serve_with_incoming*`. Handshakes run concurrently (at most
-    /// [`MAX_HANDSHAKES`], each within [`HANDSHAKE_TIMEOUT`]); each refused
-    /// or abandoned one is logged with the peer's address and counted in
-    /// `refused`. The loop ends when the stream is dropped.
-    pub fn incoming(
-        self,
-        listener: TcpListener,
-        refused: Arc<AtomicU64>,
-    ) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
-        let (tx, rx) = mpsc::channel(ACCEPTED_BUFFER);
-        tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-            loop {
-                let slot = tokio::select! {
-                    _ = tx.closed() => return,
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => return,
-                    },
-                };
-                let (tcp, peer) = tokio::select! {
-                    _ = tx.closed() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accepting a connection failed");
-                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                            continue;
-                        }
-                    },
-                };
-                // Without it small gRPC responses wait ~40 ms for Nagle.
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, tx, refused) = (self.acceptor.clone(), tx.clone(), refused.clone());
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    match handshake(&acceptor, tcp).await {
-                        Ok(tls) => {
-                            let _ = tx.send(Ok(tls)).await;
-                        }
-                        Err(why) => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(%peer, reason = %why, "TLS handshake refused");
-                        }
-                    }
-                });
-            }
-        });
-        ReceiverStream::new(rx)
-    }
-}
-
-async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no handshake within {HANDSHAKE_TIMEOUT:?}")),
-    }
 }
 
 /// A client's TLS for tonic: trust only the CA in `ca`, and present the
@@ -237,10 +126,7 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Clie
         let key_pem = read("client key", key)?;
         let chain = certificates("client certificate", cert, &cert_pem)?;
         let key_der = private_key("client key", key, &key_pem)?;
-        builder.with_client_auth_cert(chain, key_der).map_err(|e| Error::Rejected {
-            what: format!("client certificate {} with key {}", cert.display(), key.display()),
-            reason: pair_reason(&e),
-        })?;
+        builder.with_client_auth_cert(chain, key_der).map_err(|e| pair_error("client certificate", cert, key, &e))?;
         config = config.identity(Identity::from_pem(cert_pem, key_pem));
     }
     Ok(config)

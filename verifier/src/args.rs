@@ -1,11 +1,37 @@
-//! Command-line flags of `tally-verifier serve`; each also from a
-//! `TALLY_VERIFIER_*` environment variable.
+//! The command line of `tally-verifier`; each flag also from a
+//! `TALLY_VERIFIER_*` environment variable. Defaults are the library's
+//! (constants and `Settings::default`); ranges are checked by
+//! `tally_service::flags`, in the authority's words.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use tally_verifier::{
-    DEFAULT_BREAKER_FAILURES, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_AUTHORITY_CALLS, DEFAULT_MEMO_CAPACITY,
+use clap::{Parser, Subcommand};
+use tally_service::flags::{self, HumanDuration};
+
+use crate::{
+    DEFAULT_AUTHORITY_TIMEOUT, DEFAULT_BREAKER_FAILURES, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_AUTHORITY_CALLS,
+    DEFAULT_MEMO_CAPACITY, Settings,
 };
+
+/// The most clock skew allowed: a typo such as `2h` would keep expired
+/// tokens alive, and the authority keeps a revocation only an hour past its
+/// family's expiry.
+const LONGEST_SKEW: Duration = Duration::from_secs(300);
+
+/// `tally-verifier`'s command line.
+#[derive(Debug, Parser)]
+#[command(name = "tally-verifier", version, about = "Tally's regional verifier")]
+pub struct Args {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve Check next to the services.
+    Serve(ServeArgs),
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -19,11 +45,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALLY_VERIFIER_LISTEN", default_value = "127.0.0.1:7800")]
     pub(crate) listen: String,
     /// Region name (for operators).
-    #[arg(long, env = "TALLY_VERIFIER_REGION", default_value = "default")]
+    #[arg(long, env = "TALLY_VERIFIER_REGION", default_value_t = Settings::default().region)]
     pub(crate) region: String,
     /// Silence from the authority after which the cache is dropped and checks go to the authority.
-    #[arg(long, env = "TALLY_VERIFIER_FAIL_CLOSED_AFTER", default_value = "10s")]
-    pub(crate) fail_closed_after: humantime::Duration,
+    #[arg(long, env = "TALLY_VERIFIER_FAIL_CLOSED_AFTER", default_value_t = HumanDuration(Settings::default().fail_closed_after), value_parser = flags::duration(..))]
+    pub(crate) fail_closed_after: HumanDuration,
     /// Most cached token prefixes.
     #[arg(long, env = "TALLY_VERIFIER_CACHE_CAPACITY", default_value_t = DEFAULT_CACHE_CAPACITY)]
     pub(crate) cache_capacity: usize,
@@ -35,23 +61,23 @@ pub(crate) struct ServeArgs {
     pub(crate) metrics_listen: Option<String>,
     /// Clock skew allowed on `expires` and `not-before`; at most 5m (the authority keeps a revocation an hour past
     /// its family's expiry, well beyond any skew a verifier may allow).
-    #[arg(long, env = "TALLY_VERIFIER_CLOCK_SKEW", default_value = "2s", value_parser = clock_skew)]
-    pub(crate) clock_skew: humantime::Duration,
+    #[arg(long, env = "TALLY_VERIFIER_CLOCK_SKEW", default_value_t = HumanDuration(Settings::default().skew), value_parser = flags::duration(..=LONGEST_SKEW))]
+    pub(crate) clock_skew: HumanDuration,
     /// How long a negative answer (forged, revoked…) is reused.
-    #[arg(long, env = "TALLY_VERIFIER_NEGATIVE_TTL", default_value = "5s")]
-    pub(crate) negative_ttl: humantime::Duration,
+    #[arg(long, env = "TALLY_VERIFIER_NEGATIVE_TTL", default_value_t = HumanDuration(Settings::default().negative_ttl), value_parser = flags::duration(..))]
+    pub(crate) negative_ttl: HumanDuration,
     /// Verify calls to the authority in flight at most; past it a check is denied at once (authority unavailable).
-    #[arg(long, env = "TALLY_VERIFIER_MAX_AUTHORITY_CALLS", default_value_t = DEFAULT_MAX_AUTHORITY_CALLS as u64, value_parser = clap::value_parser!(u64).range(1..))]
-    pub(crate) max_authority_calls: u64,
+    #[arg(long, env = "TALLY_VERIFIER_MAX_AUTHORITY_CALLS", default_value_t = DEFAULT_MAX_AUTHORITY_CALLS, value_parser = flags::count::<usize>(1..))]
+    pub(crate) max_authority_calls: usize,
     /// Verify calls failing in a row (unreachable, timed out, overloaded) after which checks needing the authority are denied at once, one probe per --breaker-cool-down (0: never).
     #[arg(long, env = "TALLY_VERIFIER_BREAKER_FAILURES", default_value_t = DEFAULT_BREAKER_FAILURES)]
     pub(crate) breaker_failures: u32,
     /// How long checks needing the authority are denied at once between probe calls, once the breaker opened.
-    #[arg(long, env = "TALLY_VERIFIER_BREAKER_COOL_DOWN", default_value = "1s")]
-    pub(crate) breaker_cool_down: humantime::Duration,
+    #[arg(long, env = "TALLY_VERIFIER_BREAKER_COOL_DOWN", default_value_t = HumanDuration(Settings::default().breaker_cool_down), value_parser = flags::duration(..))]
+    pub(crate) breaker_cool_down: HumanDuration,
     /// Deadline for a Verify call to the authority.
-    #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_TIMEOUT", default_value = "2s")]
-    pub(crate) authority_timeout: humantime::Duration,
+    #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_TIMEOUT", default_value_t = HumanDuration(DEFAULT_AUTHORITY_TIMEOUT), value_parser = flags::duration(..))]
+    pub(crate) authority_timeout: HumanDuration,
     /// PEM CA certificate(s) the authority's certificate must chain to; needs an https:// `--authority`.
     #[arg(long, env = "TALLY_VERIFIER_AUTHORITY_CA", value_name = "FILE")]
     pub(crate) authority_ca: Option<PathBuf>,
@@ -73,16 +99,6 @@ pub(crate) struct ServeArgs {
     pub(crate) org: Option<String>,
 }
 
-/// A clock-skew allowance: a typo such as `2h` would keep expired tokens alive.
-fn clock_skew(s: &str) -> Result<humantime::Duration, String> {
-    const LONGEST: std::time::Duration = std::time::Duration::from_secs(300);
-    match s.parse::<humantime::Duration>() {
-        Ok(d) if *d <= LONGEST => Ok(d),
-        Ok(_) => Err("must be at most 5m".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// An org name as the authority takes it.
 fn org_name(s: &str) -> Result<String, String> {
     if tally_token::is_org_name(s) {
@@ -96,10 +112,35 @@ fn org_name(s: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// `serve` with the two required flags and `extra`, parsed.
+    fn serve(extra: &[&str]) -> Result<ServeArgs, String> {
+        let args = ["tally-verifier", "serve", "--authority", "http://a", "--token-file", "t"].iter().chain(extra);
+        let Command::Serve(a) = Args::try_parse_from(args).map_err(|e| e.to_string())?.command;
+        Ok(a)
+    }
+
+    #[test]
+    fn flags_default_to_the_library_defaults() {
+        let a = serve(&[]).unwrap();
+        let s = Settings::default();
+        assert_eq!(a.region, s.region);
+        assert_eq!(a.fail_closed_after.0, s.fail_closed_after);
+        assert_eq!((a.cache_capacity, a.memo_capacity), (s.cache_capacity, s.memo_capacity));
+        assert_eq!(a.clock_skew.0, s.skew);
+        assert_eq!(a.negative_ttl.0, s.negative_ttl);
+        assert_eq!(a.max_authority_calls, s.max_authority_calls);
+        assert_eq!((a.breaker_failures, a.breaker_cool_down.0), (s.breaker_failures, s.breaker_cool_down));
+        assert_eq!(a.authority_timeout.0, DEFAULT_AUTHORITY_TIMEOUT);
+    }
+
     #[test]
     fn skew_and_org_are_checked() {
-        assert!(clock_skew("2s").is_ok() && clock_skew("5m").is_ok());
-        assert!(clock_skew("6m").is_err() && clock_skew("2h").is_err() && clock_skew("soon").is_err());
+        assert!(serve(&["--clock-skew", "2s"]).is_ok() && serve(&["--clock-skew", "5m"]).is_ok());
+        for bad in ["6m", "2h", "soon"] {
+            assert!(serve(&["--clock-skew", bad]).is_err(), "{bad}");
+        }
+        assert!(serve(&["--clock-skew", "6m"]).unwrap_err().contains("must be at most 5m"));
+        assert!(serve(&["--max-authority-calls", "0"]).unwrap_err().contains("must be at least 1"));
         assert_eq!(org_name("acme-1.eu"), Ok("acme-1.eu".to_owned()));
         assert!(org_name("Acme").is_err() && org_name("").is_err() && org_name(&"a".repeat(65)).is_err());
     }

@@ -74,7 +74,7 @@ fn pass(clock: &ManualClock, v: &Verifier, by: Duration) {
 }
 
 fn memo_hits(v: &Verifier) -> u64 {
-    v.counters.memo_hits.load(std::sync::atomic::Ordering::Relaxed)
+    v.metrics.memo_hits.get()
 }
 
 #[tokio::test]

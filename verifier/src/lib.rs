@@ -1,7 +1,9 @@
 //! Tally's regional verifier: answers `Check` next to the services, from a
 //! cache of what the authority vouched for (descendants included), pruned by
 //! the streamed revocations, failing closed when the authority goes silent.
+//! `run` is the daemon's command line (`Args`).
 
+mod args;
 mod breaker;
 mod cache;
 mod clock;
@@ -19,6 +21,8 @@ mod metrics;
 mod negative;
 mod outcome;
 mod revoked;
+mod run;
+mod scrape;
 mod server;
 mod subscription;
 mod sync;
@@ -26,13 +30,15 @@ mod upstream;
 mod verdict;
 mod verifier;
 
+pub use args::Args;
 pub use cache::{Cache, Cached};
 pub use error::Error;
 pub use ext_authz::ExtAuthzService;
 pub use grpc::VerifierService;
 pub use outcome::{Outcome, Source};
+pub use run::run;
 pub use server::{serve, serve_with};
-pub use upstream::Upstream;
+pub use upstream::{DEFAULT_AUTHORITY_TIMEOUT, Upstream};
 pub use verdict::{Verdict, Verified};
 pub use verifier::{
     CheckRequest, DEFAULT_BREAKER_FAILURES, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_AUTHORITY_CALLS, DEFAULT_MEMO_CAPACITY,

@@ -49,7 +49,7 @@ fn cached_token(v: &Verifier, key_id: u64, nonce: u8) -> (String, Macaroon) {
 }
 
 fn memo_hits(v: &Verifier) -> u64 {
-    v.counters.memo_hits.load(std::sync::atomic::Ordering::Relaxed)
+    v.metrics.memo_hits.get()
 }
 
 /// Checks `text` for `read` locally: (allowed, reason, source), or `None`

@@ -1,207 +1,176 @@
-//! The verifier's counters and their Prometheus text rendering.
+//! The verifier's metrics: what the check and stream paths record, and the
+//! state read at each scrape, registered in the registry a running verifier
+//! serves on `--metrics-listen`. A leaf: the rest of the crate records into
+//! these and hands over the state; nothing here reads the verifier.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::time::Duration;
 
-use tally_proto::metrics_http::sample;
-use tally_proto::telemetry::{Histogram, RpcMetrics, header};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use crate::outcome::Source;
+use tally_service::metrics::{Labelled, collect_counter, collect_gauge, latency_histogram};
+use tally_service::telemetry::RpcMetrics;
 
-use crate::outcome::{Outcome, Source};
-use crate::verifier::Verifier;
-
-/// Counters bumped by the check and stream paths.
+/// What the check and stream paths record. A clone of a metric shares its value.
 #[derive(Debug)]
-pub struct Counters {
+pub struct Metrics {
     /// Latency per served RPC (Check, Status, ext_authz), recorded by the server's `RpcLayer`.
-    pub rpc: Arc<RpcMetrics>,
+    pub rpc: RpcMetrics,
     /// Latency of the Verify calls made to the authority.
     pub verify_latency: Histogram,
-    pub allowed: AtomicU64,
-    pub denied: AtomicU64,
-    pub cache_hits: AtomicU64,
+    pub allowed: Counter,
+    pub denied: Counter,
+    pub cache_hits: Counter,
     /// Cache hits answered by the token memo (a subset of `cache_hits`).
-    pub memo_hits: AtomicU64,
-    pub descendant_hits: AtomicU64,
-    pub negative_hits: AtomicU64,
-    pub local: AtomicU64,
-    pub authority_answers: AtomicU64,
-    pub authority_verifies: AtomicU64,
+    pub memo_hits: Counter,
+    pub descendant_hits: Counter,
+    pub negative_hits: Counter,
+    pub local: Counter,
+    pub authority_answers: Counter,
+    pub authority_verifies: Counter,
     /// Checks denied because `max_authority_calls` Verify calls were in flight.
-    pub authority_shed: AtomicU64,
+    pub authority_shed: Counter,
     /// Checks denied because the breaker was open (the authority out of reach).
-    pub authority_breaker: AtomicU64,
-    pub revocations_applied: AtomicU64,
-    /// Check-port connections whose TLS handshake failed (shared with the accept loop).
-    pub tls_refused: Arc<AtomicU64>,
+    pub authority_breaker: Counter,
+    pub revocations_applied: Counter,
+    /// Check-port connections whose TLS handshake failed (the accept loop counts them).
+    pub tls_refused: Counter,
 }
 
-impl Default for Counters {
+impl Default for Metrics {
     fn default() -> Self {
         Self {
-            rpc: Arc::new(RpcMetrics::for_services(&["tally.v1.Verifier", "envoy.service.auth.v3.Authorization"])),
-            verify_latency: Histogram::default(),
-            allowed: AtomicU64::new(0),
-            denied: AtomicU64::new(0),
-            cache_hits: AtomicU64::new(0),
-            memo_hits: AtomicU64::new(0),
-            descendant_hits: AtomicU64::new(0),
-            negative_hits: AtomicU64::new(0),
-            local: AtomicU64::new(0),
-            authority_answers: AtomicU64::new(0),
-            authority_verifies: AtomicU64::new(0),
-            authority_shed: AtomicU64::new(0),
-            authority_breaker: AtomicU64::new(0),
-            revocations_applied: AtomicU64::new(0),
-            tls_refused: Arc::default(),
+            rpc: RpcMetrics::for_services(&["tally.v1.Verifier", "envoy.service.auth.v3.Authorization"]),
+            verify_latency: latency_histogram(),
+            allowed: Counter::default(),
+            denied: Counter::default(),
+            cache_hits: Counter::default(),
+            memo_hits: Counter::default(),
+            descendant_hits: Counter::default(),
+            negative_hits: Counter::default(),
+            local: Counter::default(),
+            authority_answers: Counter::default(),
+            authority_verifies: Counter::default(),
+            authority_shed: Counter::default(),
+            authority_breaker: Counter::default(),
+            revocations_applied: Counter::default(),
+            tls_refused: Counter::default(),
         }
     }
 }
 
-impl Counters {
-    pub(crate) fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
+/// The verifier's state at a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub cache_entries: usize,
+    pub revoked_ids: usize,
+    pub cache_evictions: u64,
+    pub applied_seq: u64,
+    pub stream_lag: u64,
+    /// Time since the authority was last heard from (`None`: never).
+    pub last_contact_age: Option<Duration>,
+    pub fail_closed: bool,
+    pub resets: u64,
+}
 
-    pub(crate) fn count(&self, o: &Outcome) {
-        Self::bump(if o.allowed { &self.allowed } else { &self.denied });
-        Self::bump(match o.source {
+impl Metrics {
+    /// Counts one answered check.
+    pub fn count(&self, allowed: bool, source: Source) {
+        if allowed { &self.allowed } else { &self.denied }.inc();
+        match source {
             Source::Cache => &self.cache_hits,
             Source::Descendant => &self.descendant_hits,
             Source::NegativeCache => &self.negative_hits,
             Source::Authority => &self.authority_answers,
             Source::Local => &self.local,
-        });
+        }
+        .inc();
+    }
+
+    /// Registers every metric in `registry`, the state as `snapshot` reads it
+    /// at each scrape (`None`: the verifier is gone, nothing to show).
+    /// Names are those of the text format less a counter's `_total`; the
+    /// registry ends each help with a period.
+    pub fn register(&self, registry: &mut Registry, snapshot: impl Fn() -> Option<Snapshot> + Send + Sync + 'static) {
+        let outcomes = [("allowed", &self.allowed), ("denied", &self.denied)];
+        let checks = Labelled::new("outcome", outcomes.map(|(o, c)| (o.to_owned(), c.clone())));
+        registry.register("tally_verifier_checks", "Checks answered, by outcome", checks);
+        let sources = [
+            ("cache", &self.cache_hits),
+            ("descendant", &self.descendant_hits),
+            ("negative_cache", &self.negative_hits),
+            ("authority", &self.authority_answers),
+            ("local", &self.local),
+        ];
+        let answers = Labelled::new("source", sources.map(|(s, c)| (s.to_owned(), c.clone())));
+        registry.register("tally_verifier_answers", "Checks answered, by source", answers);
+        let counters = [
+            (
+                "tally_verifier_memo_hits",
+                "Cache answers given by the token memo (tokens presented again), without decoding",
+                &self.memo_hits,
+            ),
+            ("tally_verifier_authority_verifies", "Verify calls made to the authority", &self.authority_verifies),
+            (
+                "tally_verifier_authority_shed",
+                "Checks denied at once (authority unavailable) because the most Verify calls were in flight",
+                &self.authority_shed,
+            ),
+            (
+                "tally_verifier_authority_breaker",
+                "Checks denied at once (authority unavailable) because the last Verify calls failed to reach the authority",
+                &self.authority_breaker,
+            ),
+            ("tally_verifier_revocations_applied", "Revocations applied from the stream", &self.revocations_applied),
+            (
+                "tally_verifier_tls_handshakes_refused",
+                "Check-port connections whose TLS handshake failed or timed out",
+                &self.tls_refused,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "tally_verifier_authority_verify_duration_seconds",
+            "Round trip of the Verify calls made to the authority (answered or failed)",
+            self.verify_latency.clone(),
+        );
+        self.rpc.register(registry, "tally_verifier_rpc_duration_seconds", "Time to answer an RPC, by method");
+        registry.register_collector(Box::new(State(snapshot)));
     }
 }
 
-impl Verifier {
-    /// Verify calls made to the authority.
-    pub fn authority_verifies(&self) -> u64 {
-        self.counters.authority_verifies.load(Ordering::Relaxed)
-    }
+/// The state metrics, read at each scrape.
+struct State<F>(F);
 
-    /// Checks denied at once because the most Verify calls were in flight.
-    pub fn authority_shed(&self) -> u64 {
-        self.counters.authority_shed.load(Ordering::Relaxed)
+impl<F> fmt::Debug for State<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("State")
     }
+}
 
-    /// Latency histograms per served RPC (what the server layer records into).
-    pub fn rpc_metrics(&self) -> Arc<RpcMetrics> {
-        self.counters.rpc.clone()
-    }
-
-    /// Prometheus text exposition.
-    pub fn render_metrics(&self) -> String {
-        let c = &self.counters;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let pos = self.sync.position();
-        let mut out = String::new();
-        let checks = [("allowed", load(&c.allowed)), ("denied", load(&c.denied))];
-        out.push_str("# HELP tally_verifier_checks_total Checks answered, by outcome.\n# TYPE tally_verifier_checks_total counter\n");
-        for (outcome, n) in checks {
-            out.push_str(&format!("tally_verifier_checks_total{{outcome=\"{outcome}\"}} {n}\n"));
-        }
-        out.push_str("# HELP tally_verifier_answers_total Checks answered, by source.\n# TYPE tally_verifier_answers_total counter\n");
-        for (source, n) in [
-            ("cache", load(&c.cache_hits)),
-            ("descendant", load(&c.descendant_hits)),
-            ("negative_cache", load(&c.negative_hits)),
-            ("authority", load(&c.authority_answers)),
-            ("local", load(&c.local)),
-        ] {
-            out.push_str(&format!("tally_verifier_answers_total{{source=\"{source}\"}} {n}\n"));
-        }
-        sample(
-            &mut out,
-            "tally_verifier_memo_hits_total",
-            "counter",
-            "Cache answers given by the token memo (tokens presented again), without decoding.",
-            load(&c.memo_hits),
-        );
-        sample(
-            &mut out,
-            "tally_verifier_authority_verifies_total",
-            "counter",
-            "Verify calls made to the authority.",
-            load(&c.authority_verifies),
-        );
-        sample(
-            &mut out,
-            "tally_verifier_authority_shed_total",
-            "counter",
-            "Checks denied at once (authority unavailable) because the most Verify calls were in flight.",
-            load(&c.authority_shed),
-        );
-        sample(
-            &mut out,
-            "tally_verifier_authority_breaker_total",
-            "counter",
-            "Checks denied at once (authority unavailable) because the last Verify calls failed to reach the authority.",
-            load(&c.authority_breaker),
-        );
-        sample(
-            &mut out,
-            "tally_verifier_revocations_applied_total",
-            "counter",
-            "Revocations applied from the stream.",
-            load(&c.revocations_applied),
-        );
-        sample(&mut out, "tally_verifier_cache_entries", "gauge", "Cached prefixes.", self.cache.len());
-        sample(
-            &mut out,
-            "tally_verifier_revoked_ids",
-            "gauge",
-            "Revoked ids and keys held as a deny list.",
-            self.revoked.len(),
-        );
-        sample(
-            &mut out,
-            "tally_verifier_cache_evictions_total",
-            "counter",
-            "Entries evicted for capacity.",
-            self.cache.evictions(),
-        );
-        sample(&mut out, "tally_verifier_applied_seq", "gauge", "Last applied revocation seq.", pos.applied_seq);
-        sample(
-            &mut out,
-            "tally_verifier_stream_lag",
-            "gauge",
-            "Head seq seen minus applied seq.",
-            pos.head_seen.saturating_sub(pos.applied_seq),
-        );
-        let age = self.sync.silence().map_or(-1.0, |d| d.as_secs_f64());
-        sample(
-            &mut out,
+impl<F: Fn() -> Option<Snapshot> + Send + Sync + 'static> Collector for State<F> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let Some(s) = (self.0)() else { return Ok(()) };
+        let e = &mut encoder;
+        collect_gauge(e, "tally_verifier_cache_entries", "Cached prefixes.", s.cache_entries)?;
+        collect_gauge(e, "tally_verifier_revoked_ids", "Revoked ids and keys held as a deny list.", s.revoked_ids)?;
+        collect_counter(e, "tally_verifier_cache_evictions", "Entries evicted for capacity.", s.cache_evictions)?;
+        collect_gauge(e, "tally_verifier_applied_seq", "Last applied revocation seq.", s.applied_seq)?;
+        collect_gauge(e, "tally_verifier_stream_lag", "Head seq seen minus applied seq.", s.stream_lag)?;
+        let age = s.last_contact_age.map_or(-1.0, |d| d.as_secs_f64());
+        collect_gauge(
+            e,
             "tally_verifier_last_contact_age_seconds",
-            "gauge",
             "Seconds since the authority was last heard from.",
             age,
-        );
-        sample(
-            &mut out,
-            "tally_verifier_fail_closed",
-            "gauge",
-            "1 while failing closed.",
-            u8::from(self.sync.fail_closed()),
-        );
-        sample(
-            &mut out,
-            "tally_verifier_resets_total",
-            "counter",
-            "Cache flushes on reset, epoch change or gap.",
-            self.sync.resets(),
-        );
-        sample(
-            &mut out,
-            "tally_verifier_tls_handshakes_refused_total",
-            "counter",
-            "Check-port connections whose TLS handshake failed or timed out.",
-            load(&c.tls_refused),
-        );
-        let verify = "tally_verifier_authority_verify_duration_seconds";
-        header(&mut out, verify, "Round trip of the Verify calls made to the authority (answered or failed).");
-        c.verify_latency.render(&mut out, verify, "");
-        c.rpc.render(&mut out, "tally_verifier_rpc_duration_seconds", "Time to answer an RPC, by method.");
-        out
+        )?;
+        collect_gauge(e, "tally_verifier_fail_closed", "1 while failing closed.", i64::from(s.fail_closed))?;
+        collect_counter(e, "tally_verifier_resets", "Cache flushes on reset, epoch change or gap.", s.resets)
     }
 }

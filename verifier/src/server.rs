@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
-use tally_proto::telemetry::RpcLayer;
-use tally_proto::tls::ServerTls;
 use tally_proto::v1::verifier_server::VerifierServer;
+use tally_service::telemetry::RpcLayer;
+use tally_service::tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -91,7 +91,7 @@ pub async fn serve_with(
     let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
     tracing::info!(%addr, region = %verifier.settings().region, tls = tls.is_some(), "verifier serving");
     let router = Server::builder()
-        .layer(RpcLayer::new(verifier.rpc_metrics()))
+        .layer(RpcLayer::new(verifier.metrics.rpc.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -107,7 +107,7 @@ pub async fn serve_with(
                 .await
         }
         Some(tls) => {
-            let refused = verifier.counters.tls_refused.clone();
+            let refused = verifier.metrics.tls_refused.clone();
             router.serve_with_incoming_shutdown(tls.incoming(listener, refused), shutdown.cancelled()).await
         }
     }

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Now;
 use crate::event::{Revocation, StreamEvent, StreamMessage, Target};
-use crate::metrics::Counters;
 use crate::sync::Stall;
 use crate::verifier::Verifier;
 
@@ -213,7 +212,7 @@ impl Verifier {
             p.digest = r.digest;
             p.head_seen = p.head_seen.max(r.seq);
         });
-        Counters::bump(&self.counters.revocations_applied);
+        self.metrics.revocations_applied.inc();
         Flow::Continue
     }
 

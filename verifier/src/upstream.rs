@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tally_proto::telemetry;
 use tally_proto::v1 as pb;
 use tally_proto::v1::authority_client::AuthorityClient;
+use tally_service::telemetry;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status, Streaming};
@@ -23,6 +23,8 @@ use crate::event::StreamMessage;
 use crate::sync::Position;
 use crate::verdict::Verdict;
 
+/// Default deadline of a Verify call to the authority (`--authority-timeout`).
+pub const DEFAULT_AUTHORITY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long to wait for a TCP connection to the authority.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// HTTP/2 pings on idle connections, and how long an unanswered one may wait:

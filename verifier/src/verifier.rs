@@ -17,7 +17,7 @@ use crate::cache::{Cache, Cached};
 use crate::clock::{Clock, Now, SystemClock};
 use crate::error::Error;
 use crate::memo::{Memo, Vouched};
-use crate::metrics::Counters;
+use crate::metrics::Metrics;
 use crate::negative::{Denied, NegativeCache};
 use crate::outcome::{Outcome, Source};
 use crate::revoked::{Denied as RevokedDenial, Revoked};
@@ -141,7 +141,7 @@ pub struct Verifier {
     pub(crate) sync: SyncState,
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) settings: Settings,
-    pub(crate) counters: Counters,
+    pub(crate) metrics: Metrics,
     /// Held while checking the deny lists and inserting into the cache, and
     /// while applying a revocation (add to deny list, prune): so an entry
     /// verified before a revocation can never be inserted after its pruning.
@@ -187,7 +187,7 @@ impl Verifier {
             sync: SyncState::new(clock.clone()),
             clock,
             upstream: Arc::new(upstream),
-            counters: Counters::default(),
+            metrics: Metrics::default(),
             apply: Mutex::new(()),
             authority_calls: Arc::new(tokio::sync::Semaphore::new(settings.max_authority_calls)),
             breaker,
@@ -218,7 +218,7 @@ impl Verifier {
                 }
             }
         };
-        self.counters.count(&outcome);
+        self.metrics.count(outcome.allowed, outcome.source);
         Ok(outcome)
     }
 
@@ -258,7 +258,7 @@ impl Verifier {
             let evaluated = m.caveats.evaluate(&self.context(now.wall, req, m.org));
             self.outcome(evaluated, m.org.clone(), Some(m.family), Source::Cache)
         })?;
-        Counters::bump(&self.counters.memo_hits);
+        self.metrics.memo_hits.inc();
         Some(answer)
     }
 
@@ -369,7 +369,7 @@ impl Verifier {
         // calls pile up (each holding its buffers until the timeout) and it
         // would only be sent a storm once it is back.
         let Ok(slot) = self.authority_calls.clone().try_acquire_owned() else {
-            Counters::bump(&self.counters.authority_shed);
+            self.metrics.authority_shed.inc();
             return Outcome::deny(
                 Reason::AuthorityUnavailable,
                 format!("authority unavailable ({} Verify calls already in flight)", self.settings.max_authority_calls),
@@ -380,7 +380,7 @@ impl Verifier {
         let ticket = match self.breaker.admit(asked) {
             Admit::Call(ticket) => ticket,
             Admit::Refuse(wait) => {
-                Counters::bump(&self.counters.authority_breaker);
+                self.metrics.authority_breaker.inc();
                 return Outcome::deny(
                     Reason::AuthorityUnavailable,
                     format!(
@@ -391,10 +391,10 @@ impl Verifier {
                 );
             }
         };
-        Counters::bump(&self.counters.authority_verifies);
+        self.metrics.authority_verifies.inc();
         let answer = self.call_authority(req.bundle, slot, ticket).await;
         let now = self.clock.now();
-        self.counters.verify_latency.record(now.mono.saturating_duration_since(asked));
+        self.metrics.verify_latency.observe(now.mono.saturating_duration_since(asked).as_secs_f64());
         let answer = match answer {
             Ok(answer) => answer,
             Err(status) => {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 /// Attacker connections per port: many times the server's cap.
 const ATTACKERS: usize = 300;
-/// The metrics server's connection cap (`tally_proto::metrics_http::MAX_CONNECTIONS`),
+/// The metrics server's connection cap (`tally_service::metrics::MAX_CONNECTIONS`),
 /// restated here so that this test also builds, and fails, against a server
 /// that has no such constant.
 const SERVER_CAP: usize = 32;

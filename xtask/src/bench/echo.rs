@@ -47,7 +47,7 @@ pub(crate) fn run(args: EchoArgs) -> anyhow::Result<()> {
     let bytes = hex::decode(&args.response_hex).context("--response-hex")?;
     let response = pb::CheckResponse::decode(bytes.as_slice()).context("decoding --response-hex")?;
     // The verifier's runtime.
-    let runtime = tally_proto::runtime::build()?;
+    let runtime = tally_service::runtime::build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen).await?;
         println!("listening on {}", listener.local_addr()?);

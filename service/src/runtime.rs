@@ -1,6 +1,6 @@
 //! The services' tokio runtime (authority, verifier, and the bench's echo
 //! server, which stands in for the verifier): the multi-thread scheduler with
-//! its LIFO slot turned off.
+//! its LIFO slot turned off; and [`run_main`], the daemons' `main` on it.
 //!
 //! With the LIFO slot on, a task woken by the running task runs next. A
 //! request's handler that finishes wakes its HTTP/2 connection task, which
@@ -20,14 +20,13 @@
 //! Turning it off is an unstable tokio API: `.cargo/config.toml` builds the
 //! workspace with `--cfg tokio_unstable`, which opens every unstable tokio
 //! API (outside semver: a tokio upgrade may change this one). A build
-//! without the flag keeps the LIFO slot and works, only slower; the proto
+//! without the flag keeps the LIFO slot and works, only slower; this
 //! crate's build script warns when that happens. Cargo drops the config's
 //! flags when `RUSTFLAGS` or `CARGO_ENCODED_RUSTFLAGS` is set, when any
 //! `target.….rustflags` applies (also from `~/.cargo/config.toml`), and
 //! when building outside the workspace (`cargo install --git`).
 
 use tokio::runtime::{Builder, Runtime};
-use tokio_util::sync::CancellationToken;
 
 /// The services' runtime configuration (multi-thread, every I/O and time
 /// driver, LIFO slot off); callers may adjust it before building.
@@ -44,22 +43,39 @@ pub fn build() -> std::io::Result<Runtime> {
     builder().build()
 }
 
-/// Cancels `token` on the first SIGINT or SIGTERM: both servers' one
-/// shutdown signal. When the SIGTERM handler cannot be installed it says so
-/// and never cancels (the process still stops on SIGKILL).
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
+/// The `main` of a Tally daemon: the services' runtime, telemetry installed
+/// before `body` runs and flushed after it; an error (telemetry's or the
+/// body's) goes to stderr after the binary's `name`, and the exit code says
+/// whether there was one.
+pub fn run_main<F, E>(name: &'static str, body: impl FnOnce() -> F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let runtime = match build() {
+        Ok(runtime) => runtime,
         Err(e) => {
-            tracing::error!(error = %e, "cannot watch for SIGTERM: graceful shutdown is off");
-            return;
+            eprintln!("{name}: cannot start the tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let _entered = runtime.enter();
+    let telemetry = match crate::telemetry::init(name) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(body());
+    telemetry.shutdown();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
-    token.cancel();
 }
 
 #[cfg(test)]

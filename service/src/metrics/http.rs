@@ -1,6 +1,6 @@
 //! The HTTP/1.1 endpoint for Prometheus text metrics, shared by the authority
-//! and the verifier: `GET /metrics` (and `/`) answered with whatever `render`
-//! returns, by hyper, under bounds that keep whoever can reach the port from
+//! and the verifier: `GET /metrics` (and `/`) answered with a registry's
+//! metrics, by hyper, under bounds that keep whoever can reach the port from
 //! holding connections, tasks or file descriptors without limit.
 //!
 //! The bounds, each a constant below: at most [`MAX_CONNECTIONS`] connections
@@ -15,11 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -52,11 +54,14 @@ const MAX_HEADERS: usize = 32;
 /// once would spin a core for as long as the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// The media type of Prometheus' text exposition format.
-const TEXT_FORMAT: &str = "text/plain; version=0.0.4";
+/// Serves `registry` until `shutdown` completes, then closes every open
+/// connection.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: impl Future<Output = ()>) {
+    serve_text(listener, move || super::encode(&registry), shutdown).await;
+}
 
-/// Serves until `shutdown` completes, then closes every open connection.
-pub async fn serve<R>(listener: TcpListener, render: R, shutdown: impl Future<Output = ()>)
+/// Serves whatever `render` returns: see [`serve`].
+async fn serve_text<R>(listener: TcpListener, render: R, shutdown: impl Future<Output = ()>)
 where
     R: Fn() -> String + Send + Sync + 'static,
 {
@@ -128,7 +133,7 @@ fn respond<R: Fn() -> String>(req: &Request<Incoming>, render: &R) -> Response<S
         return response;
     }
     let mut response = Response::new(render());
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     response
 }
 
@@ -137,12 +142,6 @@ fn status(code: StatusCode) -> Response<String> {
     let mut response = Response::new(String::new());
     *response.status_mut() = code;
     response
-}
-
-/// Appends one sample in Prometheus text format, with HELP and TYPE lines.
-pub fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
 }
 
 #[cfg(test)]
@@ -164,7 +163,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, || "up 1\n".to_owned(), async move {
+        let server = tokio::spawn(serve_text(listener, || "up 1\n".to_owned(), async move {
             let _ = stopped.await;
         }));
         (addr, stop, server)
@@ -194,7 +193,7 @@ mod tests {
         for path in ["/metrics", "/"] {
             let answer = exchange(addr, format!("GET {path} HTTP/1.1\r\nHost: tally\r\n\r\n").as_bytes()).await;
             assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-            assert!(answer.contains("content-type: text/plain; version=0.0.4\r\n"), "{answer}");
+            assert!(answer.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n"), "{answer}");
             // One request per connection: the server says so and closed it
             // (the read above ended).
             assert!(answer.contains("connection: close\r\n"), "{answer}");
@@ -244,7 +243,7 @@ mod tests {
         let render = || "x".repeat(BODY);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let _server = tokio::spawn(serve(listener, render, std::future::pending()));
+        let _server = tokio::spawn(serve_text(listener, render, std::future::pending()));
         let mut conn = TcpStream::connect(addr).await.unwrap();
         let start = Instant::now();
         conn.write_all(SCRAPE).await.unwrap();

@@ -89,35 +89,6 @@ pub fn init(service: &'static str) -> Result<Telemetry, Error> {
     Ok(Telemetry { provider })
 }
 
-/// The `main` of a Tally daemon: the services' runtime ([`crate::runtime`]),
-/// telemetry installed before `body` runs and flushed after it; an error
-/// (telemetry's or the body's, with its causes) goes to stderr after the
-/// binary's `name`, and the exit code says whether there was one.
-pub fn run_main<F, E>(name: &'static str, body: impl FnOnce() -> F) -> std::process::ExitCode
-where
-    F: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    let runtime = crate::runtime::build().expect("tokio runtime");
-    let _entered = runtime.enter();
-    let telemetry = match init(name) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(body());
-    telemetry.shutdown();
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
 /// Makes `span` a child of the trace context in `headers` (`traceparent`), if any.
 pub(super) fn set_parent(span: &Span, headers: &http::HeaderMap) {
     let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));

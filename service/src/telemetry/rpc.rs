@@ -6,24 +6,26 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use prost::Message;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Instrument, Span};
 
-use super::histogram::{Histogram, header};
 use super::otel;
+use crate::metrics::{Labelled, latency_histogram};
 
-/// `(service, /service/method)` of every method in this crate's descriptor
+/// `(service, /service/method)` of every method in tally-proto's descriptor
 /// sets, decoded once per process (a verifier or authority built per test or
 /// fuzz input must not decode them again).
 static METHODS: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
     let mut methods = Vec::new();
-    for set in [crate::FILE_DESCRIPTOR_SET, crate::ENVOY_FILE_DESCRIPTOR_SET] {
+    for set in [tally_proto::FILE_DESCRIPTOR_SET, tally_proto::ENVOY_FILE_DESCRIPTOR_SET] {
         let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { continue };
         for file in &set.file {
             for service in &file.service {
@@ -35,60 +37,64 @@ static METHODS: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
     methods
 });
 
-/// One latency histogram per method of the served services.
-#[derive(Debug)]
+/// One latency histogram per method of the served services, and one for
+/// any other path (`other`). Clones share the histograms.
+#[derive(Debug, Clone)]
 pub struct RpcMetrics {
-    /// `(path, histogram)` sorted by path (`/package.Service/Method`).
-    methods: Vec<(String, Histogram)>,
-    other: Histogram,
+    /// Labelled `package.Service/Method`, sorted; `other` last.
+    methods: Labelled<Histogram>,
 }
+
+/// The label of requests to no known method.
+const OTHER: &str = "other";
 
 impl RpcMetrics {
     /// Histograms for every method of `services` (full names such as
-    /// `tally.v1.Authority`, from this crate's descriptor sets).
+    /// `tally.v1.Authority`, from tally-proto's descriptor sets).
     pub fn for_services(services: &[&str]) -> Self {
-        let mut methods: Vec<(String, Histogram)> = METHODS
+        let mut methods: Vec<String> = METHODS
             .iter()
             .filter(|(service, _)| services.contains(&service.as_str()))
-            .map(|(_, path)| (path.clone(), Histogram::default()))
+            .map(|(_, path)| path[1..].to_owned())
             .collect();
-        methods.sort_by(|a, b| a.0.cmp(&b.0));
-        Self { methods, other: Histogram::default() }
+        methods.sort();
+        methods.push(OTHER.to_owned());
+        Self { methods: Labelled::new("method", methods.into_iter().map(|m| (m, latency_histogram()))) }
     }
 
-    /// The histogram slot for a request path (`None`: not a known method).
+    /// Registers the histograms in `registry` as `name`, labelled `method`.
+    pub fn register(&self, registry: &mut Registry, name: &str, help: &str) {
+        registry.register(name, help, self.methods.clone());
+    }
+
+    /// The histogram slot of a request path (`/package.Service/Method`);
+    /// `None`: not a known method.
     fn slot(&self, path: &str) -> Option<usize> {
-        self.methods.binary_search_by(|(p, _)| p.as_str().cmp(path)).ok()
+        let known = &self.methods.series()[..self.methods.series().len() - 1];
+        let method = path.strip_prefix('/')?;
+        known.binary_search_by(|(m, _)| m.as_str().cmp(method)).ok()
+    }
+
+    /// The method name of a slot.
+    fn method(&self, slot: usize) -> &str {
+        &self.methods.series()[slot].0
     }
 
     fn histogram(&self, slot: Option<usize>) -> &Histogram {
-        slot.map_or(&self.other, |i| &self.methods[i].1)
-    }
-
-    /// Calls recorded for a method (`package.Service/Method`), for tests and status pages.
-    pub fn count(&self, method: &str) -> u64 {
-        self.histogram(self.slot(&format!("/{method}"))).count()
-    }
-
-    /// Prometheus text: histogram `name` labelled `method="package.Service/Method"`.
-    pub fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, help);
-        for (path, h) in &self.methods {
-            h.render(out, name, &format!("method=\"{}\"", &path[1..]));
-        }
-        self.other.render(out, name, "method=\"other\"");
+        let series = self.methods.series();
+        &series[slot.unwrap_or(series.len() - 1)].1
     }
 }
 
 /// Wraps a tonic server's routes: see the module docs.
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
-    metrics: Arc<RpcMetrics>,
+    metrics: RpcMetrics,
 }
 
 impl RpcLayer {
     /// Records into `metrics`.
-    pub fn new(metrics: Arc<RpcMetrics>) -> Self {
+    pub fn new(metrics: RpcMetrics) -> Self {
         Self { metrics }
     }
 }
@@ -105,7 +111,7 @@ impl<S> Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
-    metrics: Arc<RpcMetrics>,
+    metrics: RpcMetrics,
 }
 
 impl<S, B, R> Service<http::Request<B>> for RpcService<S>
@@ -125,7 +131,7 @@ where
         let slot = self.metrics.slot(req.uri().path());
         let span = match slot {
             Some(i) if otel::enabled() => {
-                let method = &self.metrics.methods[i].0[1..];
+                let method = self.metrics.method(i);
                 let span = tracing::info_span!(
                     "rpc",
                     otel.name = method,
@@ -144,7 +150,7 @@ where
         Box::pin(
             async move {
                 let response = future.await;
-                metrics.histogram(slot).record(start.elapsed());
+                metrics.histogram(slot).observe(start.elapsed().as_secs_f64());
                 response
             }
             .instrument(span),

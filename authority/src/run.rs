@@ -1,0 +1,94 @@
+//! What `tally-authority` runs: `init` a database, or `serve` it (with the
+//! metrics endpoint beside it when asked) until SIGINT or SIGTERM.
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tally_service::tls::ServerTls;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::Limits;
+use crate::args::{Args, Command, InitArgs, ServeArgs};
+use crate::authority::{Authority, Settings};
+use crate::clock::SystemClock;
+use crate::error::{Error, Result};
+use crate::kek::Kek;
+use crate::server::{ServeOptions, serve_with};
+
+/// Runs the command `args` names.
+pub async fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::Init(a) => init(a).await,
+        Command::Serve(a) => serve(*a).await,
+    }
+}
+
+async fn init(a: InitArgs) -> Result<()> {
+    let kek = Kek::from_file(&a.kek_file)?;
+    let token = Authority::init(&a.db, kek, Arc::new(SystemClock)).await?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let kek = Kek::from_file(&a.kek_file)?;
+    // Checked before anything is opened: a bad file is a startup error naming it.
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = ServerTls::load(cert, key, a.tls_client_ca.as_deref())
+                .map_err(|e| Error::Config(format!("TLS (--tls-cert, --tls-key, --tls-client-ca): {e}")))?;
+            if !tls.requires_client_cert() {
+                tracing::warn!("TLS without --tls-client-ca: any client may connect; its bearer token is all it needs");
+            }
+            Some(tls)
+        }
+        _ => None,
+    };
+    let settings = Settings {
+        heartbeat: a.heartbeat_interval.into(),
+        default_ttl: a.default_ttl.into(),
+        max_subscribers: a.max_subscribers,
+        registry_remembered: a.registry_remembered,
+        anonymous_revokes_per_second: a.anonymous_revokes_per_second,
+        max_branch_revocations: a.max_branch_revocations,
+        audit_retention: a.audit_retention.into(),
+        ..Settings::default()
+    };
+    let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;
+    let listener = bind(&a.listen).await?;
+    // The bound address on stdout: scripts and tests that pass port 0 read it here.
+    println!("listening on {}", local_addr(&listener)?);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(tally_service::signal::cancel_on_signal(shutdown.clone()));
+    if let Some(addr) = &a.metrics_listen {
+        let metrics = bind(addr).await?;
+        println!("metrics on {}", local_addr(&metrics)?);
+        let mut registry = Registry::default();
+        authority.register_metrics(&mut registry);
+        let stop = shutdown.clone();
+        tokio::spawn(tally_service::metrics::serve(metrics, Arc::new(registry), async move { stop.cancelled().await }));
+    }
+    let options = ServeOptions {
+        tls,
+        limits: Limits {
+            max_in_flight: a.max_in_flight,
+            max_anonymous: a.max_anonymous,
+            max_anonymous_per_client: a.max_anonymous_per_client,
+            max_streams_per_connection: a.max_streams_per_connection,
+            read_timeout: a.read_timeout.into(),
+            rpc_timeout: a.rpc_timeout.into(),
+        },
+        keepalive: a.http2_keepalive.into(),
+    };
+    serve_with(listener, authority.clone(), Some(a.prune_interval.into()), options, shutdown).await?;
+    authority.close().await
+}
+
+async fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| Error::Config(format!("binding {addr}: {e}")))
+}
+
+fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr> {
+    listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))
+}

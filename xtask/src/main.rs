@@ -1,13 +1,15 @@
 //! `cargo xtask`: the one home of Tally's automation (see `.cargo/config.toml`).
+//! The bench and the soak are the lab's (`lab/`, `tally-lab`); `bench` and
+//! `soak` build it and run it.
 
-mod bench;
 mod certs;
 mod demo;
 mod fuzz;
 mod golden;
-mod release;
-mod soak;
+mod lab;
 mod test;
+
+use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
@@ -25,31 +27,35 @@ enum Command {
     /// Run Tally end to end on loopback: authority, two verifiers, mint, check, revoke, fail closed.
     Demo,
     /// Measure Tally against the transport ceiling: Check, propagation, catch-up, authority, memory.
-    Bench(bench::BenchArgs),
-    /// The measuring side of `bench` (run from the release build by `bench`).
-    #[command(hide = true)]
-    BenchRun(bench::RunArgs),
-    /// The bench's load generator.
-    #[command(hide = true)]
-    BenchLoad(bench::LoadArgs),
-    /// The bench's echo server.
-    #[command(hide = true)]
-    BenchEcho(bench::EchoArgs),
+    ///
+    /// Builds the lab in release, then runs `tally-bench` with these flags:
+    /// [--quick] [--only GROUP,…] [--out DIR] [--perf] (`--help` lists them, after the build).
+    #[command(disable_help_flag = true)]
+    Bench(LabArgs),
     /// Write a throwaway CA and certificates for running with mTLS (README "mTLS").
     Certs(certs::CertsArgs),
     /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
     Fuzz(fuzz::FuzzArgs),
     /// Mixed load with faults for N minutes; memory and file descriptors sampled, growth judged.
-    Soak(soak::SoakArgs),
-    /// The running side of `soak` (run from the release build by `soak`).
-    #[command(hide = true)]
-    SoakRun(soak::SoakArgs),
+    ///
+    /// Builds the lab in release, then runs `tally-soak` with these flags: [--minutes N]
+    /// [--sample-every S] [--tolerance P] [--out CSV] [--rate R] [--fault-every S] [--rust-log F]
+    /// (`--help` lists them, after the build).
+    #[command(disable_help_flag = true)]
+    Soak(LabArgs),
     /// Regenerate the token golden vectors under `token/golden/` (or `--check` them).
     Golden {
         /// Compare instead of writing; fail when the committed vectors differ.
         #[arg(long)]
         check: bool,
     },
+}
+
+/// The flags of a lab binary, passed on as they are.
+#[derive(Debug, clap::Args)]
+struct LabArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -64,11 +70,29 @@ fn main() -> anyhow::Result<()> {
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
         Command::Fuzz(args) => fuzz::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::BenchRun(args) => bench::measure(args),
-        Command::BenchLoad(args) => bench::load(args),
-        Command::BenchEcho(args) => bench::echo(args),
-        Command::Soak(args) => soak::run(args),
-        Command::SoakRun(args) => soak::soak_run(args),
+        Command::Bench(lab) => lab::run(lab::Task::Bench, lab.args),
+        Command::Soak(lab) => lab::run(lab::Task::Soak, lab.args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bench` and `soak` pass every flag on to the lab binary, `--help` too.
+    #[test]
+    fn lab_flags_pass_through() {
+        let parse = |line: &[&str]| match Args::try_parse_from(line).map(|a| a.command) {
+            Ok(Command::Bench(lab) | Command::Soak(lab)) => lab.args,
+            other => panic!("{line:?}: {other:?}"),
+        };
+        let flags = ["--quick", "--only", "checks,mix", "--out", "x", "--perf", "--help"];
+        let line: Vec<&str> = ["cargo xtask", "bench"].into_iter().chain(flags).collect();
+        assert_eq!(parse(&line), flags.map(OsString::from));
+        assert_eq!(
+            parse(&["cargo xtask", "soak", "--minutes", "0.5", "-h"]),
+            ["--minutes", "0.5", "-h"].map(OsString::from)
+        );
+        assert!(parse(&["cargo xtask", "soak"]).is_empty());
     }
 }

@@ -6,12 +6,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::outcome::Source;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use crate::outcome::Source;
 use tally_service::metrics::{Labelled, collect_counter, collect_gauge, latency_histogram};
 use tally_service::telemetry::RpcMetrics;
 

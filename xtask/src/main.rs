@@ -2,6 +2,7 @@
 
 mod bench;
 mod certs;
+mod codemap;
 mod demo;
 mod fuzz;
 mod golden;
@@ -35,7 +36,9 @@ enum Command {
     /// The bench's echo server.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
-    /// Write a throwaway CA and certificates for running with mTLS (README "mTLS").
+    /// Check that ARCHITECTURE.md's code map names every source file, and no file that is gone.
+    Codemap,
+    /// Write a throwaway CA and certificates for running with mTLS (docs/operations.md).
     Certs(certs::CertsArgs),
     /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
     Fuzz(fuzz::FuzzArgs),
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Test(args) => test::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Codemap => codemap::run(),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
         Command::Fuzz(args) => fuzz::run(args),

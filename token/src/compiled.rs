@@ -6,8 +6,9 @@
 
 use std::fmt;
 
+use crate::Error;
 use crate::evaluate::{Claims, Context, Denial, apply};
-use crate::predicate::{ParseError, PredicateRef};
+use crate::predicate::PredicateRef;
 
 /// A parsed predicate with its text values as offsets into the buffer: a
 /// [`PredicateRef`] without the borrow.
@@ -16,7 +17,8 @@ enum Compiled {
     Text(Kind, u32, u32),
     Expires(i128),
     NotBefore(i128),
-    Invalid(ParseError),
+    /// Why the caveat does not parse.
+    Invalid(Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +68,7 @@ impl CompiledCaveats {
                 let compiled = if utf8 {
                     compile(PredicateRef::parse(caveat), &text)
                 } else {
-                    Compiled::Invalid(ParseError("caveat is not UTF-8"))
+                    Compiled::Invalid(Error::InvalidCaveat("caveat is not UTF-8"))
                 };
                 (end as u32, compiled)
             })
@@ -104,7 +106,7 @@ impl CompiledCaveats {
 }
 
 /// `pred`, parsed from a slice of `base`, as offsets into `base`.
-fn compile(pred: Result<PredicateRef<'_>, ParseError>, base: &str) -> Compiled {
+fn compile(pred: Result<PredicateRef<'_>, Error>, base: &str) -> Compiled {
     let text = |kind: Kind, value: &str| {
         let start = value.as_ptr() as usize - base.as_ptr() as usize;
         Compiled::Text(kind, start as u32, (start + value.len()) as u32)
@@ -124,7 +126,7 @@ fn compile(pred: Result<PredicateRef<'_>, ParseError>, base: &str) -> Compiled {
 }
 
 /// The predicate again, borrowing its values from `base`.
-fn view(compiled: Compiled, base: &str) -> Result<PredicateRef<'_>, ParseError> {
+fn view(compiled: Compiled, base: &str) -> Result<PredicateRef<'_>, Error> {
     Ok(match compiled {
         Compiled::Invalid(e) => return Err(e),
         Compiled::Expires(t) => PredicateRef::Expires(t),

@@ -5,11 +5,14 @@
 
 use crate::KeyId;
 
-/// Everything that can go wrong while decoding, building or verifying tokens.
+/// Everything that can go wrong while decoding, building or verifying tokens,
+/// parsing a caveat, or bounding a check's request fields.
 ///
 /// Variants are precise so callers (and tests) can match them; a caveat that
-/// does not hold is not an error of this type but a [`crate::Denial`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// does not hold is not an error of this type but a [`crate::Denial`] (whose
+/// kind carries this error when the caveat does not parse). Every variant
+/// holds static text and numbers, so the type is `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The input is empty (or only whitespace).
     #[error("empty token")]
@@ -83,12 +86,9 @@ pub enum Error {
     /// The org of a check is not an org name.
     #[error("request field org is not an org name (1 to 64 of a-z, 0-9, '-', '_', '.')")]
     BadOrg,
-    /// A caveat given to a builder does not parse in the caveat language.
-    #[error("invalid caveat {text:?}: {reason}")]
-    InvalidCaveat {
-        /// The caveat text (caveats are not secret).
-        text: String,
-        /// Why it does not parse.
-        reason: &'static str,
-    },
+    /// A caveat text is not a predicate of the caveat language (unknown key,
+    /// wrong operator, malformed value). The message is the reason alone:
+    /// callers quote the caveat beside it, as caveats are not secret.
+    #[error("{0}")]
+    InvalidCaveat(&'static str),
 }

@@ -6,8 +6,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::Error;
 use crate::glob::{glob_match, glob_weight};
-use crate::predicate::{ParseError, PredicateRef};
+use crate::predicate::PredicateRef;
 
 /// How much matching its resource globs may cost one evaluation, in passes
 /// over the resource: a glob weighs [`glob_weight`] (0 for one with at most
@@ -128,7 +129,7 @@ pub enum DenialKind {
     /// The predicate is well formed and does not hold for this request.
     Unsatisfied,
     /// The caveat is not in the language (unknown key or malformed).
-    Invalid(ParseError),
+    Invalid(Error),
     /// A resource or list caveat past the evaluation's budget
     /// ([`MAX_GLOB_WEIGHT`], [`MAX_LIST_ITEMS`]): not read, so it does not hold.
     TooCostly,
@@ -180,7 +181,7 @@ pub fn evaluate<'c>(caveats: impl IntoIterator<Item = &'c [u8]>, ctx: &Context<'
 /// glob is charged its weight, a list its items, to `budget` (what is left
 /// of this evaluation's) before it is read.
 pub(crate) fn apply<'c>(
-    pred: Result<PredicateRef<'c>, ParseError>,
+    pred: Result<PredicateRef<'c>, Error>,
     ctx: &Context<'_>,
     claims: &mut Claims<'c>,
     budget: &mut Budget,

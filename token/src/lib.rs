@@ -67,7 +67,7 @@ pub use limits::{
     Limits,
 };
 pub use macaroon::{Caveat, Macaroon, chain_step, chain_step_ref, continue_chain};
-pub use predicate::{ParseError, Predicate, PredicateRef, format_rfc3339};
+pub use predicate::{Predicate, PredicateRef, format_rfc3339};
 pub use prefix::{BRANCH_ID_LEN, PrefixKey, PrefixKeys, RevocationId, prefix_key, prefix_keys, revocation_ids};
 pub use reason::Reason;
 pub use request::{

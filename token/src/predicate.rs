@@ -13,13 +13,13 @@
 //! | `role = NAME`            | for Tally's own API                       |
 //!
 //! Parsing is strict: one space around the operator, no empty values or list
-//! items. Anything else is an error, which evaluation treats as unsatisfied.
-
-use std::fmt;
+//! items. Anything else is an [`Error::InvalidCaveat`], which evaluation
+//! treats as unsatisfied.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::Error;
 use crate::cidr::Cidr;
 
 /// A parsed first-party caveat.
@@ -45,24 +45,14 @@ pub enum Predicate {
     Role(String),
 }
 
-/// Why a caveat text is not a predicate of the language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParseError(pub &'static str);
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
 impl Predicate {
     /// Parses caveat bytes; non-UTF-8 is an error.
-    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, ParseError> {
-        std::str::from_utf8(bytes).map_err(|_| ParseError("caveat is not UTF-8")).and_then(Self::parse)
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        std::str::from_utf8(bytes).map_err(|_| Error::InvalidCaveat("caveat is not UTF-8")).and_then(Self::parse)
     }
 
     /// Parses one caveat text.
-    pub fn parse(text: &str) -> Result<Self, ParseError> {
+    pub fn parse(text: &str) -> Result<Self, Error> {
         PredicateRef::parse(text).map(PredicateRef::into_owned)
     }
 }
@@ -93,21 +83,21 @@ pub enum PredicateRef<'a> {
 
 impl<'a> PredicateRef<'a> {
     /// Parses caveat bytes; non-UTF-8 is an error.
-    pub fn parse_bytes(bytes: &'a [u8]) -> Result<Self, ParseError> {
-        std::str::from_utf8(bytes).map_err(|_| ParseError("caveat is not UTF-8")).and_then(Self::parse)
+    pub fn parse_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
+        std::str::from_utf8(bytes).map_err(|_| Error::InvalidCaveat("caveat is not UTF-8")).and_then(Self::parse)
     }
 
     /// Parses one caveat text, strictly.
-    pub fn parse(text: &'a str) -> Result<Self, ParseError> {
+    pub fn parse(text: &'a str) -> Result<Self, Error> {
         // Byte scans, not `split_once`: caveats are short, and this runs for
         // every caveat of every check.
-        let (key, rest) = split_at_space(text).ok_or(ParseError("expected `key op value`"))?;
-        let (op, value) = split_at_space(rest).ok_or(ParseError("expected `key op value`"))?;
+        let (key, rest) = split_at_space(text).ok_or(Error::InvalidCaveat("expected `key op value`"))?;
+        let (op, value) = split_at_space(rest).ok_or(Error::InvalidCaveat("expected `key op value`"))?;
         if value.is_empty() || value.starts_with(' ') || value.ends_with(' ') {
-            return Err(ParseError("empty or padded value"));
+            return Err(Error::InvalidCaveat("empty or padded value"));
         }
         let expect = |wanted: &'static str| {
-            if op == wanted { Ok(()) } else { Err(ParseError("wrong operator for this caveat")) }
+            if op == wanted { Ok(()) } else { Err(Error::InvalidCaveat("wrong operator for this caveat")) }
         };
         Ok(match key {
             "org" => {
@@ -141,14 +131,14 @@ impl<'a> PredicateRef<'a> {
             }
             "client-ip" => {
                 expect("in")?;
-                check_list(value, |s| s.parse::<Cidr>().map(drop).map_err(ParseError))?;
+                check_list(value, |s| s.parse::<Cidr>().map(drop).map_err(Error::InvalidCaveat))?;
                 PredicateRef::ClientIpIn(value)
             }
             "role" => {
                 expect("=")?;
                 PredicateRef::Role(word(value)?)
             }
-            _ => return Err(ParseError("unknown caveat key")),
+            _ => return Err(Error::InvalidCaveat("unknown caveat key")),
         })
     }
 
@@ -203,33 +193,33 @@ const NOT_IN_WORD: [bool; 128] = {
 };
 
 /// A single token of text: no whitespace, no commas, no control characters.
-fn word(s: &str) -> Result<&str, ParseError> {
+fn word(s: &str) -> Result<&str, Error> {
     let bad = |c: char| c.is_whitespace() || c.is_control() || c == ',';
     let ascii_ok = |b: u8| b < 128 && !NOT_IN_WORD[usize::from(b)];
     if s.is_empty() || (!s.bytes().all(ascii_ok) && (s.is_ascii() || s.chars().any(bad))) {
-        return Err(ParseError("value must be one word without spaces or commas"));
+        return Err(Error::InvalidCaveat("value must be one word without spaces or commas"));
     }
     Ok(s)
 }
 
 /// Validates a comma-separated list: no empty items (spaces after commas allowed).
-fn check_list(s: &str, item: impl Fn(&str) -> Result<(), ParseError>) -> Result<(), ParseError> {
+fn check_list(s: &str, item: impl Fn(&str) -> Result<(), Error>) -> Result<(), Error> {
     for part in PredicateRef::items(s) {
         if part.is_empty() {
-            return Err(ParseError("empty list item"));
+            return Err(Error::InvalidCaveat("empty list item"));
         }
         item(part)?;
     }
     Ok(())
 }
 
-fn instant(s: &str) -> Result<i128, ParseError> {
+fn instant(s: &str) -> Result<i128, Error> {
     if let Some(secs) = fast_utc_seconds(s) {
         return Ok(i128::from(secs) * 1_000_000_000);
     }
     OffsetDateTime::parse(s, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp_nanos)
-        .map_err(|_| ParseError("invalid RFC 3339 timestamp"))
+        .map_err(|_| Error::InvalidCaveat("invalid RFC 3339 timestamp"))
 }
 
 /// The common form `YYYY-MM-DDTHH:MM:SSZ` (what Tally writes) without the

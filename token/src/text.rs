@@ -3,26 +3,18 @@
 //! Input also accepts bare standard or url-safe base64, padded or not, as
 //! other macaroon libraries print it.
 
-use base64::Engine as _;
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-
+use crate::base64url;
 use crate::view::{DecodedBundle, MacaroonRef};
 use crate::{Error, Limits, Macaroon};
 
 /// The prefix of Tally's token text.
 pub const TEXT_PREFIX: &str = "tly_";
 
-const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 impl Macaroon {
     /// `tly_` + unpadded base64url of the V2 binary.
     pub fn to_text(&self) -> String {
         let mut out = String::from(TEXT_PREFIX);
-        URL_SAFE_LENIENT.encode_string(self.encode_v2(), &mut out);
+        base64url::encode_to(&self.encode_v2(), &mut out);
         out
     }
 
@@ -69,6 +61,8 @@ impl Bundle {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
     use crate::RootKey;
 

@@ -1,5 +1,5 @@
 //! `cargo xtask certs DIR`: a throwaway PKI for running Tally with mTLS
-//! (README "mTLS"). The files are made by `tally_tests::certs`, the same code
+//! (`docs/operations.md`). The files are made by `tally_tests::certs`, the same code
 //! the mTLS tests use.
 
 use std::path::PathBuf;

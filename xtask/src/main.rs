@@ -3,6 +3,7 @@
 //! `soak` build it and run it.
 
 mod certs;
+mod codemap;
 mod demo;
 mod fuzz;
 mod golden;
@@ -32,7 +33,9 @@ enum Command {
     /// [--quick] [--only GROUP,…] [--out DIR] [--perf] (`--help` lists them, after the build).
     #[command(disable_help_flag = true)]
     Bench(LabArgs),
-    /// Write a throwaway CA and certificates for running with mTLS (README "mTLS").
+    /// Check that ARCHITECTURE.md's code map names every source file, and no file that is gone.
+    Codemap,
+    /// Write a throwaway CA and certificates for running with mTLS (docs/operations.md).
     Certs(certs::CertsArgs),
     /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
     Fuzz(fuzz::FuzzArgs),
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Test(args) => test::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Codemap => codemap::run(),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
         Command::Fuzz(args) => fuzz::run(args),

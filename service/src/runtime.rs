@@ -13,7 +13,7 @@
 //! steal from the queue and the order is looser). On one core (the bench,
 //! `cargo xtask bench --only authority`, side by side) that took the
 //! authority's `writev` calls from 0.7 to about 0.1 per Revoke, and raised
-//! Verify × 64 and Revoke × 64 (figures in the README). Oxide turns the slot
+//! Verify × 64 and Revoke × 64 (figures in docs/performance.md). Oxide turns the slot
 //! off in their services for another reason: a task in it cannot be stolen
 //! by an idle worker (latency spikes).
 //!

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// mimalloc gives freed pages back to the OS shortly after a burst; glibc's
-/// malloc kept each burst's high-water mark (see README, Soak).
+/// malloc kept each burst's high-water mark (see docs/performance.md, Soak).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -85,7 +85,7 @@ pub async fn serve_with(
 
     let service =
         VerifierServer::new(VerifierService::new(verifier.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    // Envoy's ext_authz filter, on the same port (see README "Behind Envoy").
+    // Envoy's ext_authz filter, on the same port (see docs/adopting.md, Envoy).
     let ext_authz =
         AuthorizationServer::new(ExtAuthzService::new(verifier.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;

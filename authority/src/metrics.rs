@@ -6,13 +6,12 @@
 
 use std::fmt;
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tally_service::metrics::{collect_counter, collect_gauge, latency_histogram};
+use tally_service::metrics::{Scraped, collect_counter, collect_gauge, latency_histogram};
 use tally_service::telemetry::RpcMetrics;
 
 /// What the request paths record. A clone of a metric shares its value.
@@ -150,43 +149,26 @@ impl Metrics {
             "tally_authority_rpc_duration_seconds",
             "Time to answer an RPC, by method (Subscribe: to open the stream)",
         );
-        registry.register_collector(Box::new(State(snapshot)));
+        registry.register_collector(Box::new(Scraped::new(snapshot, write_state)));
     }
 }
 
 /// The state metrics, read at each scrape.
-struct State<F>(F);
-
-impl<F> fmt::Debug for State<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("State")
-    }
-}
-
-impl<F: Fn() -> Option<Snapshot> + Send + Sync + 'static> Collector for State<F> {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let Some(s) = (self.0)() else { return Ok(()) };
-        let e = &mut encoder;
-        collect_gauge(e, "tally_authority_log_head_seq", "Last revocation sequence number.", s.log_head_seq)?;
-        collect_gauge(e, "tally_authority_log_retained_from", "Oldest retained revocation seq.", s.log_retained_from)?;
-        collect_gauge(e, "tally_authority_subscribers", "Revocation stream subscribers connected.", s.subscribers)?;
-        collect_counter(
-            e,
-            "tally_authority_fanout_catchups",
-            "Subscribers that caught up from the database.",
-            s.fanout_catchups,
-        )?;
-        collect_counter(
-            e,
-            "tally_authority_commits",
-            "Group commits of the single writer (one fsync each).",
-            s.commits,
-        )?;
-        collect_counter(
-            e,
-            "tally_authority_committed_changes",
-            "Requests to the writer those commits carried (revocations, mints, audit rows, key changes; one that failed in its savepoint too); divided by commits, the mean group size.",
-            s.committed_changes,
-        )
-    }
+fn write_state(e: &mut DescriptorEncoder, s: Snapshot) -> fmt::Result {
+    collect_gauge(e, "tally_authority_log_head_seq", "Last revocation sequence number.", s.log_head_seq)?;
+    collect_gauge(e, "tally_authority_log_retained_from", "Oldest retained revocation seq.", s.log_retained_from)?;
+    collect_gauge(e, "tally_authority_subscribers", "Revocation stream subscribers connected.", s.subscribers)?;
+    collect_counter(
+        e,
+        "tally_authority_fanout_catchups",
+        "Subscribers that caught up from the database.",
+        s.fanout_catchups,
+    )?;
+    collect_counter(e, "tally_authority_commits", "Group commits of the single writer (one fsync each).", s.commits)?;
+    collect_counter(
+        e,
+        "tally_authority_committed_changes",
+        "Requests to the writer those commits carried (revocations, mints, audit rows, key changes; one that failed in its savepoint too); divided by commits, the mean group size.",
+        s.committed_changes,
+    )
 }

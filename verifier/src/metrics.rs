@@ -7,12 +7,11 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::outcome::Source;
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tally_service::metrics::{Labelled, collect_counter, collect_gauge, latency_histogram};
+use tally_service::metrics::{Labelled, Scraped, collect_counter, collect_gauge, latency_histogram};
 use tally_service::telemetry::RpcMetrics;
 
 /// What the check and stream paths record. A clone of a metric shares its value.
@@ -141,36 +140,24 @@ impl Metrics {
             self.verify_latency.clone(),
         );
         self.rpc.register(registry, "tally_verifier_rpc_duration_seconds", "Time to answer an RPC, by method");
-        registry.register_collector(Box::new(State(snapshot)));
+        registry.register_collector(Box::new(Scraped::new(snapshot, write_state)));
     }
 }
 
 /// The state metrics, read at each scrape.
-struct State<F>(F);
-
-impl<F> fmt::Debug for State<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("State")
-    }
-}
-
-impl<F: Fn() -> Option<Snapshot> + Send + Sync + 'static> Collector for State<F> {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let Some(s) = (self.0)() else { return Ok(()) };
-        let e = &mut encoder;
-        collect_gauge(e, "tally_verifier_cache_entries", "Cached prefixes.", s.cache_entries)?;
-        collect_gauge(e, "tally_verifier_revoked_ids", "Revoked ids and keys held as a deny list.", s.revoked_ids)?;
-        collect_counter(e, "tally_verifier_cache_evictions", "Entries evicted for capacity.", s.cache_evictions)?;
-        collect_gauge(e, "tally_verifier_applied_seq", "Last applied revocation seq.", s.applied_seq)?;
-        collect_gauge(e, "tally_verifier_stream_lag", "Head seq seen minus applied seq.", s.stream_lag)?;
-        let age = s.last_contact_age.map_or(-1.0, |d| d.as_secs_f64());
-        collect_gauge(
-            e,
-            "tally_verifier_last_contact_age_seconds",
-            "Seconds since the authority was last heard from.",
-            age,
-        )?;
-        collect_gauge(e, "tally_verifier_fail_closed", "1 while failing closed.", i64::from(s.fail_closed))?;
-        collect_counter(e, "tally_verifier_resets", "Cache flushes on reset, epoch change or gap.", s.resets)
-    }
+fn write_state(e: &mut DescriptorEncoder, s: Snapshot) -> fmt::Result {
+    collect_gauge(e, "tally_verifier_cache_entries", "Cached prefixes.", s.cache_entries)?;
+    collect_gauge(e, "tally_verifier_revoked_ids", "Revoked ids and keys held as a deny list.", s.revoked_ids)?;
+    collect_counter(e, "tally_verifier_cache_evictions", "Entries evicted for capacity.", s.cache_evictions)?;
+    collect_gauge(e, "tally_verifier_applied_seq", "Last applied revocation seq.", s.applied_seq)?;
+    collect_gauge(e, "tally_verifier_stream_lag", "Head seq seen minus applied seq.", s.stream_lag)?;
+    let age = s.last_contact_age.map_or(-1.0, |d| d.as_secs_f64());
+    collect_gauge(
+        e,
+        "tally_verifier_last_contact_age_seconds",
+        "Seconds since the authority was last heard from.",
+        age,
+    )?;
+    collect_gauge(e, "tally_verifier_fail_closed", "1 while failing closed.", i64::from(s.fail_closed))?;
+    collect_counter(e, "tally_verifier_resets", "Cache flushes on reset, epoch change or gap.", s.resets)
 }

@@ -82,6 +82,40 @@ impl<M: TypedMetric> TypedMetric for Labelled<M> {
     const TYPE: MetricType = M::TYPE;
 }
 
+/// Metrics read from a service's state at each scrape: `snapshot` takes the
+/// state (`None`: the service is gone, nothing to show) and `write` encodes
+/// it with [`collect_counter`] and [`collect_gauge`].
+pub struct Scraped<F, W> {
+    snapshot: F,
+    write: W,
+}
+
+impl<F, W> Scraped<F, W> {
+    /// A collector of `write(snapshot())`.
+    pub fn new(snapshot: F, write: W) -> Self {
+        Self { snapshot, write }
+    }
+}
+
+impl<F, W> fmt::Debug for Scraped<F, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scraped")
+    }
+}
+
+impl<S, F, W> prometheus_client::collector::Collector for Scraped<F, W>
+where
+    F: Fn() -> Option<S> + Send + Sync + 'static,
+    W: Fn(&mut DescriptorEncoder, S) -> fmt::Result + Send + Sync + 'static,
+{
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        match (self.snapshot)() {
+            Some(state) => (self.write)(&mut encoder, state),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Writes a counter read at scrape time (for a collector): `name` without
 /// its `_total`, `help` as it is shown.
 pub fn collect_counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {

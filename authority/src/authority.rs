@@ -349,7 +349,7 @@ impl Authority {
     async fn init_inner(path: &Path, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
         let mut writes = store::open_writes(path, true).await?;
         let mut epoch = [0u8; 16];
-        getrandom::getrandom(&mut epoch).map_err(|e| Error::Config(format!("no randomness: {e}")))?;
+        getrandom::getrandom(&mut epoch)?;
         writes.set_meta("epoch", &hex::encode(epoch)).await?;
         writes.set_meta("retained_from", "1").await?;
         Box::new(writes).close().await?;
@@ -535,7 +535,7 @@ impl Authority {
                 .map_err(|_| Error::FailedPrecondition(format!("org {:?} has no active key", spec.org)))?
         };
         let mut nonce = [0u8; 16];
-        getrandom::getrandom(&mut nonce).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
+        getrandom::getrandom(&mut nonce)?;
         let id = TallyId::new(key_id, nonce);
         let mut m = Macaroon::mint_with_derived(&derived, id.encode(), spec.location.filter(|l| !l.is_empty()));
         // System tokens carry no org caveat: for Tally's API an `org = X`

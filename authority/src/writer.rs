@@ -531,7 +531,7 @@ async fn require_org(tx: &mut dyn WriteStore, org: &str) -> Result<()> {
 /// Makes a fresh random root key for `org`, sealed under the KEK; it becomes current.
 async fn new_key(tx: &mut dyn WriteStore, kek: &Kek, org: &str, now: i64, effects: &mut Vec<Effect>) -> Result<KeyId> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
+    getrandom::getrandom(&mut bytes)?;
     let key = RootKey::from_bytes(bytes);
     let key_id = tx.next_key_id().await?;
     let sealed = kek.seal(key_id, org, &key)?;

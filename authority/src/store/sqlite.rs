@@ -29,6 +29,20 @@ const READERS: u32 = 4;
 /// The migrations under `authority/migrations`, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The driver's errors, kept whole for the log; outside this module they are
+/// [`Error::Storage`] and [`Error::Migrate`], whatever the database.
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Storage(Box::new(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Migrate(Box::new(e))
+    }
+}
+
 fn options(path: &Path, create: bool) -> Result<SqliteConnectOptions> {
     let url = format!("sqlite://{}", path.display());
     Ok(SqliteConnectOptions::from_str(&url)

@@ -215,7 +215,7 @@ impl Authority {
             commit,
             "Time the single writer took for each group commit counted in tally_authority_commits_total, from BEGIN to the end of COMMIT (its fsync included).",
         );
-        self.shared.commit_duration.render(&mut out, commit, "");
+        self.commit_duration().render(&mut out, commit, "");
         self.counters.rpc.render(
             &mut out,
             "tally_authority_rpc_duration_seconds",

@@ -2,6 +2,7 @@
 
 mod bench;
 mod certs;
+mod cycles;
 mod demo;
 mod fuzz;
 mod golden;
@@ -35,6 +36,8 @@ enum Command {
     /// The bench's echo server.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
+    /// Import cycles between the top-level modules of the authority and the verifier (or the named crates).
+    Cycles(cycles::CyclesArgs),
     /// Write a throwaway CA and certificates for running with mTLS (README "mTLS").
     Certs(certs::CertsArgs),
     /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Test(args) => test::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Cycles(args) => cycles::run(args),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
         Command::Fuzz(args) => fuzz::run(args),

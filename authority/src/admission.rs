@@ -1,4 +1,4 @@
-//! Admission in front of every authority RPC (DESIGN §6), as a tower layer
+//! Admission in front of every authority RPC, as a tower layer
 //! on the gRPC server: who gets capacity, and when.
 //!
 //! A request is classed by its bearer header before anything else is read:
@@ -206,7 +206,7 @@ impl Admission {
     /// into its budget, or refuses it at once.
     fn ticket(&self, req: &http::Request<Body>) -> Result<Ticket, Status> {
         let bearer =
-            req.headers().get(http::header::AUTHORIZATION).and_then(|v| crate::auth::bearer_text(v.as_bytes()));
+            req.headers().get(http::header::AUTHORIZATION).and_then(|v| crate::authorizer::bearer_text(v.as_bytes()));
         if bearer.is_some_and(|b| self.authority.is_api_credential(b)) {
             return Ok(Ticket::Authenticated);
         }

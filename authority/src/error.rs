@@ -28,21 +28,45 @@ pub enum Error {
     /// A bounded resource is full (the revocation stream subscriber cap).
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
-    /// The database failed. The detail goes to the log, not to the caller.
+    /// The store's database failed (its own error, whose type only the store
+    /// names). The detail goes to the log, not to the caller.
     #[error("storage error: {0}")]
-    Storage(#[from] sqlx::Error),
-    /// Migrations failed.
+    Storage(#[source] BoxError),
+    /// The store's schema migrations failed.
     #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] BoxError),
     /// A sealed root key does not open: wrong key-encryption key, or tampering.
     #[error("cannot decrypt root key {0}: wrong key-encryption key?")]
     WrongKek(u64),
+    /// A fresh root key could not be sealed under the key-encryption key.
+    #[error("cannot seal root key {0}")]
+    Seal(u64),
     /// Stored data is not what the authority wrote (the detail says where).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    /// Startup configuration is unusable.
+    /// The operating system gave no random bytes.
+    #[error("no randomness: {0}")]
+    Randomness(getrandom::Error),
+    /// Startup configuration is unusable: a database or KEK file missing,
+    /// in the way, malformed or in use.
     #[error("{0}")]
     Config(String),
+    /// The gRPC server failed to start or to run (`what` says which part).
+    #[error("{what}: {source}")]
+    Serve {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// A foreign error kept whole for the log, without naming its type here.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<getrandom::Error> for Error {
+    fn from(e: getrandom::Error) -> Self {
+        Error::Randomness(e)
+    }
 }
 
 /// Shorthand.

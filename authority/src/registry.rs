@@ -2,7 +2,8 @@
 //! caveats). Revoke by family needs the first two (the org to authorize an
 //! org-scoped operator and to audit, the expiry to know when the log entry
 //! may be pruned), Verify the third (how far into a chain a verifier may be
-//! handed signatures, DESIGN §3.7), and asking SQLite costs a hand-off to a
+//! handed signatures: only from the minted length on, so it holds nothing a
+//! presenter could not compute from the minted token), and asking SQLite costs a hand-off to a
 //! database thread per call. A registry row never
 //! changes once written, so a remembered row is never stale. (Pruning deletes
 //! the rows of long-expired families; remembering one a little longer only

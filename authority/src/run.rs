@@ -13,7 +13,7 @@ use crate::args::{Args, Command, InitArgs, ServeArgs};
 use crate::authority::{Authority, Settings};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
-use crate::kek::Kek;
+use crate::keys::Kek;
 use crate::server::{ServeOptions, serve_with};
 
 /// Runs the command `args` names.
@@ -90,5 +90,5 @@ async fn bind(addr: &str) -> Result<TcpListener> {
 }
 
 fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr> {
-    listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))
+    listener.local_addr().map_err(|e| Error::Serve { what: "listener", source: e.into() })
 }

@@ -77,7 +77,7 @@ pub async fn serve_with(
             .with_service_name("tally.v1.Authority")
             .with_service_name("grpc.health.v1.Health")
     };
-    let reflection_error = |e| Error::Config(format!("reflection: {e}"));
+    let reflection_error = |e: tonic_reflection::server::Error| Error::Serve { what: "reflection", source: e.into() };
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let service = AuthorityServer::new(AuthorityService::new(authority.clone(), shutdown.clone()))
@@ -102,7 +102,7 @@ pub async fn serve_with(
         });
     }
 
-    let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| Error::Serve { what: "listener", source: e.into() })?;
     let tls = match &options.tls {
         None => "off",
         Some(t) if t.requires_client_cert() => "mutual (client certificates required)",
@@ -135,7 +135,7 @@ pub async fn serve_with(
             router.serve_with_incoming_shutdown(tls.incoming(listener, refused), drained).await
         }
     }
-    .map_err(|e| Error::Config(format!("server: {e}")))?;
+    .map_err(|e| Error::Serve { what: "server", source: e.into() })?;
     tracing::info!("authority stopped");
     Ok(())
 }

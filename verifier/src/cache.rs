@@ -1,4 +1,4 @@
-//! The verifier's cache (DESIGN §3). An entry says: "the chain of identifier
+//! The verifier's cache. An entry says: "the chain of identifier
 //! I with exactly these first k caveats is genuine, with signature S", keyed
 //! by the prefix hash of I and those caveats, never by identifier or signature
 //! alone. Request-dependent facts are never stored: caveats are evaluated on

@@ -34,7 +34,7 @@ fn cached_token(v: &Verifier, key_id: u64, nonce: u8) -> (String, Macaroon) {
     m.add_first_party("action in read,write");
     let bundle = Bundle::single(m.clone());
     let chain = verify_with_key(&bundle, &key.derive(), &Limits::default()).unwrap().chain;
-    // As minted: the authority hands out its own signature alone (DESIGN §3.7).
+    // As minted: the authority hands out its own signature alone.
     let minted = chain.len() - 1;
     let verified = Verified {
         org: "acme".into(),

@@ -453,7 +453,8 @@ impl Verifier {
     /// Caches what a valid Verify answer vouches for: the whole token and its
     /// minted prefix (so any attenuation of the minted token, which is every
     /// other token of its family, hits). The authority hands out signatures
-    /// from the minted length on only (DESIGN §3.7), and none for Tally's own
+    /// from the minted length on only (a verifier may hold only what its
+    /// presenters could compute from the minted token), and none for Tally's own
     /// API tokens; an answer that does not line up with the token is ignored.
     pub fn remember(&self, bundle: &BundleRef<'_>, verified: &Verified) {
         let root = &bundle.root;

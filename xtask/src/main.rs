@@ -4,6 +4,7 @@
 
 mod certs;
 mod codemap;
+mod cycles;
 mod demo;
 mod fuzz;
 mod golden;
@@ -35,6 +36,8 @@ enum Command {
     Bench(LabArgs),
     /// Check that ARCHITECTURE.md's code map names every source file, and no file that is gone.
     Codemap,
+    /// Import cycles between the top-level modules of the authority and the verifier (or the named crates).
+    Cycles(cycles::CyclesArgs),
     /// Write a throwaway CA and certificates for running with mTLS (docs/operations.md).
     Certs(certs::CertsArgs),
     /// Run every fuzz target (or one) for N seconds each, one after another, and summarise.
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Codemap => codemap::run(),
+        Command::Cycles(args) => cycles::run(args),
         Command::Golden { check } => golden::run(check),
         Command::Demo => demo::run(),
         Command::Fuzz(args) => fuzz::run(args),

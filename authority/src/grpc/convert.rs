@@ -3,10 +3,11 @@
 use tally_proto::v1 as pb;
 use tally_token::KeyId;
 
-use crate::audit::AuditEntry;
-use crate::authority::{KeyInfo, OrgInfo, Reason, Verdict};
-use crate::log::{LogEvent, Target};
-use crate::stream::StreamEvent;
+use crate::authority::{Reason, Verdict};
+use crate::keys::{KeyInfo, OrgInfo};
+use crate::log::StreamEvent;
+use crate::revocation::{LogEvent, Target};
+use crate::store::AuditEntry;
 
 pub(crate) fn reason(r: Reason) -> pb::Reason {
     match r {

@@ -17,9 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::audit::AuditQuery;
-use crate::authority::{Authority, MintSpec, RevokeTarget};
-use crate::stream::Position;
+use crate::authority::{AuditQuery, Authority, MintSpec, RevokeTarget};
+use crate::log::Position;
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -39,7 +38,7 @@ impl AuthorityService {
 fn bearer<T>(req: &Request<T>) -> Result<Option<String>, Status> {
     let Some(value) = req.metadata().get("authorization") else { return Ok(None) };
     let value = value.to_str().map_err(|_| Status::unauthenticated("authorization metadata is not text"))?;
-    let token = crate::auth::bearer_text(value.as_bytes())
+    let token = crate::authorizer::bearer_text(value.as_bytes())
         .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
     Ok(Some(token.to_owned()))
 }

@@ -16,7 +16,15 @@ impl From<Error> for Status {
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::Unavailable(m) => Status::unavailable(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
-            other => {
+            // Worth a retry: the call changed nothing.
+            e @ Error::Randomness(_) => Status::unavailable(e.to_string()),
+            other @ (Error::Storage(_)
+            | Error::Migrate(_)
+            | Error::WrongKek(_)
+            | Error::Seal(_)
+            | Error::Corrupt(_)
+            | Error::Config(_)
+            | Error::Serve { .. }) => {
                 tracing::error!(error = %other, "internal error");
                 Status::new(Code::Internal, "internal error")
             }

@@ -1,10 +1,12 @@
 //! The storage seam. What the authority decides (group commit, seqs and
 //! digests, the branch bound, what memory learns after a commit) lives in
-//! `writer.rs`, `stream.rs` and `audit.rs`; what a database must do for it
-//! lives behind two traits: [`WriteStore`], the one connection that writes
-//! (owned by the writer task), and [`ReadStore`], the pool every request
-//! reads through. SQLite (`sqlite.rs`) is the store today; another goes
-//! beside it by implementing the same two traits.
+//! the log (`log/`), the key ring (`keys/`) and the authority; what a
+//! database must do for it lives behind two traits: [`WriteStore`], the one
+//! connection that writes (owned by the writer task), and [`ReadStore`], the
+//! pool every request reads through. SQLite (`sqlite.rs`) is the store
+//! today; another goes beside it by implementing the same two traits. No
+//! SQL, and no type of the database driver, leaves this module: a driver's
+//! errors become [`crate::Error::Storage`] here.
 //!
 //! A write store keeps one transaction at a time: [`WriteStore::begin`]
 //! opens it, savepoints nest one change inside it, and
@@ -17,16 +19,22 @@ mod sqlite;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tally_token::{FamilyId, KeyId};
 
 use crate::error::Result;
-use crate::kek::Kek;
-use crate::log::LogEvent;
-use crate::state::{KeyRing, LogHead, Revoked, RevokedIds};
+use crate::revocation::{LogEvent, LogHead, RevokedIds};
 
-pub(crate) use sqlite::{lock, open_reads, open_writes};
+pub(crate) use sqlite::{create, open, remove};
+
+/// A store opened for serving: the writer's connection and the read pool.
+#[derive(Debug)]
+pub struct Opened {
+    pub writes: Box<dyn WriteStore>,
+    pub reads: Arc<dyn ReadStore>,
+}
 
 /// Branch revocations in the log per family (each bounded by
 /// `Settings::max_branch_revocations`).
@@ -36,12 +44,43 @@ pub type BranchCounts = HashMap<[u8; 16], u32>;
 #[derive(Debug)]
 pub struct Loaded {
     pub epoch: String,
-    pub keys: KeyRing,
-    pub revoked: Revoked,
+    /// Every org.
+    pub orgs: Vec<OrgRow>,
+    /// Every root key, sealed, in ascending key id order.
+    pub keys: Vec<SealedKeyRow>,
+    /// Every revoked family and branch id in the log.
+    pub revoked: RevokedIds,
     pub head: LogHead,
     /// Branch revocations in the log, per family.
     pub branches: BranchCounts,
 }
+
+/// An org's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRow {
+    pub org: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A root key's row: its material sealed under the key-encryption key
+/// (only the key ring opens it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKeyRow {
+    pub key_id: KeyId,
+    pub org: String,
+    pub sealed: Vec<u8>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms, when retired.
+    pub retired_at: Option<i64>,
+}
+
+/// The `outcome` of an audit row that records a change made.
+pub const OK: &str = "ok";
+/// The `outcome` of an audit row that records refusals (aggregated per
+/// actor, action, org and minute).
+pub const DENIED: &str = "denied";
 
 /// An audit row: who did what. Never a token or a secret.
 #[derive(Debug, Clone)]
@@ -54,7 +93,7 @@ pub struct AuditRow {
     pub org: Option<String>,
     /// Family id, key id, … of the object.
     pub target: Option<String>,
-    /// `ok` or `denied`.
+    /// [`OK`] or [`DENIED`].
     pub outcome: &'static str,
     /// Free text (a reason), never secret.
     pub detail: String,
@@ -122,9 +161,8 @@ pub struct BulkRows<'a> {
 /// The connection that writes.
 #[async_trait]
 pub trait WriteStore: Send + Debug {
-    /// Everything the authority keeps in memory, opening every sealed key
-    /// with `kek` (a wrong KEK fails here).
-    async fn load(&mut self, kek: &Kek) -> Result<Loaded>;
+    /// Everything the authority keeps in memory (root keys still sealed).
+    async fn load(&mut self) -> Result<Loaded>;
     /// The log head as stored.
     async fn load_head(&mut self) -> Result<LogHead>;
     /// Every revoked family and branch id in the log.

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,11 +16,12 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row};
 use tally_token::{FamilyId, KeyId};
 
-use super::{AuditEntry, AuditRow, BranchCounts, BulkRows, KeyRow, Loaded, ReadStore, RegistryRow, WriteStore};
+use super::{
+    AuditEntry, AuditRow, BranchCounts, BulkRows, KeyRow, Loaded, Opened, OrgRow, ReadStore, RegistryRow, SealedKeyRow,
+    WriteStore,
+};
 use crate::error::{Error, Result};
-use crate::kek::Kek;
-use crate::log::{LogEvent, Target};
-use crate::state::{KeyEntry, KeyRing, LogHead, OrgEntry, Revoked, RevokedIds};
+use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
 
 /// How long a connection waits for a lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +30,66 @@ const READERS: u32 = 4;
 
 /// The migrations under `authority/migrations`, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The driver's errors, kept whole for the log; outside this module they are
+/// [`Error::Storage`] and [`Error::Migrate`], whatever the database.
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Storage(Box::new(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Migrate(Box::new(e))
+    }
+}
+
+/// Creates a database at `path` (which must not exist) with the schema, its
+/// epoch and an empty log. On failure nothing is left behind.
+pub async fn create(path: &Path, epoch: &str) -> Result<()> {
+    if path.exists() {
+        return Err(Error::Config(format!(
+            "{} exists already: init never touches an existing database",
+            path.display()
+        )));
+    }
+    let created = async {
+        let mut writes = open_writes(path, true).await?;
+        writes.set_meta("epoch", epoch).await?;
+        writes.set_meta("retained_from", "1").await?;
+        Box::new(writes).close().await
+    }
+    .await;
+    if created.is_err() {
+        remove(path);
+    }
+    created
+}
+
+/// Deletes the database at `path` and its WAL files (after an init that failed).
+pub fn remove(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// Opens the database at `path` (made by [`create`]) for serving: takes the
+/// exclusive lock first, before a migration or a read, then migrates and
+/// opens the writer's connection and the read pool. The lock is held by the
+/// read pool, so for as long as the authority holds it.
+pub async fn open(path: &Path) -> Result<Opened> {
+    if !path.exists() {
+        return Err(Error::Config(format!(
+            "database {} does not exist: run `tally-authority init` first",
+            path.display()
+        )));
+    }
+    let lock = lock(path)?;
+    let writes = open_writes(path, false).await?;
+    let reads = open_reads(path, lock).await?;
+    Ok(Opened { writes: Box::new(writes), reads: Arc::new(reads) })
+}
 
 fn options(path: &Path, create: bool) -> Result<SqliteConnectOptions> {
     let url = format!("sqlite://{}", path.display());
@@ -46,7 +108,7 @@ fn options(path: &Path, create: bool) -> Result<SqliteConnectOptions> {
 /// own `fcntl` locks do not touch), held until the returned file is dropped.
 /// Two authorities on one file would each believe it holds the log's head:
 /// both would hand out the same seqs, and each would stream only its own.
-pub fn lock(path: &Path) -> Result<std::fs::File> {
+fn lock(path: &Path) -> Result<std::fs::File> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::Config(format!("cannot open database {}: {e}", path.display())))?;
     match file.try_lock() {
@@ -62,21 +124,21 @@ pub fn lock(path: &Path) -> Result<std::fs::File> {
 }
 
 /// The writer's own connection (the only one that writes), migrated.
-pub async fn open_writes(path: &Path, create: bool) -> Result<SqliteWrites> {
+async fn open_writes(path: &Path, create: bool) -> Result<SqliteWrites> {
     let mut conn = options(path, create)?.connect().await?;
     MIGRATOR.run(&mut conn).await?;
     Ok(SqliteWrites { conn })
 }
 
-/// The readers' pool.
-pub async fn open_reads(path: &Path) -> Result<SqliteReads> {
+/// The readers' pool, holding the database's lock.
+async fn open_reads(path: &Path, lock: std::fs::File) -> Result<SqliteReads> {
     let pool = SqlitePoolOptions::new()
         .max_connections(READERS)
         // A local file cannot drop a connection: no ping round trip before each use.
         .test_before_acquire(false)
         .connect_with(options(path, false)?.read_only(true))
         .await?;
-    Ok(SqliteReads { pool })
+    Ok(SqliteReads { pool, _lock: Arc::new(lock) })
 }
 
 /// The connection that writes.
@@ -89,6 +151,9 @@ pub struct SqliteWrites {
 #[derive(Debug, Clone)]
 pub struct SqliteReads {
     pool: SqlitePool,
+    /// The database's exclusive lock ([`lock`]), released when the last
+    /// clone of the pool is dropped.
+    _lock: Arc<std::fs::File>,
 }
 
 /// Largest multi-row INSERT (rows), well under SQLite's bound-parameter limit.
@@ -101,7 +166,7 @@ const SQLITE_ERROR: &str = "1";
 
 #[async_trait]
 impl WriteStore for SqliteWrites {
-    async fn load(&mut self, kek: &Kek) -> Result<Loaded> {
+    async fn load(&mut self) -> Result<Loaded> {
         let conn = &mut self.conn;
         let epoch: String = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'epoch'")
             .fetch_optional(&mut *conn)
@@ -109,32 +174,28 @@ impl WriteStore for SqliteWrites {
             .ok_or_else(|| {
                 Error::Config("database is not initialised (no epoch): run `tally-authority init`".into())
             })?;
-
-        let mut keys = KeyRing::default();
-        for row in sqlx::query("SELECT org, created_at FROM orgs").fetch_all(&mut *conn).await? {
-            let org: String = row.get(0);
-            keys.orgs.insert(org, OrgEntry { created_at: row.get(1), current_key: KeyId(0) });
-        }
-        for row in sqlx::query("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
+        let orgs = sqlx::query("SELECT org, created_at FROM orgs")
             .fetch_all(&mut *conn)
             .await?
-        {
-            let key_id = KeyId(row.get::<i64, _>(0) as u64);
-            let org: String = row.get(1);
-            let sealed: Vec<u8> = row.get(2);
-            let retired_at: Option<i64> = row.get(4);
-            let derived = kek.open(key_id, &org, &sealed)?.derive();
-            if retired_at.is_none()
-                && let Some(o) = keys.orgs.get_mut(&org)
-            {
-                o.current_key = key_id; // ascending order: the newest active key wins
-            }
-            keys.keys.insert(key_id, KeyEntry { org, derived, created_at: row.get(3), retired_at });
-        }
-        let revoked = Revoked { ids: self.load_revoked().await? };
+            .into_iter()
+            .map(|row| OrgRow { org: row.get(0), created_at: row.get(1) })
+            .collect();
+        let keys = sqlx::query("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|row| SealedKeyRow {
+                key_id: KeyId(row.get::<i64, _>(0) as u64),
+                org: row.get(1),
+                sealed: row.get(2),
+                created_at: row.get(3),
+                retired_at: row.get(4),
+            })
+            .collect();
+        let revoked = self.load_revoked().await?;
         let head = self.load_head().await?;
         let branches = self.load_branch_counts().await?;
-        Ok(Loaded { epoch, keys, revoked, head, branches })
+        Ok(Loaded { epoch, orgs, keys, revoked, head, branches })
     }
 
     async fn load_head(&mut self) -> Result<LogHead> {

@@ -1,11 +1,12 @@
 //! Reading the audit log: who did what, newest last. Rows are written by the
-//! writer together with the change they describe (see `writer.rs`); they hold
-//! family ids, key ids and org names, never a token or key material.
+//! log's writer together with the change they describe (`log/writer.rs`);
+//! they hold family ids, key ids and org names, never a token or key material.
 
-use crate::auth::Role;
-use crate::authority::{Authority, check_org_syntax};
+use super::Authority;
+use super::admin::check_org_syntax;
+use crate::authorizer::Role;
 use crate::error::{Error, Result};
-pub use crate::store::AuditEntry;
+use crate::store::AuditEntry;
 
 /// Entries returned when the request names no limit.
 pub const DEFAULT_AUDIT_LIMIT: u32 = 100;

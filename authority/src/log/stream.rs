@@ -1,4 +1,4 @@
-//! The revocation stream (DESIGN §4): replay from the subscriber's position,
+//! The revocation stream: replay from the subscriber's position,
 //! then live events, with a heartbeat at a fixed interval that events do not
 //! delay (so a busy stream still carries the head). One task per subscriber feeds
 //! a bounded channel; a subscriber that falls behind the in-memory fan-out
@@ -11,9 +11,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::authority::Authority;
-use crate::error::{Error, Result};
-use crate::log::LogEvent;
+use super::Log;
+use crate::error::Result;
+use crate::revocation::LogEvent;
 
 /// Rows read from the database per catch-up query.
 const CATCH_UP_PAGE: i64 = 1024;
@@ -42,35 +42,28 @@ pub enum StreamEvent {
     Reset { epoch: String, head_seq: u64, replay_after: u64, reason: String },
 }
 
-impl Authority {
+impl Log {
     /// Starts a subscription; the stream ends when `shutdown` fires or the
-    /// receiver is dropped. Refused with `ResourceExhausted` while
-    /// `Settings::max_subscribers` streams are being served: memory is
-    /// bounded by the cap times [`SUBSCRIBER_BUFFER`] events.
-    pub fn subscribe(
+    /// receiver is dropped. `None` while `max_subscribers` streams are being
+    /// served: memory is bounded by the cap times [`SUBSCRIBER_BUFFER`] events.
+    pub(crate) fn subscribe(
         self: &Arc<Self>,
         position: Position,
         shutdown: CancellationToken,
-    ) -> Result<mpsc::Receiver<StreamEvent>> {
-        let Ok(slot) = self.subscriber_slots.clone().try_acquire_owned() else {
-            self.metrics.subscribe_refused.inc();
-            return Err(Error::ResourceExhausted(format!(
-                "the authority serves at most {} revocation streams; retry later",
-                self.settings.max_subscribers
-            )));
-        };
+    ) -> Option<mpsc::Receiver<StreamEvent>> {
+        let slot = self.subscriber_slots.clone().try_acquire_owned().ok()?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         let this = self.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            this.shared.subscribers.fetch_add(1, Ordering::Relaxed);
+            this.state.subscribers.fetch_add(1, Ordering::Relaxed);
             match this.run_subscription(position, &tx, &shutdown).await {
                 Ok(()) => tracing::debug!("subscription ended"),
                 Err(e) => tracing::warn!(error = %e, "subscription failed"),
             }
-            this.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
+            this.state.subscribers.fetch_sub(1, Ordering::Relaxed);
         });
-        Ok(rx)
+        Some(rx)
     }
 
     async fn run_subscription(
@@ -81,7 +74,7 @@ impl Authority {
     ) -> Result<()> {
         // Subscribe to live events first, so nothing committed from now on is
         // missed between the replay and the live phase.
-        let mut live = self.shared.events.subscribe();
+        let mut live = self.state.events.subscribe();
         let mut next = match self.reset_reason(&position).await? {
             None => position.from_seq + 1,
             Some(reason) => {
@@ -98,8 +91,8 @@ impl Authority {
         // A fixed beat that events do not reset: a verifier that is failing
         // closed (or has not synced) learns the head on every beat, however
         // busy the stream is.
-        let mut beat =
-            tokio::time::interval_at(tokio::time::Instant::now() + self.settings.heartbeat, self.settings.heartbeat);
+        let heartbeat = self.settings.heartbeat;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Catch up from the database to (at least) the head.
@@ -146,7 +139,7 @@ impl Authority {
                             next += 1;
                         }
                         Ok(_) | Err(RecvError::Lagged(_)) => {
-                            self.shared.catch_ups.fetch_add(1, Ordering::Relaxed);
+                            self.state.catch_ups.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         Err(RecvError::Closed) => return Ok(()),

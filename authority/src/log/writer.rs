@@ -16,16 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tally_token::{KeyId, RootKey};
+use tally_token::KeyId;
 use tokio::sync::{mpsc, oneshot};
 
+use super::{Revoked, State};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::kek::Kek;
-use crate::log::{LogEvent, Target, next_digest};
-use crate::state::{KeyEntry, LogHead, OrgEntry, Shared};
-pub use crate::store::{AuditRow, TokenRow};
-use crate::store::{BranchCounts, BulkRows, WriteStore};
+use crate::keys::{KeyChange, KeyRing};
+use crate::revocation::{LogEvent, LogHead, Target, next_digest};
+use crate::store::{AuditRow, BranchCounts, BulkRows, TokenRow, WriteStore};
 
 /// How long after its target's expiry a revocation is kept (well past any clock skew).
 const PRUNE_GRACE_MS: i64 = 3_600_000;
@@ -54,9 +53,9 @@ pub enum Change {
     Revoke(Vec<(Target, Option<i64>)>),
     /// Record a minted token.
     Mint(TokenRow),
-    /// Only the audit row (a refusal's is aggregated with the others of its
-    /// actor, action and org in the same minute).
-    AuditOnly,
+    /// Only the audit row, of a refusal: aggregated with the others of its
+    /// actor, action and org in the same minute.
+    Refusal,
     /// Drop log entries whose targets have all expired (never the newest),
     /// and audit rows older than `audit_before` (unix ms).
     Prune { audit_before: i64 },
@@ -95,17 +94,18 @@ impl Writer {
     /// Starts the writer task on `store`, which must be the only writing
     /// connection; `branches` are the log's branch revocations per family,
     /// of which it lets a family have at most `max_branches`.
-    pub fn spawn(
+    pub(super) fn spawn(
         store: Box<dyn WriteStore>,
-        shared: Arc<Shared>,
-        kek: Arc<Kek>,
+        state: Arc<State>,
+        revoked: Arc<Revoked>,
+        keys: Arc<KeyRing>,
         clock: Arc<dyn Clock>,
         branches: BranchCounts,
         max_branches: u32,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let head = *shared.head.borrow();
-        let task = Task { store, shared, kek, clock, head, branches, max_branches };
+        let head = *state.head.borrow();
+        let task = Task { store, state, revoked, keys, clock, head, branches, max_branches };
         tokio::spawn(task.run(rx));
         Self { tx }
     }
@@ -120,10 +120,10 @@ impl Writer {
         rx.await.map_err(|_| Error::Unavailable("authority is shutting down".into()))?
     }
 
-    /// Records an audit row without waiting (authorization failures: the caller
-    /// is not kept waiting, and a flood of them cannot block the queue).
-    pub fn audit(&self, audit: AuditRow) {
-        if self.tx.try_send(Op { change: Change::AuditOnly, audit, reply: None }).is_err() {
+    /// Records a refusal's audit row without waiting (the caller is not kept
+    /// waiting, and a flood of them cannot block the queue).
+    pub fn refusal(&self, audit: AuditRow) {
+        if self.tx.try_send(Op { change: Change::Refusal, audit, reply: None }).is_err() {
             tracing::warn!("audit queue full: dropped an audit row");
         }
     }
@@ -166,8 +166,10 @@ async fn gather(first: Op, rx: &mut mpsc::Receiver<Op>) -> Vec<Op> {
 
 struct Task {
     store: Box<dyn WriteStore>,
-    shared: Arc<Shared>,
-    kek: Arc<Kek>,
+    state: Arc<State>,
+    revoked: Arc<Revoked>,
+    /// Learns committed key changes; makes and seals new keys.
+    keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
     /// The log head including changes of the batch being applied.
     head: LogHead,
@@ -179,9 +181,7 @@ struct Task {
 
 /// What a committed change does to the in-memory state.
 enum Effect {
-    Org { org: String, created_at: i64 },
-    Key { key_id: KeyId, entry: KeyEntry, current: bool },
-    Retired { key_id: KeyId, at: i64 },
+    Keys(KeyChange),
     Event(LogEvent),
     ReloadRevoked,
 }
@@ -236,7 +236,7 @@ impl Task {
                 // Seqs staged earlier in this batch are not in the table yet.
                 let unwritten = staged.revocations.first().map(|(_, e)| e.seq);
                 let r =
-                    apply(store, &mut self.head, unwritten, &self.kek, self.clock.as_ref(), op, &mut op_effects).await;
+                    apply(store, &mut self.head, unwritten, &self.keys, self.clock.as_ref(), op, &mut op_effects).await;
                 match r {
                     Ok(outcome) => {
                         store.release_savepoint().await?;
@@ -275,7 +275,7 @@ impl Task {
                 Ok(stored) if stored != start => {
                     tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
                     self.reload_revoked().await;
-                    self.shared.head.send_replace(stored);
+                    self.state.head.send_replace(stored);
                     stored
                 }
                 _ => start,
@@ -290,9 +290,9 @@ impl Task {
         for (family, n) in staged.branches {
             *self.branches.entry(family).or_default() += n;
         }
-        self.shared.commit_duration.observe(began.elapsed().as_secs_f64());
-        self.shared.commits.fetch_add(1, Ordering::Relaxed);
-        self.shared.committed_changes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.state.commit_duration.observe(began.elapsed().as_secs_f64());
+        self.state.commits.fetch_add(1, Ordering::Relaxed);
+        self.state.committed_changes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.publish(effects).await;
         for (op, result) in batch.into_iter().zip(results) {
             if let Some(reply) = op.reply {
@@ -305,7 +305,7 @@ impl Task {
     /// (after a prune, or a batch whose failure left the log unknown).
     async fn reload_revoked(&mut self) {
         match self.store.load_revoked().await {
-            Ok(ids) => self.shared.revoked.write().expect("revoked lock").ids = ids,
+            Ok(ids) => self.revoked.replace(ids),
             Err(e) => tracing::error!(error = %e, "reloading revoked ids failed"),
         }
         match self.store.load_branch_counts().await {
@@ -317,45 +317,26 @@ impl Task {
     /// After the commit: memory first, then subscribers, so anything that sees
     /// an event can also see its effect.
     async fn publish(&mut self, effects: Vec<Effect>) {
+        let mut keys = Vec::new();
         let mut events = Vec::new();
         let mut reload = false;
-        {
-            let mut keys = self.shared.keys.write().expect("key ring lock");
-            let mut revoked = self.shared.revoked.write().expect("revoked lock");
-            for effect in effects {
-                match effect {
-                    Effect::Org { org, created_at } => {
-                        keys.orgs.insert(org, OrgEntry { created_at, current_key: KeyId(0) });
-                    }
-                    Effect::Key { key_id, entry, current } => {
-                        if current && let Some(org) = keys.orgs.get_mut(&entry.org) {
-                            org.current_key = key_id;
-                        }
-                        keys.keys.insert(key_id, entry);
-                    }
-                    Effect::Retired { key_id, at } => {
-                        if let Some(k) = keys.keys.get_mut(&key_id) {
-                            k.retired_at = Some(at);
-                        }
-                    }
-                    Effect::Event(event) => {
-                        if let Some(id) = event.target.revoked_id() {
-                            revoked.ids.insert(id);
-                        }
-                        events.push(Arc::new(event));
-                    }
-                    Effect::ReloadRevoked => reload = true,
-                }
+        for effect in effects {
+            match effect {
+                Effect::Keys(change) => keys.push(change),
+                Effect::Event(event) => events.push(Arc::new(event)),
+                Effect::ReloadRevoked => reload = true,
             }
         }
+        self.keys.apply(keys);
+        self.revoked.insert(events.iter().filter_map(|e| e.target.revoked_id()));
         if reload {
             self.reload_revoked().await;
         }
         for event in events {
             // No receivers is fine: nobody subscribed.
-            let _ = self.shared.events.send(event);
+            let _ = self.state.events.send(event);
         }
-        self.shared.head.send_if_modified(|h| {
+        self.state.head.send_if_modified(|h| {
             let changed = *h != self.head;
             *h = self.head;
             changed
@@ -374,9 +355,6 @@ struct Staged<'a> {
     /// Branch revocations the batch adds, per family.
     branches: BranchCounts,
 }
-
-/// The outcome of an audit row that records a refusal (aggregated).
-pub const DENIED: &str = "denied";
 
 /// The bound on branch revocations per family, against the committed log.
 struct BranchBound<'a> {
@@ -426,12 +404,11 @@ fn stage<'a>(
             }
         }
         Change::Mint(row) => staged.tokens.push(row),
-        Change::AuditOnly if op.audit.outcome == DENIED => {
+        Change::Refusal => {
             let a = &op.audit;
             staged.refusals.entry((a.actor.as_str(), a.action, a.org.as_deref())).or_insert((0, a)).0 += 1;
             return Some(Ok(outcome));
         }
-        Change::AuditOnly => {}
         _ => return None,
     }
     staged.audit.push(&op.audit);
@@ -468,7 +445,7 @@ async fn apply(
     tx: &mut dyn WriteStore,
     head: &mut LogHead,
     unwritten: Option<u64>,
-    kek: &Kek,
+    keys: &KeyRing,
     clock: &dyn Clock,
     op: &Op,
     effects: &mut Vec<Effect>,
@@ -481,12 +458,12 @@ async fn apply(
                 return Err(Error::AlreadyExists(format!("org {org:?}")));
             }
             tx.insert_org(org, now).await?;
-            effects.push(Effect::Org { org: org.clone(), created_at: now });
-            outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
+            effects.push(Effect::Keys(KeyChange::Org { org: org.clone(), created_at: now }));
+            outcome.key_id = Some(new_key(tx, keys, org, now, effects).await?);
         }
         Change::RotateKey(org) => {
             require_org(tx, org).await?;
-            outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
+            outcome.key_id = Some(new_key(tx, keys, org, now, effects).await?);
         }
         Change::RetireKey { key_id, rotate_if_current } => {
             let row = tx.key_row(*key_id).await?.ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
@@ -500,20 +477,20 @@ async fn apply(
                         "key {key_id} is the current key of org {org:?}: rotate first"
                     )));
                 }
-                outcome.key_id = Some(new_key(tx, kek, &org, now, effects).await?);
+                outcome.key_id = Some(new_key(tx, keys, &org, now, effects).await?);
             }
             outcome.seq = retire(tx, head, *key_id, now, &op.audit, effects).await?;
         }
         Change::RevokeOrg(org) => {
             require_org(tx, org).await?;
             let active = tx.active_keys(org).await?;
-            outcome.key_id = Some(new_key(tx, kek, org, now, effects).await?);
+            outcome.key_id = Some(new_key(tx, keys, org, now, effects).await?);
             for key_id in active {
                 outcome.seq = retire(tx, head, key_id, now, &op.audit, effects).await?;
             }
         }
         // Staged by `stage()` and written in bulk; they never reach here.
-        Change::Revoke(_) | Change::Mint(_) | Change::AuditOnly => return Ok(outcome),
+        Change::Revoke(_) | Change::Mint(_) | Change::Refusal => return Ok(outcome),
         Change::Prune { audit_before } => {
             outcome.pruned = prune(tx, head, unwritten, now, effects).await?;
             outcome.audit_pruned = tx.prune_audit(*audit_before).await?;
@@ -529,15 +506,17 @@ async fn require_org(tx: &mut dyn WriteStore, org: &str) -> Result<()> {
 }
 
 /// Makes a fresh random root key for `org`, sealed under the KEK; it becomes current.
-async fn new_key(tx: &mut dyn WriteStore, kek: &Kek, org: &str, now: i64, effects: &mut Vec<Effect>) -> Result<KeyId> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::Unavailable(format!("no randomness: {e}")))?;
-    let key = RootKey::from_bytes(bytes);
+async fn new_key(
+    tx: &mut dyn WriteStore,
+    keys: &KeyRing,
+    org: &str,
+    now: i64,
+    effects: &mut Vec<Effect>,
+) -> Result<KeyId> {
     let key_id = tx.next_key_id().await?;
-    let sealed = kek.seal(key_id, org, &key)?;
+    let (sealed, change) = keys.generate(key_id, org, now)?;
     tx.insert_key(key_id, org, &sealed, now).await?;
-    let entry = KeyEntry { org: org.to_owned(), derived: key.derive(), created_at: now, retired_at: None };
-    effects.push(Effect::Key { key_id, entry, current: true });
+    effects.push(Effect::Keys(change));
     Ok(key_id)
 }
 
@@ -550,7 +529,7 @@ async fn retire(
     effects: &mut Vec<Effect>,
 ) -> Result<u64> {
     tx.retire_key(key_id, now).await?;
-    effects.push(Effect::Retired { key_id, at: now });
+    effects.push(Effect::Keys(KeyChange::Retired { key_id, at: now }));
     let event = next_event(head, Target::Key(key_id), None);
     tx.insert_revocation(&event, audit, now).await?;
     let seq = event.seq;
@@ -606,7 +585,7 @@ mod tests {
     fn trickle(tx: mpsc::Sender<Op>, n: usize) {
         tokio::spawn(async move {
             for _ in 0..n {
-                tx.send(op(Change::AuditOnly)).await.unwrap();
+                tx.send(op(Change::Refusal)).await.unwrap();
                 tokio::task::yield_now().await;
             }
         });
@@ -629,10 +608,10 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_lone_change_is_not_held_and_a_batch_is_bounded() {
         let (tx, mut rx) = mpsc::channel(QUEUE);
-        tx.send(op(Change::AuditOnly)).await.unwrap();
+        tx.send(op(Change::Refusal)).await.unwrap();
         assert_eq!(next_batch(&mut rx).await.len(), 1);
         for _ in 0..MAX_BATCH + 10 {
-            tx.send(op(Change::AuditOnly)).await.unwrap();
+            tx.send(op(Change::Refusal)).await.unwrap();
         }
         assert_eq!(next_batch(&mut rx).await.len(), MAX_BATCH);
         assert_eq!(next_batch(&mut rx).await.len(), 10);
@@ -641,9 +620,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn nothing_is_taken_after_a_close() {
         let (tx, mut rx) = mpsc::channel(QUEUE);
-        tx.send(op(Change::AuditOnly)).await.unwrap();
+        tx.send(op(Change::Refusal)).await.unwrap();
         tx.send(op(Change::Close)).await.unwrap();
-        tx.send(op(Change::AuditOnly)).await.unwrap();
+        tx.send(op(Change::Refusal)).await.unwrap();
         let batch = next_batch(&mut rx).await;
         assert_eq!(batch.len(), 2);
         assert!(matches!(batch[1].change, Change::Close));

@@ -55,12 +55,12 @@ impl Kek {
     /// Seals a root key for storage: `nonce ‖ ciphertext ‖ tag`.
     pub fn seal(&self, key_id: KeyId, org: &str, key: &RootKey) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::getrandom(&mut nonce).map_err(|e| Error::Config(format!("no randomness: {e}")))?;
+        getrandom::getrandom(&mut nonce)?;
         let aad = aad(key_id, org);
         let sealed = self
             .0
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: key.as_bytes(), aad: &aad })
-            .map_err(|_| Error::Config("sealing a root key failed".into()))?;
+            .map_err(|_| Error::Seal(key_id.0))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(out)

@@ -1,0 +1,217 @@
+//! The key ring: every org and its root keys, held decrypted (as derived
+//! keys) in memory. Root keys are stored only sealed under the
+//! key-encryption key (`kek.rs`): the ring opens them at startup (a wrong
+//! KEK fails there), makes and seals each new one, and answers every look-up
+//! (which org owns a key, whether it is active, which key an org mints
+//! under, the derived key a chain is verified with). It changes only when
+//! the writer has committed a change ([`KeyRing::apply`]).
+
+mod kek;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use tally_token::{BundleRef, DerivedKey, Error as TokenError, KeyId, Limits, RootKey, RootKeyProvider, Verified};
+
+use crate::error::{Error, Result};
+use crate::store::{OrgRow, SealedKeyRow};
+
+pub use kek::Kek;
+
+/// The org whose key signs Tally's own API tokens.
+pub const SYSTEM_ORG: &str = "system";
+
+/// An org as listed.
+#[derive(Debug, Clone)]
+pub struct OrgInfo {
+    pub org: String,
+    pub created_at_ms: i64,
+    pub current_key: KeyId,
+}
+
+/// A key as listed (never its material).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub key_id: KeyId,
+    pub org: String,
+    pub created_at_ms: i64,
+    pub retired_at_ms: Option<i64>,
+    pub current: bool,
+}
+
+/// One root key as the authority serves it.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyEntry {
+    /// Owning org.
+    org: String,
+    /// The libmacaroons-derived key (secret; its `Debug` is redacted).
+    derived: DerivedKey,
+    /// Unix ms.
+    created_at: i64,
+    /// Unix ms, when retired.
+    retired_at: Option<i64>,
+}
+
+/// One org.
+#[derive(Debug, Clone)]
+struct OrgEntry {
+    /// Unix ms.
+    created_at: i64,
+    /// The key new tokens are minted under.
+    current_key: KeyId,
+}
+
+/// A change the writer committed, for the ring to learn.
+#[derive(Debug)]
+pub(crate) enum KeyChange {
+    /// A new org (its first key follows).
+    Org { org: String, created_at: i64 },
+    /// A new key, its org's current key from now on.
+    Key { key_id: KeyId, entry: KeyEntry },
+    /// A key retired.
+    Retired { key_id: KeyId, at: i64 },
+}
+
+/// Every org and root key.
+#[derive(Debug, Default)]
+struct Ring {
+    keys: HashMap<KeyId, KeyEntry>,
+    /// Ordered, so orgs are listed by name.
+    orgs: BTreeMap<String, OrgEntry>,
+}
+
+impl RootKeyProvider for Ring {
+    fn derived_key(&self, key_id: KeyId) -> Result<DerivedKey, TokenError> {
+        match self.keys.get(&key_id) {
+            None => Err(TokenError::UnknownKey(key_id)),
+            Some(k) if k.retired_at.is_some() => Err(TokenError::RetiredKey(key_id)),
+            Some(k) => Ok(k.derived.clone()),
+        }
+    }
+}
+
+/// The key ring.
+#[derive(Debug)]
+pub(crate) struct KeyRing {
+    kek: Kek,
+    ring: RwLock<Ring>,
+}
+
+impl KeyRing {
+    /// Opens every sealed key of `keys` (in ascending key id order) with
+    /// `kek`: [`Error::WrongKek`] when one does not open. An org's current
+    /// key is its newest active one.
+    pub(crate) fn open(kek: Kek, orgs: Vec<OrgRow>, keys: Vec<SealedKeyRow>) -> Result<Self> {
+        let mut ring = Ring::default();
+        for OrgRow { org, created_at } in orgs {
+            ring.orgs.insert(org, OrgEntry { created_at, current_key: KeyId(0) });
+        }
+        for SealedKeyRow { key_id, org, sealed, created_at, retired_at } in keys {
+            let derived = kek.open(key_id, &org, &sealed)?.derive();
+            if retired_at.is_none()
+                && let Some(o) = ring.orgs.get_mut(&org)
+            {
+                o.current_key = key_id; // ascending order: the newest active key wins
+            }
+            ring.keys.insert(key_id, KeyEntry { org, derived, created_at, retired_at });
+        }
+        Ok(Self { kek, ring: RwLock::new(ring) })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Ring> {
+        self.ring.read().expect("key ring lock")
+    }
+
+    /// Verifies `bundle`'s chains under the ring's active keys.
+    pub(crate) fn verify<'b>(&self, bundle: &BundleRef<'b>, limits: &Limits) -> Result<Verified<'b>, TokenError> {
+        tally_token::verify_view(bundle, &*self.read(), limits)
+    }
+
+    /// The org owning a key.
+    pub(crate) fn org_of(&self, key_id: KeyId) -> Option<String> {
+        self.read().keys.get(&key_id).map(|k| k.org.clone())
+    }
+
+    /// Whether `key_id` exists and is not retired.
+    pub(crate) fn is_active(&self, key_id: KeyId) -> bool {
+        self.read().keys.get(&key_id).is_some_and(|k| k.retired_at.is_none())
+    }
+
+    /// Whether org `org` exists.
+    pub(crate) fn has_org(&self, org: &str) -> bool {
+        self.read().orgs.contains_key(org)
+    }
+
+    /// The key `org` mints under now, and its derived key.
+    pub(crate) fn signing_key(&self, org: &str) -> Result<(KeyId, DerivedKey)> {
+        let ring = self.read();
+        let key_id = ring.orgs.get(org).ok_or_else(|| Error::NotFound(format!("org {org:?}")))?.current_key;
+        let derived = ring
+            .derived_key(key_id)
+            .map_err(|_| Error::FailedPrecondition(format!("org {org:?} has no active key")))?;
+        Ok((key_id, derived))
+    }
+
+    /// Every org, by name.
+    pub(crate) fn orgs(&self) -> Vec<OrgInfo> {
+        self.read()
+            .orgs
+            .iter()
+            .map(|(org, e)| OrgInfo { org: org.clone(), created_at_ms: e.created_at, current_key: e.current_key })
+            .collect()
+    }
+
+    /// Every key of `org`, by key id.
+    pub(crate) fn keys_of(&self, org: &str) -> Result<Vec<KeyInfo>> {
+        let ring = self.read();
+        let current = ring.orgs.get(org).ok_or_else(|| Error::NotFound(format!("org {org:?}")))?.current_key;
+        let mut list: Vec<KeyInfo> = ring
+            .keys
+            .iter()
+            .filter(|(_, k)| k.org == org)
+            .map(|(id, k)| KeyInfo {
+                key_id: *id,
+                org: k.org.clone(),
+                created_at_ms: k.created_at,
+                retired_at_ms: k.retired_at,
+                current: *id == current,
+            })
+            .collect();
+        list.sort_by_key(|k| k.key_id);
+        Ok(list)
+    }
+
+    /// A fresh random root key `key_id` for `org`: its sealed form, for the
+    /// store, and the change the ring applies once that is committed.
+    pub(crate) fn generate(&self, key_id: KeyId, org: &str, now: i64) -> Result<(Vec<u8>, KeyChange)> {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes)?;
+        let key = RootKey::from_bytes(bytes);
+        let sealed = self.kek.seal(key_id, org, &key)?;
+        let entry = KeyEntry { org: org.to_owned(), derived: key.derive(), created_at: now, retired_at: None };
+        Ok((sealed, KeyChange::Key { key_id, entry }))
+    }
+
+    /// Learns committed changes, all under one lock.
+    pub(crate) fn apply(&self, changes: impl IntoIterator<Item = KeyChange>) {
+        let mut ring = self.ring.write().expect("key ring lock");
+        for change in changes {
+            match change {
+                KeyChange::Org { org, created_at } => {
+                    ring.orgs.insert(org, OrgEntry { created_at, current_key: KeyId(0) });
+                }
+                KeyChange::Key { key_id, entry } => {
+                    if let Some(org) = ring.orgs.get_mut(&entry.org) {
+                        org.current_key = key_id;
+                    }
+                    ring.keys.insert(key_id, entry);
+                }
+                KeyChange::Retired { key_id, at } => {
+                    if let Some(k) = ring.keys.get_mut(&key_id) {
+                        k.retired_at = Some(at);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The revocation log, and every write: the single writer that commits
+//! changes in groups (`writer.rs`), the stream that serves the log to its
+//! subscribers (`stream.rs`), and what memory knows of the log (its head,
+//! the revoked ids, the epoch). Memory changes only after a commit, and
+//! before anything of it is streamed.
+
+mod stream;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::Histogram;
+use tally_token::{KeyId, RevocationId};
+use tokio::sync::{Semaphore, broadcast, watch};
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::keys::KeyRing;
+use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
+use crate::store::{AuditRow, BranchCounts, ReadStore, TokenRow, WriteStore};
+
+pub use stream::{Position, StreamEvent};
+use writer::{Change, Writer};
+
+/// The revoked family and branch ids, as of the last commit.
+#[derive(Debug, Default)]
+pub(crate) struct Revoked {
+    ids: RwLock<RevokedIds>,
+}
+
+impl Revoked {
+    /// True when any of `ids` is revoked.
+    pub(crate) fn any(&self, ids: &[RevocationId]) -> bool {
+        let revoked = self.ids.read().expect("revoked lock");
+        ids.iter().any(|id| revoked.contains(id.bytes()))
+    }
+
+    fn insert(&self, ids: impl IntoIterator<Item = [u8; 16]>) {
+        self.ids.write().expect("revoked lock").extend(ids);
+    }
+
+    fn replace(&self, ids: RevokedIds) {
+        *self.ids.write().expect("revoked lock") = ids;
+    }
+}
+
+/// What the writer changes and the streams read.
+#[derive(Debug)]
+struct State {
+    /// Random id of this database, made at init.
+    epoch: String,
+    /// Head of the log; changes after each commit that appended to it.
+    head: watch::Sender<LogHead>,
+    /// Live revocations, in seq order, after they are durable.
+    events: broadcast::Sender<Arc<LogEvent>>,
+    /// Times a subscriber fell behind the fan-out and caught up from the database.
+    catch_ups: AtomicU64,
+    /// Subscribers connected now.
+    subscribers: AtomicU64,
+    /// Group commits the writer made (each one fsync).
+    commits: AtomicU64,
+    /// Changes those commits carried (changes ÷ commits: the mean group size).
+    committed_changes: AtomicU64,
+    /// Time from BEGIN to the end of COMMIT (its fsync included) of each
+    /// group commit that succeeded (as counted in `commits`); a clone of
+    /// the metric the authority registers.
+    commit_duration: Histogram,
+}
+
+/// Where the log stands at startup, as loaded from the store.
+#[derive(Debug)]
+pub(crate) struct History {
+    pub epoch: String,
+    pub head: LogHead,
+    pub revoked: RevokedIds,
+    /// Branch revocations in the log, per family.
+    pub branches: BranchCounts,
+}
+
+/// The log's tunables.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogSettings {
+    /// Live events buffered for subscribers (at least 1).
+    pub fanout_buffer: usize,
+    /// Streams served at once.
+    pub max_subscribers: usize,
+    /// Interval of the streams' heartbeats.
+    pub heartbeat: Duration,
+    /// Branch revocations kept per family (at least 1).
+    pub max_branch_revocations: u32,
+}
+
+/// The log: a handle to the writer, the revoked ids and the streams.
+#[derive(Debug)]
+pub(crate) struct Log {
+    writer: Writer,
+    state: Arc<State>,
+    revoked: Arc<Revoked>,
+    reads: Arc<dyn ReadStore>,
+    settings: LogSettings,
+    /// One permit per stream being served.
+    subscriber_slots: Arc<Semaphore>,
+}
+
+impl Log {
+    /// Starts the writer on `writes` (the only writing connection), which
+    /// also applies committed key changes to `keys` and records the time of
+    /// each commit into `commit_duration`.
+    pub(crate) fn start(
+        writes: Box<dyn WriteStore>,
+        reads: Arc<dyn ReadStore>,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        history: History,
+        settings: LogSettings,
+        commit_duration: Histogram,
+    ) -> Self {
+        let (head, _) = watch::channel(history.head);
+        let (events, _) = broadcast::channel(settings.fanout_buffer.max(1));
+        let state = Arc::new(State {
+            epoch: history.epoch,
+            head,
+            events,
+            catch_ups: AtomicU64::new(0),
+            subscribers: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            committed_changes: AtomicU64::new(0),
+            commit_duration,
+        });
+        let revoked = Arc::new(Revoked { ids: RwLock::new(history.revoked) });
+        let max_branches = settings.max_branch_revocations.max(1);
+        let writer = Writer::spawn(writes, state.clone(), revoked.clone(), keys, clock, history.branches, max_branches);
+        let subscriber_slots = Arc::new(Semaphore::new(settings.max_subscribers.min(Semaphore::MAX_PERMITS)));
+        Self { writer, state, revoked, reads, settings, subscriber_slots }
+    }
+
+    /// The database's epoch.
+    pub(crate) fn epoch(&self) -> &str {
+        &self.state.epoch
+    }
+
+    /// The head now.
+    pub(crate) fn head(&self) -> LogHead {
+        *self.state.head.borrow()
+    }
+
+    /// The revoked ids (shared with whoever checks tokens).
+    pub(crate) fn revoked(&self) -> &Arc<Revoked> {
+        &self.revoked
+    }
+
+    /// Times a subscriber fell behind the in-memory fan-out and caught up from the database.
+    pub(crate) fn catch_ups(&self) -> u64 {
+        self.state.catch_ups.load(Ordering::Relaxed)
+    }
+
+    /// Subscribers connected now.
+    pub(crate) fn subscribers(&self) -> u64 {
+        self.state.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Group commits the writer made, and the changes they carried.
+    pub(crate) fn commits(&self) -> (u64, u64) {
+        (self.state.commits.load(Ordering::Relaxed), self.state.committed_changes.load(Ordering::Relaxed))
+    }
+
+    /// A new org with its first key; returns the key.
+    pub(crate) async fn create_org(&self, org: &str, audit: AuditRow) -> Result<KeyId> {
+        let outcome = self.writer.submit(Change::CreateOrg(org.to_owned()), audit).await?;
+        Ok(outcome.key_id.expect("the writer gives a new org a key"))
+    }
+
+    /// A new current key for `org`; returns it.
+    pub(crate) async fn rotate_key(&self, org: &str, audit: AuditRow) -> Result<KeyId> {
+        let outcome = self.writer.submit(Change::RotateKey(org.to_owned()), audit).await?;
+        Ok(outcome.key_id.expect("the writer makes a key when it rotates"))
+    }
+
+    /// Retires `key_id` (a key revocation in the log); an org's current key
+    /// is first replaced when `rotate_if_current`, else refused. Returns the seq.
+    pub(crate) async fn retire_key(&self, key_id: KeyId, rotate_if_current: bool, audit: AuditRow) -> Result<u64> {
+        Ok(self.writer.submit(Change::RetireKey { key_id, rotate_if_current }, audit).await?.seq)
+    }
+
+    /// Retires every active key of `org` and gives it a fresh one. Returns
+    /// the seq of the last key revocation.
+    pub(crate) async fn revoke_org(&self, org: &str, audit: AuditRow) -> Result<u64> {
+        Ok(self.writer.submit(Change::RevokeOrg(org.to_owned()), audit).await?.seq)
+    }
+
+    /// Appends revocations (target, expiry of what it targets); returns the last seq.
+    pub(crate) async fn revoke(&self, targets: Vec<(Target, Option<i64>)>, audit: AuditRow) -> Result<u64> {
+        Ok(self.writer.submit(Change::Revoke(targets), audit).await?.seq)
+    }
+
+    /// Records a minted token in the registry.
+    pub(crate) async fn record_mint(&self, row: TokenRow, audit: AuditRow) -> Result<()> {
+        self.writer.submit(Change::Mint(row), audit).await.map(drop)
+    }
+
+    /// Records a refusal without waiting (see [`Writer::refusal`]).
+    pub(crate) fn record_refusal(&self, audit: AuditRow) {
+        self.writer.refusal(audit);
+    }
+
+    /// Drops log entries whose targets have all expired and audit rows older
+    /// than `audit_before` (unix ms). Returns how many of each.
+    pub(crate) async fn prune(&self, audit_before: i64, audit: AuditRow) -> Result<(u64, u64)> {
+        let outcome = self.writer.submit(Change::Prune { audit_before }, audit).await?;
+        Ok((outcome.pruned, outcome.audit_pruned))
+    }
+
+    /// Commits what is queued, then closes the writer's connection, leaving
+    /// the database complete on its own; later writes are refused.
+    pub(crate) async fn close(&self, audit: AuditRow) -> Result<()> {
+        self.writer.submit(Change::Close, audit).await.map(drop)
+    }
+}

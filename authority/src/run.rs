@@ -62,12 +62,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(tally_service::signal::cancel_on_signal(shutdown.clone()));
     if let Some(addr) = &a.metrics_listen {
-        let metrics = bind(addr).await?;
-        println!("metrics on {}", local_addr(&metrics)?);
         let mut registry = Registry::default();
         authority.register_metrics(&mut registry);
-        let stop = shutdown.clone();
-        tokio::spawn(tally_service::metrics::serve(metrics, Arc::new(registry), async move { stop.cancelled().await }));
+        tally_service::metrics::spawn(bind(addr).await?, registry, shutdown.clone()).map_err(listener_error)?;
     }
     let options = ServeOptions {
         tls,
@@ -90,5 +87,9 @@ async fn bind(addr: &str) -> Result<TcpListener> {
 }
 
 fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr> {
-    listener.local_addr().map_err(|e| Error::Serve { what: "listener", source: e.into() })
+    listener.local_addr().map_err(listener_error)
+}
+
+fn listener_error(e: std::io::Error) -> Error {
+    Error::Serve { what: "listener", source: e.into() }
 }

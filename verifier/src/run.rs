@@ -68,12 +68,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let shutdown = CancellationToken::new();
     tokio::spawn(tally_service::signal::cancel_on_signal(shutdown.clone()));
     if let Some(addr) = &a.metrics_listen {
-        let metrics = bind(addr).await?;
-        println!("metrics on {}", local_addr(&metrics)?);
         let mut registry = Registry::default();
         verifier.register_metrics(&mut registry);
-        let stop = shutdown.clone();
-        tokio::spawn(tally_service::metrics::serve(metrics, Arc::new(registry), async move { stop.cancelled().await }));
+        tally_service::metrics::spawn(bind(addr).await?, registry, shutdown.clone()).map_err(listener_error)?;
     }
     serve_with(listener, verifier, check_tls, shutdown).await
 }
@@ -83,5 +80,9 @@ async fn bind(addr: &str) -> Result<TcpListener, Error> {
 }
 
 fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr, Error> {
-    listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))
+    listener.local_addr().map_err(listener_error)
+}
+
+fn listener_error(e: std::io::Error) -> Error {
+    Error::Config(format!("listener: {e}"))
 }

@@ -64,6 +64,20 @@ pub fn run(args: CyclesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The check `cargo xtask test` runs first: no cycle in the default crates,
+/// said in one line (the graph only when there is one).
+pub fn check() -> anyhow::Result<()> {
+    let root = crate::workspace_root();
+    for krate in DEFAULT_CRATES {
+        let graph = graph(&root.join(krate))?;
+        if components(&graph).iter().any(|c| c.len() > 1) {
+            return run(CyclesArgs { crates: vec![PathBuf::from(krate)], ignore_edges: Vec::new() });
+        }
+    }
+    println!("xtask: no import cycles between the top-level modules of {}", DEFAULT_CRATES.join(", "));
+    Ok(())
+}
+
 /// The module graph of the crate in `dir`.
 fn graph(dir: &Path) -> anyhow::Result<Graph> {
     let src = dir.join("src");

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: the README's test command. Makes the Python venv the
 //! pymacaroons interop test needs (once, under `target/`), checks the golden
-//! vectors and ARCHITECTURE.md's code map, then runs the whole workspace's
-//! tests.
+//! vectors, ARCHITECTURE.md's code map and the import cycles, then runs the
+//! whole workspace's tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +23,7 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     let python = python_venv(&root)?;
     crate::golden::run(true).context("golden vectors are stale: run `cargo xtask golden` and commit")?;
     crate::codemap::run()?;
+    crate::cycles::check()?;
     let status = Command::new(env!("CARGO"))
         .current_dir(&root)
         .args(["test", "--workspace"])

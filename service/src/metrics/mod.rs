@@ -32,6 +32,18 @@ pub fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
+/// Serves `registry` on `listener` in a task of its own until `shutdown`,
+/// after saying where on stdout (scripts and tests that pass port 0 read it).
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    println!("metrics on {}", listener.local_addr()?);
+    tokio::spawn(serve(listener, Arc::new(registry), async move { shutdown.cancelled().await }));
+    Ok(())
+}
+
 /// Everything in `registry`, in Prometheus' text format.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::new();

@@ -3,10 +3,7 @@
 
 use std::sync::Arc;
 
-use prometheus_client::registry::Registry;
 use tally_service::tls::ServerTls;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::admission::Limits;
 use crate::args::{Args, Command, InitArgs, ServeArgs};
@@ -56,16 +53,10 @@ async fn serve(a: ServeArgs) -> Result<()> {
         ..Settings::default()
     };
     let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;
-    let listener = bind(&a.listen).await?;
-    // The bound address on stdout: scripts and tests that pass port 0 read it here.
-    println!("listening on {}", local_addr(&listener)?);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(tally_service::signal::cancel_on_signal(shutdown.clone()));
-    if let Some(addr) = &a.metrics_listen {
-        let mut registry = Registry::default();
-        authority.register_metrics(&mut registry);
-        tally_service::metrics::spawn(bind(addr).await?, registry, shutdown.clone()).map_err(listener_error)?;
-    }
+    let (listener, shutdown) =
+        tally_service::start(&a.listen, a.metrics_listen.as_deref(), |r| authority.register_metrics(r))
+            .await
+            .map_err(|e| Error::Serve { what: "listener", source: e.into() })?;
     let options = ServeOptions {
         tls,
         limits: Limits {
@@ -80,16 +71,4 @@ async fn serve(a: ServeArgs) -> Result<()> {
     };
     serve_with(listener, authority.clone(), Some(a.prune_interval.into()), options, shutdown).await?;
     authority.close().await
-}
-
-async fn bind(addr: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| Error::Config(format!("binding {addr}: {e}")))
-}
-
-fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr> {
-    listener.local_addr().map_err(listener_error)
-}
-
-fn listener_error(e: std::io::Error) -> Error {
-    Error::Serve { what: "listener", source: e.into() }
 }

@@ -3,10 +3,7 @@
 
 use std::sync::Arc;
 
-use prometheus_client::registry::Registry;
 use tally_service::tls::ServerTls;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::args::{Args, Command};
 use crate::error::Error;
@@ -62,27 +59,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
         ..Settings::default()
     };
     let verifier = Arc::new(Verifier::new(upstream, settings));
-    let listener = bind(&a.listen).await?;
-    // The bound address on stdout: scripts and tests that pass port 0 read it here.
-    println!("listening on {}", local_addr(&listener)?);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(tally_service::signal::cancel_on_signal(shutdown.clone()));
-    if let Some(addr) = &a.metrics_listen {
-        let mut registry = Registry::default();
-        verifier.register_metrics(&mut registry);
-        tally_service::metrics::spawn(bind(addr).await?, registry, shutdown.clone()).map_err(listener_error)?;
-    }
+    let (listener, shutdown) =
+        tally_service::start(&a.listen, a.metrics_listen.as_deref(), |r| verifier.register_metrics(r))
+            .await
+            .map_err(|e| Error::Config(format!("listener: {e}")))?;
     serve_with(listener, verifier, check_tls, shutdown).await
-}
-
-async fn bind(addr: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|e| Error::Config(format!("binding {addr}: {e}")))
-}
-
-fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr, Error> {
-    listener.local_addr().map_err(listener_error)
-}
-
-fn listener_error(e: std::io::Error) -> Error {
-    Error::Config(format!("listener: {e}"))
 }

@@ -122,8 +122,16 @@ def template_labels(obj):
     return (obj["spec"]["template"].get("metadata") or {}).get("labels") or {}
 
 
-def check_k8s():
-    files = sorted((DEPLOY / "k8s").rglob("*.y*ml"))
+def k8s_sets():
+    """The two deployments: deploy/k8s/ (the authority on SQLite), and the
+    same with deploy/k8s-postgres/ in place of its authority.yaml (on
+    PostgreSQL). Each is checked whole, as it would be applied."""
+    sqlite = sorted((DEPLOY / "k8s").rglob("*.y*ml"))
+    postgres = [f for f in sqlite if f.name != "authority.yaml"] + sorted((DEPLOY / "k8s-postgres").rglob("*.y*ml"))
+    return [("SQLite", sqlite), ("PostgreSQL", postgres)]
+
+
+def check_k8s(files):
     if not files:
         fail("deploy/k8s", "no manifests")
     objects = []
@@ -192,7 +200,7 @@ def check_k8s():
                     ref = (e.get("valueFrom") or {}).get("secretKeyRef")
                     if ref and ref["name"] not in secrets:
                         fail(cw, f"env {e['name']} uses Secret {ref['name']!r}, which deploy/k8s does not define")
-                if kind == "container":
+                if kind == "container" and o["kind"] != "Job":
                     for probe in ("readinessProbe", "livenessProbe"):
                         p = c.get(probe)
                         if not p:
@@ -223,13 +231,28 @@ def url_host(value):
     return m.group(1) if m else None
 
 
-def check_compose():
-    path = DEPLOY / "compose.yaml"
-    compose = load(path)
+def merge(base, override):
+    """A compose override applied as `docker compose -f base -f override`
+    does: mappings merged key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = merge(base.get(k), v) if k in base else v
+        return out
+    return override
+
+
+def compose_files():
+    """compose.yaml alone (SQLite), and with compose.postgres.yaml over it."""
+    base = load(DEPLOY / "compose.yaml")
+    over = load(DEPLOY / "compose.postgres.yaml")
+    return [("deploy/compose.yaml", base), ("deploy/compose.yaml + compose.postgres.yaml", merge(base, over))]
+
+
+def check_compose(where, compose):
     if not isinstance(compose, dict):
-        fail(rel(path), "not a mapping")
+        fail(where, "not a mapping")
         return set()
-    where = rel(path)
     services = compose.get("services") or {}
     volumes = set((compose.get("volumes") or {}).keys())
     secrets = compose.get("secrets") or {}
@@ -285,7 +308,9 @@ def check_compose():
         for key, value in env.items():
             check_env_name(sw, key)
             value = str(value)
-            if key.endswith(("_FILE", "_DB")) and not any(value.startswith(m.rstrip("/") + "/") or value == m for m in mounts):
+            is_url = re.match(r"^[a-z]+://", value) is not None
+            names_a_path = key.endswith("_FILE") or (key.startswith("TALLY_") and key.endswith("_DB"))
+            if names_a_path and not is_url and not any(value.startswith(m.rstrip("/") + "/") or value == m for m in mounts):
                 fail(sw, f"{key}={value} lies under none of its mounts {mounts}")
             host = url_host(value) if key.endswith(("_AUTHORITY", "_ADDR")) else None
             if host and host not in services:
@@ -468,8 +493,11 @@ def check_markdown_yaml():
                 fail(rel(path), f"YAML block: {e}")
 
 
-check_k8s()
-check_collector(check_compose())
+for _, files in k8s_sets():
+    check_k8s(files)
+for where, compose in compose_files():
+    services = check_compose(where, compose)
+check_collector(services)
 check_dockerfiles()
 check_markdown_yaml()
 

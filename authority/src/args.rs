@@ -12,7 +12,7 @@ use crate::{
     DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_AUDIT_RETENTION, DEFAULT_KEEPALIVE, DEFAULT_MAX_ANONYMOUS,
     DEFAULT_MAX_ANONYMOUS_PER_CLIENT, DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_PRUNE_INTERVAL, DEFAULT_READ_TIMEOUT,
-    DEFAULT_REGISTRY_REMEMBERED, DEFAULT_RPC_TIMEOUT, MAX_REGISTRY_REMEMBERED, Settings,
+    DEFAULT_REGISTRY_REMEMBERED, DEFAULT_RPC_TIMEOUT, Db, MAX_REGISTRY_REMEMBERED, Settings,
 };
 
 /// Shortest and longest HTTP/2 keep-alive interval: short enough never to
@@ -35,13 +35,64 @@ pub(crate) enum Command {
     Init(InitArgs),
     /// Serve the authority API (boxed: far larger than `Init`'s arguments).
     Serve(Box<ServeArgs>),
+    /// The database's epoch.
+    #[command(subcommand)]
+    Epoch(EpochCommand),
+}
+
+/// `--db` as given: parsed into a [`Db`] after the command line (by
+/// [`DbFlag::open`]), so that no error of clap's can echo a URL's password;
+/// never shown whole.
+#[derive(Clone)]
+pub(crate) struct DbFlag(String);
+
+impl std::str::FromStr for DbFlag {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DbFlag(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for DbFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.db() {
+            Ok(db) => write!(f, "{db:?}"),
+            Err(_) => f.write_str("DbFlag(<unparsed>)"),
+        }
+    }
+}
+
+impl DbFlag {
+    /// The database it names, or why it names none (never quoting a URL).
+    pub(crate) fn db(&self) -> Result<Db, crate::Error> {
+        self.0.parse().map_err(|e| crate::Error::Config(format!("--db: {e}")))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EpochCommand {
+    /// Give the database a new epoch: every verifier flushes its cache and
+    /// starts again from the log's head. Run it after restoring from a backup
+    /// or failing over to a standby that may have lost acknowledged history,
+    /// with no authority serving the database.
+    Bump(DbArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DbArgs {
+    /// The database: a SQLite file, or a postgres:// URL.
+    #[arg(long, env = "TALLY_AUTHORITY_DB", hide_env_values = true, value_name = "PATH|URL")]
+    pub(crate) db: DbFlag,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InitArgs {
-    /// SQLite database file to create (must not exist).
-    #[arg(long, env = "TALLY_AUTHORITY_DB")]
-    pub(crate) db: PathBuf,
+    /// The database to initialise: a SQLite file to create (must not exist), or
+    /// a postgres:// URL of an empty database (the password from the URL,
+    /// PGPASSWORD or ~/.pgpass; TLS as the URL's sslmode asks).
+    #[arg(long, env = "TALLY_AUTHORITY_DB", hide_env_values = true, value_name = "PATH|URL")]
+    pub(crate) db: DbFlag,
     /// File holding the 32-byte key-encryption key as 64 hex characters.
     #[arg(long, env = "TALLY_AUTHORITY_KEK_FILE")]
     pub(crate) kek_file: PathBuf,
@@ -49,9 +100,9 @@ pub(crate) struct InitArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// SQLite database file (made by `init`).
-    #[arg(long, env = "TALLY_AUTHORITY_DB")]
-    pub(crate) db: PathBuf,
+    /// The database (made by `init`): a SQLite file, or a postgres:// URL.
+    #[arg(long, env = "TALLY_AUTHORITY_DB", hide_env_values = true, value_name = "PATH|URL")]
+    pub(crate) db: DbFlag,
     /// File holding the key-encryption key (64 hex characters).
     #[arg(long, env = "TALLY_AUTHORITY_KEK_FILE")]
     pub(crate) kek_file: PathBuf,
@@ -162,6 +213,20 @@ mod tests {
         assert_eq!((a.heartbeat_interval.0, a.default_ttl.0), (settings.heartbeat, settings.default_ttl));
         assert_eq!(a.http2_keepalive.0, DEFAULT_KEEPALIVE);
         assert_eq!(a.prune_interval.0, DEFAULT_PRUNE_INTERVAL);
+    }
+
+    #[test]
+    fn db_is_a_path_or_a_url_and_a_url_is_never_echoed() {
+        assert!(!serve(&[]).unwrap().db.db().unwrap().is_postgres());
+        let args = ["tally-authority", "serve", "--kek-file", "k", "--db", "postgres://u:s3cret@h/d"];
+        let Command::Serve(a) = Args::try_parse_from(args).unwrap().command else { panic!("not serve") };
+        assert!(a.db.db().unwrap().is_postgres());
+        assert!(!format!("{a:?}").contains("s3cret"));
+        let args = ["tally-authority", "serve", "--kek-file", "k", "--db", "postgres://u:s3cret@h:x/d"];
+        let Command::Serve(a) = Args::try_parse_from(args).unwrap().command else { panic!("not serve") };
+        let e = a.db.db().unwrap_err().to_string();
+        assert!(e.contains("not a usable PostgreSQL URL") && !e.contains("s3cret"), "{e}");
+        assert!(!format!("{a:?}").contains("s3cret"));
     }
 
     #[test]

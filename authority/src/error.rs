@@ -32,6 +32,10 @@ pub enum Error {
     /// names). The detail goes to the log, not to the caller.
     #[error("storage error: {0}")]
     Storage(#[source] BoxError),
+    /// The store's database cannot be reached now (connection lost, server
+    /// restarting, busy): worth a retry. The detail goes to the log.
+    #[error("database unavailable: {0}")]
+    StorageUnavailable(#[source] BoxError),
     /// The store's schema migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[source] BoxError),

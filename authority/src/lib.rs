@@ -40,4 +40,4 @@ pub use log::{Position, StreamEvent};
 pub use revocation::{LogEvent, LogHead, Target, next_digest};
 pub use run::run;
 pub use server::{DEFAULT_KEEPALIVE, DEFAULT_PRUNE_INTERVAL, ServeOptions, serve, serve_with};
-pub use store::AuditEntry;
+pub use store::{AuditEntry, Db};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tally_service::tls::ServerTls;
 
 use crate::admission::Limits;
-use crate::args::{Args, Command, InitArgs, ServeArgs};
+use crate::args::{Args, Command, EpochCommand, InitArgs, ServeArgs};
 use crate::authority::{Authority, Settings};
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
@@ -18,12 +18,18 @@ pub async fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Init(a) => init(a).await,
         Command::Serve(a) => serve(*a).await,
+        Command::Epoch(EpochCommand::Bump(a)) => {
+            let db = a.db.db()?;
+            let (old, new) = Authority::bump_epoch(&db).await?;
+            println!("epoch of {db} bumped from {old} to {new}: every verifier flushes its cache");
+            Ok(())
+        }
     }
 }
 
 async fn init(a: InitArgs) -> Result<()> {
     let kek = Kek::from_file(&a.kek_file)?;
-    let token = Authority::init(&a.db, kek, Arc::new(SystemClock)).await?;
+    let token = Authority::init(a.db.db()?, kek, Arc::new(SystemClock)).await?;
     println!("{token}");
     Ok(())
 }
@@ -52,7 +58,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         audit_retention: a.audit_retention.into(),
         ..Settings::default()
     };
-    let authority = Authority::open(&a.db, kek, Arc::new(SystemClock), settings).await?;
+    let authority = Authority::open(a.db.db()?, kek, Arc::new(SystemClock), settings).await?;
     let (listener, shutdown) =
         tally_service::start(&a.listen, a.metrics_listen.as_deref(), |r| authority.register_metrics(r))
             .await

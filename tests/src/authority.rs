@@ -1,5 +1,5 @@
 //! The real `tally-authority` as a process: a temp dir with a KEK file and a
-//! database made by `init`, then `serve` on 127.0.0.1 (port 0 the first time,
+//! database made by `init` (in this run's store: [`crate::TestStore`]), then `serve` on 127.0.0.1 (port 0 the first time,
 //! the same port on restart) with a connected gRPC client; over mTLS when
 //! the options carry a certificate set.
 
@@ -21,6 +21,7 @@ use crate::binary::{AUTHORITY, binary_in};
 use crate::certs::CertFiles;
 use crate::child::Child;
 use crate::poll::DEADLINE;
+use crate::postgres::{TestDb, TestStore};
 
 /// The KEK every harness authority uses (tests need to know it to look for it).
 pub const TEST_KEK_HEX: &str = "8f3c6a1e9b2d4f7081a5c3e6d9b2f4a7c1e8d3b6a9f2c5e8b1d4a7c3f6e9b2d5";
@@ -47,6 +48,8 @@ pub struct AuthorityOptions {
     /// Permission bits of the KEK file (its owner's alone by default, as an
     /// operator should keep it; the authority warns otherwise).
     pub kek_mode: u32,
+    /// The store of its database; the run's ([`TestStore::from_env`]) when unset.
+    pub store: Option<TestStore>,
 }
 
 impl Default for AuthorityOptions {
@@ -58,6 +61,7 @@ impl Default for AuthorityOptions {
             env: Vec::new(),
             tls: None,
             kek_mode: 0o600,
+            store: None,
         }
     }
 }
@@ -76,7 +80,8 @@ pub struct Authority {
     /// `init`'s standard error.
     init_log: Vec<String>,
     kek_file: PathBuf,
-    db: PathBuf,
+    // After the processes: a PostgreSQL database is dropped once they are gone.
+    db: TestDb,
     // Last: removed after the processes are gone.
     dir: TempDir,
 }
@@ -100,13 +105,14 @@ impl Authority {
 
     async fn try_start(options: AuthorityOptions) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let db = dir.path().join("authority.db");
+        let store = options.store.clone().unwrap_or_else(TestStore::from_env);
+        let db = TestDb::try_new_in(store, dir.path())?;
         let kek_file = dir.path().join("kek.hex");
         std::fs::write(&kek_file, format!("{TEST_KEK_HEX}\n"))?;
         std::fs::set_permissions(&kek_file, std::fs::Permissions::from_mode(options.kek_mode))?;
 
         let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
-        let mut init = Child::spawn(&bin, init_args(&db, &kek_file), &[("RUST_LOG", &options.rust_log)])?;
+        let mut init = Child::spawn(&bin, init_args(db.arg(), &kek_file), &[("RUST_LOG", &options.rust_log)])?;
         let status = init.wait(DEADLINE).await?;
         let out = init.stdout().snapshot();
         let init_log = init.stderr().snapshot();
@@ -116,7 +122,7 @@ impl Authority {
         let bootstrap = bootstrap.clone();
 
         let loopback_any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let (child, addr) = serve(&bin, &db, &kek_file, loopback_any, &options).await?;
+        let (child, addr) = serve(&bin, db.arg(), &kek_file, loopback_any, &options).await?;
         let client = connect(addr, options.tls.as_ref()).await?;
         Ok(Self { options, bootstrap, addr, client, child, past: Vec::new(), init_log, kek_file, db, dir })
     }
@@ -142,9 +148,26 @@ impl Authority {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// The database file.
+    /// The SQLite database file. Panics on PostgreSQL: a test that reads
+    /// the file itself is SQLite's (see [`Authority::db`]).
     pub fn db_path(&self) -> &Path {
+        self.db.sqlite_path().expect("db_path() is SQLite's: this run's store is PostgreSQL")
+    }
+
+    /// The database, in whichever store this run uses.
+    pub fn db(&self) -> &TestDb {
         &self.db
+    }
+
+    /// Connects to the database (either store), read-only on SQLite, for
+    /// a test to inspect it with SQL that both understand.
+    pub async fn db_connect(&self) -> anyhow::Result<sqlx::AnyConnection> {
+        self.db.connect(true).await
+    }
+
+    /// [`Authority::db_connect`] that may write (or lock).
+    pub async fn db_connect_writable(&self) -> anyhow::Result<sqlx::AnyConnection> {
+        self.db.connect(false).await
     }
 
     /// The temp dir holding the database and the KEK file.
@@ -190,7 +213,7 @@ impl Authority {
             bail!("the authority is still running: kill_9() or stop() it first");
         }
         let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
-        let (child, addr) = serve(&bin, &self.db, &self.kek_file, self.addr, &self.options).await?;
+        let (child, addr) = serve(&bin, self.db.arg(), &self.kek_file, self.addr, &self.options).await?;
         ensure!(addr == self.addr, "restarted on {addr}, not {}", self.addr);
         self.past.push(std::mem::replace(&mut self.child, child));
         self.client = connect(addr, self.options.tls.as_ref()).await?;
@@ -235,6 +258,13 @@ impl Authority {
         self.client().mint(bearer(req, &self.bootstrap)).await.expect("Mint").into_inner()
     }
 
+    /// Revokes a family with the bootstrap token; returns its seq.
+    pub async fn revoke_family(&self, family: &str) -> u64 {
+        let target = Some(pb::revoke_request::Target::Family(family.into()));
+        let req = pb::RevokeRequest { target, reason: String::new() };
+        self.client().revoke(bearer(req, &self.bootstrap)).await.expect("Revoke").into_inner().seq
+    }
+
     /// A token of Tally's own API: `role = ROLE` plus `extra` caveats.
     pub async fn system_token(&self, role: &str, extra: &[&str]) -> String {
         let mut caveats = vec![format!("role = {role}")];
@@ -252,14 +282,14 @@ impl Authority {
     }
 }
 
-fn init_args(db: &Path, kek_file: &Path) -> Vec<std::ffi::OsString> {
+fn init_args(db: &str, kek_file: &Path) -> Vec<std::ffi::OsString> {
     vec!["init".into(), "--db".into(), db.into(), "--kek-file".into(), kek_file.into()]
 }
 
 /// Starts `serve` on `listen` and waits for the address it reports.
 async fn serve(
     bin: &Path,
-    db: &Path,
+    db: &str,
     kek_file: &Path,
     listen: SocketAddr,
     options: &AuthorityOptions,
@@ -326,12 +356,10 @@ impl Authority {
         if self.child.try_status().is_none() {
             self.stop().await?;
         }
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
-        }
+        self.db.recreate()?;
         let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
         let mut init =
-            Child::spawn(&bin, init_args(&self.db, &self.kek_file), &[("RUST_LOG", &self.options.rust_log)])?;
+            Child::spawn(&bin, init_args(self.db.arg(), &self.kek_file), &[("RUST_LOG", &self.options.rust_log)])?;
         ensure!(init.wait(DEADLINE).await?.success(), "init failed: {:?}", init.stderr().snapshot());
         let out = init.stdout().snapshot();
         let [bootstrap] = out.as_slice() else { bail!("init must print exactly one line, printed {out:?}") };

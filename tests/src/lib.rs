@@ -7,12 +7,14 @@ mod binary;
 pub mod certs;
 mod child;
 mod poll;
+pub mod postgres;
 
 pub use authority::{Authority, AuthorityOptions, TEST_KEK_HEX, bearer};
 pub use binary::{AUTHORITY, BIN_DIR_ENV, Bin, binary, binary_in, profile_dir, workspace_root};
 pub use certs::CertFiles;
 pub use child::{Child, ECHO_ENV, Lines};
 pub use poll::{DEADLINE, POLL_INTERVAL, eventually, try_eventually};
+pub use postgres::{PgCluster, TestDb, TestStore};
 
 mod verifier;
 pub use verifier::{UpstreamTls, VERIFIER, Verifier, VerifierOptions, metric, scrape};

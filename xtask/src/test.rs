@@ -1,18 +1,29 @@
 //! `cargo xtask test`: the README's test command. Makes the Python venv the
 //! pymacaroons interop test needs (once, under `target/`), checks the golden
-//! vectors, ARCHITECTURE.md's code map and the import cycles, then runs the
-//! whole workspace's tests.
+//! vectors, ARCHITECTURE.md's code map and the import cycles, runs the whole
+//! workspace's tests (the authority on SQLite), then the authority's tests
+//! and the end-to-end tests again with the authority on PostgreSQL: on
+//! `TALLY_TEST_POSTGRES_URL` when set, else on a throwaway cluster of the
+//! installed PostgreSQL. Without one it says so and stops after SQLite,
+//! unless `--require-postgres` (`TALLY_REQUIRE_POSTGRES=1`, as CI sets it)
+//! makes that a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use tally_tests::PgCluster;
+use tally_tests::postgres::{POSTGRES_LOG_ENV, POSTGRES_URL_ENV, STORE_ENV};
 
 /// The pymacaroons release the interop test is pinned to.
 const PYMACAROONS: &str = "pymacaroons==0.13.0";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TestArgs {
+    /// Fail when the PostgreSQL suite cannot run (no PostgreSQL installed
+    /// and no TALLY_TEST_POSTGRES_URL), instead of running SQLite's alone.
+    #[arg(long, env = "TALLY_REQUIRE_POSTGRES")]
+    require_postgres: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     cargo_args: Vec<String>,
@@ -24,17 +35,76 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     crate::golden::run(true).context("golden vectors are stale: run `cargo xtask golden` and commit")?;
     crate::codemap::run()?;
     crate::cycles::check()?;
+    // The PostgreSQL server's own faults are tested in the PostgreSQL pass only.
     let status = Command::new(env!("CARGO"))
         .current_dir(&root)
         .args(["test", "--workspace"])
-        .args(&args.cargo_args)
+        .args(with_libtest_args(&args.cargo_args, &["--skip", "postgres_durability"]))
         .env("TALLY_PYTHON", &python)
         .status()
         .context("running cargo test")?;
     if !status.success() {
         bail!("tests failed");
     }
+    match postgres_suite(&root, &python, &args.cargo_args)? {
+        Some(n) => eprintln!("xtask: {n} tests ran against PostgreSQL (and passed)"),
+        None if args.require_postgres => {
+            bail!("the PostgreSQL suite did not run: install PostgreSQL or set {POSTGRES_URL_ENV}")
+        }
+        None => {}
+    }
     Ok(())
+}
+
+/// Runs the authority's integration tests and the end-to-end tests with
+/// every harness database on PostgreSQL; returns how many tests made one
+/// (each database a test creates logs the test's name), or `None` when
+/// there is no PostgreSQL to run them on.
+fn postgres_suite(root: &Path, python: &Path, cargo_args: &[String]) -> anyhow::Result<Option<usize>> {
+    let (url, _cluster) = match std::env::var(POSTGRES_URL_ENV) {
+        Ok(url) if !url.is_empty() => (url, None),
+        _ => {
+            if tally_tests::postgres::server_bin_dir().is_none() {
+                eprintln!(
+                    "xtask: no PostgreSQL installed (initdb not found) and no {POSTGRES_URL_ENV}: \
+                     the suite ran on SQLite only"
+                );
+                return Ok(None);
+            }
+            let cluster = PgCluster::start().context("starting a throwaway PostgreSQL cluster")?;
+            eprintln!("xtask: throwaway PostgreSQL cluster on 127.0.0.1:{}", cluster.port());
+            (cluster.url(), Some(cluster))
+        }
+    };
+    let log = root.join("target/postgres-tests.log");
+    let _ = std::fs::remove_file(&log);
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["test", "-p", "tally-authority", "-p", "tally-tests", "--test", "it"])
+        .args(cargo_args)
+        .env("TALLY_PYTHON", python)
+        .env(STORE_ENV, "postgres")
+        .env(POSTGRES_URL_ENV, &url)
+        .env(POSTGRES_LOG_ENV, &log)
+        .status()
+        .context("running cargo test on PostgreSQL")?;
+    if !status.success() {
+        bail!("tests failed on PostgreSQL");
+    }
+    let names = std::fs::read_to_string(&log).unwrap_or_default();
+    let tests: std::collections::BTreeSet<&str> = names.lines().collect();
+    Ok(Some(tests.len()))
+}
+
+/// `cargo test` arguments with `extra` added to the test binaries' own
+/// arguments (after the `--` the caller may have given already).
+fn with_libtest_args(cargo_args: &[String], extra: &[&str]) -> Vec<String> {
+    let mut all = cargo_args.to_vec();
+    if !all.iter().any(|a| a == "--") {
+        all.push("--".into());
+    }
+    all.extend(extra.iter().map(|e| e.to_string()));
+    all
 }
 
 /// `target/py-venv` with pymacaroons, created on first use. Returns its python.

@@ -15,7 +15,6 @@ mod revoke;
 mod verify;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use crate::log::{History, Log, LogSettings, Position, StreamEvent};
 use crate::metrics::Metrics;
 use crate::registry::RegistryCache;
 use crate::revocation::LogHead;
-use crate::store::{self, AuditRow, Opened, ReadStore};
+use crate::store::{self, AuditRow, Db, Opened, ReadStore};
 
 pub use audit::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use mint::{MintSpec, Minted};
@@ -132,6 +131,13 @@ pub struct Authority {
     pub(crate) metrics: Metrics,
 }
 
+/// A fresh random epoch (16 bytes, hex).
+fn new_epoch() -> Result<String> {
+    let mut epoch = [0u8; 16];
+    getrandom::getrandom(&mut epoch)?;
+    Ok(hex::encode(epoch))
+}
+
 /// What a prune removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -143,8 +149,8 @@ pub struct Pruned {
 
 impl Authority {
     /// Opens an initialised database; a wrong KEK fails here.
-    pub async fn open(path: &Path, kek: Kek, clock: Arc<dyn Clock>, settings: Settings) -> Result<Arc<Self>> {
-        let Opened { mut writes, reads } = store::open(path).await?;
+    pub async fn open(db: impl Into<Db>, kek: Kek, clock: Arc<dyn Clock>, settings: Settings) -> Result<Arc<Self>> {
+        let Opened { mut writes, reads } = store::open(&db.into()).await?;
         let loaded = writes.load().await?;
         let keys = Arc::new(KeyRing::open(kek, loaded.orgs, loaded.keys)?);
         let history =
@@ -172,23 +178,34 @@ impl Authority {
         Ok(Arc::new(Self { keys, log, authorizer, reads, registry, holder_revokes, clock, settings, metrics }))
     }
 
-    /// Creates a database at `path` (which must not exist) with a fresh epoch,
-    /// the system org and its key, and returns one bootstrap operator token.
-    /// On failure nothing is left behind.
-    pub async fn init(path: &Path, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
-        let mut epoch = [0u8; 16];
-        getrandom::getrandom(&mut epoch)?;
-        store::create(path, &hex::encode(epoch)).await?;
-        let bootstrap = Self::bootstrap(path, kek, clock).await;
+    /// Initialises a database (a SQLite file, which must not exist, or an
+    /// empty PostgreSQL database) with a fresh epoch, the system org and its
+    /// key, and returns one bootstrap operator token. On failure nothing is
+    /// left behind.
+    pub async fn init(db: impl Into<Db>, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
+        let db = db.into();
+        store::create(&db, &new_epoch()?).await?;
+        let bootstrap = Self::bootstrap(&db, kek, clock).await;
         if bootstrap.is_err() {
-            store::remove(path);
+            store::remove(&db).await;
         }
         bootstrap
     }
 
+    /// Gives the database a new epoch, so that every verifier flushes its
+    /// cache and starts again from the log's head: after a restore from
+    /// backup, or a failover to a standby that may have lost acknowledged
+    /// history. Refused while an authority serves it. Returns the old epoch
+    /// and the new.
+    pub async fn bump_epoch(db: impl Into<Db>) -> Result<(String, String)> {
+        let epoch = new_epoch()?;
+        let old = store::bump_epoch(&db.into(), &epoch).await?;
+        Ok((old, epoch))
+    }
+
     /// The system org, its key and the first operator token, in a database just created.
-    async fn bootstrap(path: &Path, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
-        let authority = Self::open(path, kek, clock, Settings::default()).await?;
+    async fn bootstrap(db: &Db, kek: Kek, clock: Arc<dyn Clock>) -> Result<String> {
+        let authority = Self::open(db, kek, clock, Settings::default()).await?;
         let audit = audit_row("init", "org.create", Some(SYSTEM_ORG), None, "created by init");
         authority.log.create_org(SYSTEM_ORG, audit).await?;
         let spec = MintSpec {

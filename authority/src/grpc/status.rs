@@ -18,6 +18,10 @@ impl From<Error> for Status {
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             // Worth a retry: the call changed nothing.
             e @ Error::Randomness(_) => Status::unavailable(e.to_string()),
+            e @ Error::StorageUnavailable(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Status::unavailable("the authority's database is unavailable; retry")
+            }
             other @ (Error::Storage(_)
             | Error::Migrate(_)
             | Error::WrongKek(_)

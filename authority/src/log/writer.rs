@@ -4,7 +4,8 @@
 //! commit). Revocations, mints and audit rows have nothing to check that can
 //! fail one alone: they are handed to the store in bulk with the commit
 //! ([`WriteStore::commit_batch`]: on SQLite one multi-row INSERT per table,
-//! sent with COMMIT as one statement list); any other change gets its own
+//! sent with COMMIT as one statement list; on PostgreSQL one INSERT per
+//! table from arrays, the head row moved in the same transaction); any other change gets its own
 //! savepoint first, so its failure spares the rest. Only after
 //! the commit does it update the in-memory state, publish revocations to
 //! subscribers, and answer the callers, so a revocation is durable before
@@ -24,7 +25,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::keys::{KeyChange, KeyRing};
 use crate::revocation::{LogEvent, LogHead, Target, next_digest};
-use crate::store::{AuditRow, BranchCounts, BulkRows, TokenRow, WriteStore};
+use crate::store::{AuditRow, BranchCounts, BulkRows, HeadMove, TokenRow, WriteStore};
 
 /// How long after its target's expiry a revocation is kept (well past any clock skew).
 const PRUNE_GRACE_MS: i64 = 3_600_000;
@@ -250,7 +251,7 @@ impl Task {
                     }
                 }
             }
-            store.commit_batch(&staged.rows(now), open, now).await
+            store.commit_batch(&staged.rows(now), HeadMove { from: start, to: self.head }, open, now).await
         }
         .await;
 

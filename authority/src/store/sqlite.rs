@@ -17,8 +17,8 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tally_token::{FamilyId, KeyId};
 
 use super::{
-    AuditEntry, AuditRow, BranchCounts, BulkRows, KeyRow, Loaded, Opened, OrgRow, ReadStore, RegistryRow, SealedKeyRow,
-    WriteStore,
+    AuditEntry, AuditRow, BranchCounts, BulkRows, HeadMove, KeyRow, Loaded, Opened, OrgRow, ReadStore, RegistryRow,
+    SealedKeyRow, WriteStore,
 };
 use crate::error::{Error, Result};
 use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
@@ -28,22 +28,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reader connections.
 const READERS: u32 = 4;
 
-/// The migrations under `authority/migrations`, embedded at compile time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// The driver's errors, kept whole for the log; outside this module they are
-/// [`Error::Storage`] and [`Error::Migrate`], whatever the database.
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Storage(Box::new(e))
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Error::Migrate(Box::new(e))
-    }
-}
+/// The migrations under `authority/migrations/sqlite`, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Creates a database at `path` (which must not exist) with the schema, its
 /// epoch and an empty log. On failure nothing is left behind.
@@ -271,7 +257,10 @@ impl WriteStore for SqliteWrites {
 
     /// One statement list, one round trip to the connection's thread: the
     /// multi-row INSERTs, then COMMIT (after BEGIN, when `open` is false).
-    async fn commit_batch(&mut self, rows: &BulkRows<'_>, open: bool, now: i64) -> Result<()> {
+    ///
+    /// The head needs no row of its own: it is the newest log row of a
+    /// file only this process writes (the file lock).
+    async fn commit_batch(&mut self, rows: &BulkRows<'_>, _head: HeadMove, open: bool, now: i64) -> Result<()> {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if open { "" } else { "BEGIN IMMEDIATE; " });
         for chunk in rows.revocations.chunks(INSERT_CHUNK) {
             q.push("INSERT INTO revocations (seq, kind, target, digest, reason, actor, created_at, expires_at) ");
@@ -442,34 +431,21 @@ impl WriteStore for SqliteWrites {
         Ok(())
     }
 
-    /// Rows are appended in commit order stamped with the writer's clock,
-    /// so `at` grows with `id`: the first row to keep is found by binary
-    /// search over ids (point look-ups on the primary key, about log2(rows)
-    /// of them) and the rows before it go in one range delete. An index on
-    /// `at` would cost every commit a page more (Revoke × 64 was 12 %
-    /// slower with one); a clock stepped back only keeps a few rows a
-    /// little longer.
-    async fn prune_audit(&mut self, before: i64) -> Result<u64> {
-        let conn = &mut self.conn;
+    async fn audit_ids(&mut self) -> Result<Option<(i64, i64)>> {
         let (first, last): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT min(id), max(id) FROM audit").fetch_one(&mut *conn).await?;
-        let (Some(mut keep_from), Some(last)) = (first, last) else { return Ok(0) };
-        // Rows with ids below `keep_from` are older than `before`; the first to
-        // keep is in keep_from..=end (end: past the last row when all are older).
-        let mut end = last + 1;
-        while keep_from < end {
-            let mid = keep_from + (end - keep_from) / 2;
-            let row: Option<(i64, i64)> = sqlx::query_as("SELECT id, at FROM audit WHERE id >= ? ORDER BY id LIMIT 1")
-                .bind(mid)
-                .fetch_optional(&mut *conn)
-                .await?;
-            match row {
-                Some((id, at)) if at < before => keep_from = id + 1,
-                // No row in mid..id: keeping from `mid` keeps the same rows.
-                _ => end = mid,
-            }
-        }
-        let done = sqlx::query("DELETE FROM audit WHERE id < ?").bind(keep_from).execute(&mut *conn).await?;
+            sqlx::query_as("SELECT min(id), max(id) FROM audit").fetch_one(&mut self.conn).await?;
+        Ok(first.zip(last))
+    }
+
+    async fn audit_at_or_after(&mut self, id: i64) -> Result<Option<(i64, i64)>> {
+        Ok(sqlx::query_as("SELECT id, at FROM audit WHERE id >= ? ORDER BY id LIMIT 1")
+            .bind(id)
+            .fetch_optional(&mut self.conn)
+            .await?)
+    }
+
+    async fn delete_audit_before(&mut self, id: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM audit WHERE id < ?").bind(id).execute(&mut self.conn).await?;
         Ok(done.rows_affected())
     }
 
@@ -617,7 +593,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(epoch, None, "the rolled-back row is gone");
-        store.commit_batch(&BulkRows::default(), false, 0).await.unwrap();
+        let head = HeadMove { from: LogHead::default(), to: LogHead::default() };
+        store.commit_batch(&BulkRows::default(), head, false, 0).await.unwrap();
         assert!(!store.rollback().await.unwrap(), "committed already");
     }
 }

@@ -1,15 +1,17 @@
-//! Test harness: a real SQLite file in a temp dir and the real gRPC server on
-//! 127.0.0.1:0, in-process. Dropping the harness shuts the server down.
+//! Test harness: a real database (a SQLite file in a temp dir, or a fresh
+//! PostgreSQL database when the run's store is PostgreSQL:
+//! `tally_tests::TestStore`) and the real gRPC server on 127.0.0.1:0,
+//! in-process. Dropping the harness shuts the server down.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tally_authority::{Authority, Kek, Settings, SystemClock};
 use tally_proto::v1 as pb;
 use tally_proto::v1::authority_client::AuthorityClient;
+pub use tally_tests::TestDb;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -18,7 +20,7 @@ pub const KEK_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
-    pub db: PathBuf,
+    pub db: TestDb,
     pub bootstrap: String,
     pub authority: Arc<Authority>,
     pub client: AuthorityClient<Channel>,
@@ -62,20 +64,20 @@ impl Harness {
 
     pub async fn start_with_clock(settings: Settings, clock: Arc<dyn tally_authority::Clock>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("authority.db");
-        let bootstrap = Authority::init(&db, kek(), clock.clone()).await.unwrap();
+        let db = TestDb::new(dir.path());
+        let bootstrap = Authority::init(db.authority_db(), kek(), clock.clone()).await.unwrap();
         Self::serve(dir, db, bootstrap, settings, clock).await
     }
 
     /// Serves an existing database.
     pub async fn serve(
         dir: tempfile::TempDir,
-        db: PathBuf,
+        db: TestDb,
         bootstrap: String,
         settings: Settings,
         clock: Arc<dyn tally_authority::Clock>,
     ) -> Self {
-        let authority = Authority::open(&db, kek(), clock, settings).await.unwrap();
+        let authority = Authority::open(db.authority_db(), kek(), clock, settings).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -88,13 +90,14 @@ impl Harness {
     }
 
     /// Stops the server and waits for it to finish.
-    pub async fn stop(mut self) -> (tempfile::TempDir, PathBuf, String) {
+    pub async fn stop(mut self) -> (tempfile::TempDir, TestDb, String) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.await.unwrap();
         }
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (dir, self.db.clone(), self.bootstrap.clone())
+        let db = std::mem::replace(&mut self.db, TestDb::sqlite_in(self.dir.path()));
+        (dir, db, self.bootstrap.clone())
     }
 
     pub fn client(&self) -> AuthorityClient<Channel> {
@@ -136,6 +139,12 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// A connection to the harness's database (either store), to read or
+/// change rows with SQL both understand.
+pub async fn db_connect(h: &Harness) -> sqlx::AnyConnection {
+    h.db.connect(false).await.unwrap()
 }
 
 pub fn kek() -> Kek {

@@ -161,15 +161,15 @@ async fn an_unrecorded_minted_length_hands_out_the_presented_signature_only() {
     let h = Harness::start_with(Settings { registry_remembered: 1, ..fast_settings() }).await;
     h.create_org("acme").await;
     let old = h.mint("acme", &["action in read"]).await;
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", h.db.display())).await.unwrap();
+    let mut db = common::db_connect(&h).await;
     let family = (0..old.family.len()).step_by(2).map(|i| u8::from_str_radix(&old.family[i..i + 2], 16).unwrap());
-    let done = sqlx::query("UPDATE tokens SET minted_caveats = NULL WHERE family = ?")
+    let done = sqlx::query("UPDATE tokens SET minted_caveats = NULL WHERE family = $1")
         .bind(family.collect::<Vec<u8>>())
-        .execute(&db)
+        .execute(&mut db)
         .await
         .unwrap();
     assert_eq!(done.rows_affected(), 1);
-    db.close().await;
+    sqlx::Connection::close(db).await.unwrap();
     // The registry memory forgets the row (it keeps two generations of one).
     for _ in 0..3 {
         h.mint("acme", &[]).await;

@@ -1,18 +1,16 @@
 //! A batch whose write fails midway: nothing of it is kept, its callers get
 //! `UNAVAILABLE`, no seq is used up, and the writer goes on committing.
 //!
-//! The fault is injected into the real database: a trigger that aborts the
-//! audit INSERT of one revocation, after its revocation row was written in the
-//! same transaction.
+//! The fault is injected into the real database (either store): a trigger
+//! that aborts the audit INSERT of one revocation, after its revocation row
+//! was written in the same transaction.
 
 use crate::common;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use common::{Harness, assert_code, bearer};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
+use sqlx::Connection;
 use tally_authority::{LogHead, next_digest};
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
@@ -23,8 +21,22 @@ fn revoke(family: &str, reason: &str) -> pb::RevokeRequest {
     pb::RevokeRequest { target: Some(Target::Family(family.into())), reason: reason.into() }
 }
 
-async fn connect(h: &Harness) -> sqlx::SqliteConnection {
-    SqliteConnectOptions::from_str(&format!("sqlite://{}", h.db.display())).unwrap().connect().await.unwrap()
+/// Makes every audit INSERT whose detail is `fail here` fail.
+async fn inject_fault(h: &Harness, conn: &mut sqlx::AnyConnection) {
+    let statements: &[&str] = if h.db.is_postgres() {
+        &[
+            "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+            "CREATE TRIGGER injected_fault BEFORE INSERT ON audit FOR EACH ROW \
+             WHEN (NEW.detail = 'fail here') EXECUTE FUNCTION injected_fault()",
+        ]
+    } else {
+        &["CREATE TRIGGER injected_fault BEFORE INSERT ON audit WHEN NEW.detail = 'fail here' \
+           BEGIN SELECT RAISE(ABORT, 'injected fault'); END"]
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(&mut *conn).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -34,14 +46,8 @@ async fn a_failed_commit_keeps_nothing_and_the_next_one_commits() {
     let doomed = h.mint("acme", &[]).await;
     let next = h.mint("acme", &[]).await;
 
-    let mut conn = connect(&h).await;
-    sqlx::query(
-        "CREATE TRIGGER injected_fault BEFORE INSERT ON audit WHEN NEW.detail = 'fail here' \
-         BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    let mut conn = common::db_connect(&h).await;
+    inject_fault(&h, &mut conn).await;
 
     let failed = h.client().revoke(bearer(revoke(&doomed.family, "fail here"), &h.bootstrap)).await;
     assert_code(failed, Code::Unavailable);
@@ -53,14 +59,11 @@ async fn a_failed_commit_keeps_nothing_and_the_next_one_commits() {
     assert_eq!(seq, 1);
     assert_eq!(h.verify(&next.token).await.reason(), pb::Reason::Revoked);
 
-    let rows: Vec<(i64, String, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, lower(hex(target)), digest FROM revocations ORDER BY seq")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, target, digest FROM revocations ORDER BY seq").fetch_all(&mut conn).await.unwrap();
     assert_eq!(rows.len(), 1, "only the committed revocation is stored");
     let (seq, target, stored_digest) = rows.into_iter().next().unwrap();
-    assert_eq!((seq, target), (1, next.family.clone()));
+    assert_eq!((seq, hex::encode(target)), (1, next.family.clone()));
     let family: [u8; 16] = hex::decode(&next.family).unwrap().try_into().unwrap();
     let from_empty = next_digest(&LogHead::default().digest, 1, &tally_authority::Target::Family(family));
     assert_eq!(stored_digest, from_empty, "seq 1 chains from the empty log, not from the failed entry");

@@ -24,6 +24,7 @@ struct Fixture {
     authority: Arc<Authority>,
     bootstrap: String,
     verifier: String,
+    _db: tally_tests::TestDb,
     _dir: tempfile::TempDir,
 }
 
@@ -32,11 +33,12 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("authority.db");
+        let db = tally_tests::TestDb::new(dir.path());
         let kek = || Kek::from_hex(&"6b".repeat(32)).unwrap();
         let (authority, bootstrap, verifier) = rt.block_on(async {
-            let bootstrap = Authority::init(&db, kek(), Arc::new(SystemClock)).await.unwrap();
-            let authority = Authority::open(&db, kek(), Arc::new(SystemClock), Settings::default()).await.unwrap();
+            let bootstrap = Authority::init(db.authority_db(), kek(), Arc::new(SystemClock)).await.unwrap();
+            let authority =
+                Authority::open(db.authority_db(), kek(), Arc::new(SystemClock), Settings::default()).await.unwrap();
             for org in ["acme", "beta"] {
                 authority.create_org(Some(&bootstrap), org).await.unwrap();
             }
@@ -45,7 +47,7 @@ fn fixture() -> &'static Fixture {
             let verifier = authority.mint(Some(&bootstrap), spec).await.unwrap().token;
             (authority, bootstrap, verifier)
         });
-        Fixture { rt, authority, bootstrap, verifier, _dir: dir }
+        Fixture { rt, authority, bootstrap, verifier, _db: db, _dir: dir }
     })
 }
 

@@ -4,8 +4,7 @@
 //! org and minute with a count, and rows past `--audit-retention` are pruned
 //! by the writer; this test reads the real authority's SQLite file beside it.
 
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
+use sqlx::Connection;
 use tally_proto::v1 as pb;
 use tally_tests::Authority;
 use tonic::Request;
@@ -24,14 +23,15 @@ async fn five_hundred_refusals_are_a_few_rows() {
     // Refusals are queued without waiting; the next change commits after them.
     a.create_org("acme").await;
 
-    let options = SqliteConnectOptions::new().filename(a.db_path()).read_only(true);
-    let mut db = options.connect().await.unwrap();
+    let mut db = a.db_connect().await.unwrap();
     let rows: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE outcome = 'denied'").fetch_one(&mut db).await.unwrap();
     // One row for the minute, two should the calls straddle a minute's end.
     assert!(rows <= 2, "{rows} audit rows for 500 refusals");
-    let refusals: i64 =
-        sqlx::query_scalar("SELECT SUM(count) FROM audit WHERE outcome = 'denied'").fetch_one(&mut db).await.unwrap();
+    let refusals: i64 = sqlx::query_scalar("SELECT CAST(SUM(count) AS BIGINT) FROM audit WHERE outcome = 'denied'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
     assert_eq!(refusals, 500, "every refusal counted");
     db.close().await.unwrap();
 }

@@ -270,7 +270,7 @@ async fn a_second_authority_on_one_database_refuses_to_start() {
     let args: Vec<std::ffi::OsString> = vec![
         "serve".into(),
         "--db".into(),
-        a.db_path().into(),
+        a.db().arg().into(),
         "--kek-file".into(),
         kek_file.into(),
         "--listen".into(),

@@ -1,7 +1,8 @@
 //! Durability with the real binary: a burst of concurrent Revoke calls, kill -9
 //! in the middle, restart on the same port. Every revocation that returned OK
 //! is there with its original seq, the log is contiguous, and a new subscriber
-//! receives all of it.
+//! receives all of it. On both stores; `postgres_durability.rs` adds the
+//! PostgreSQL server's own faults and reuses the helpers here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,13 +25,13 @@ const KILL_AFTER_ACKS: usize = 400;
 const REPLAY_DEADLINE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
-struct Minted {
-    token: String,
-    family: String,
+pub(crate) struct Minted {
+    pub(crate) token: String,
+    pub(crate) family: String,
 }
 
 /// Mints `n` tokens for `org` with `CALLERS` concurrent callers.
-async fn mint_many(a: &Authority, org: &str, n: usize) -> Vec<Minted> {
+pub(crate) async fn mint_many(a: &Authority, org: &str, n: usize) -> Vec<Minted> {
     let mut calls = JoinSet::new();
     for caller in 0..CALLERS {
         let (mut client, token, org) = (a.client(), a.bootstrap().to_owned(), org.to_owned());
@@ -50,25 +51,43 @@ async fn mint_many(a: &Authority, org: &str, n: usize) -> Vec<Minted> {
 
 /// What the burst produced.
 #[derive(Debug, Default)]
-struct Burst {
+pub(crate) struct Burst {
     /// Acknowledged revocations: family → seq returned by Revoke.
-    acked: BTreeMap<String, u64>,
+    pub(crate) acked: BTreeMap<String, u64>,
     /// Families a Revoke was sent for (acknowledged or not).
-    attempted: HashSet<String>,
+    pub(crate) attempted: HashSet<String>,
     /// Calls that failed (in flight at the kill, or sent after it).
-    failed: usize,
+    pub(crate) failed: usize,
+    /// The status of each failed call: (family, code, message).
+    pub(crate) errors: Vec<(String, tonic::Code, String)>,
 }
 
-/// Revokes every family with `CALLERS` concurrent callers until the calls
-/// fail; `acks` counts acknowledgements as they come.
-fn revoke_burst(a: &Authority, families: Vec<String>, acks: watch::Sender<usize>) -> (JoinSet<()>, Arc<Mutex<Burst>>) {
+/// What a caller does after a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnError {
+    /// Stops (the authority is gone).
+    Stop,
+    /// Goes on with the next family (the authority stays; its database failed).
+    Continue,
+}
+
+/// Revokes every family with `callers` concurrent callers until the queue
+/// is empty (or, with [`OnError::Stop`], until their calls fail); `acks`
+/// counts acknowledgements as they come.
+pub(crate) fn revoke_burst(
+    a: &Authority,
+    families: Vec<String>,
+    acks: watch::Sender<usize>,
+    callers: usize,
+    on_error: OnError,
+) -> (JoinSet<()>, Arc<Mutex<Burst>>) {
     let queue = Arc::new(Mutex::new(families));
     let burst = Arc::new(Mutex::new(Burst::default()));
-    let mut callers = JoinSet::new();
-    for _ in 0..CALLERS {
+    let mut tasks = JoinSet::new();
+    for _ in 0..callers {
         let (mut client, token) = (a.client(), a.bootstrap().to_owned());
         let (queue, burst, acks) = (queue.clone(), burst.clone(), acks.clone());
-        callers.spawn(async move {
+        tasks.spawn(async move {
             loop {
                 let Some(family) = queue.lock().unwrap().pop() else { return };
                 burst.lock().unwrap().attempted.insert(family.clone());
@@ -78,19 +97,22 @@ fn revoke_burst(a: &Authority, families: Vec<String>, acks: watch::Sender<usize>
                         burst.lock().unwrap().acked.insert(family, r.into_inner().seq);
                         acks.send_modify(|n| *n += 1);
                     }
-                    Err(_) => {
-                        // The authority is gone: this caller stops.
-                        burst.lock().unwrap().failed += 1;
-                        return;
+                    Err(status) => {
+                        let mut b = burst.lock().unwrap();
+                        b.failed += 1;
+                        b.errors.push((family, status.code(), status.message().to_owned()));
+                        if on_error == OnError::Stop {
+                            return;
+                        }
                     }
                 }
             }
         });
     }
-    (callers, burst)
+    (tasks, burst)
 }
 
-fn family_of(r: &pb::Revocation) -> String {
+pub(crate) fn family_of(r: &pb::Revocation) -> String {
     match r.target.as_ref().and_then(|t| t.target.as_ref()) {
         Some(pb::revocation_target::Target::Family(f)) => hex::encode(f),
         other => panic!("seq {}: not a family revocation: {other:?}", r.seq),
@@ -99,7 +121,7 @@ fn family_of(r: &pb::Revocation) -> String {
 
 /// Subscribes from the beginning and reads until a heartbeat says the head
 /// was reached; returns the revocations and the heartbeat's (head, epoch).
-async fn replay_all(a: &Authority) -> (Vec<pb::Revocation>, u64, String) {
+pub(crate) async fn replay_all(a: &Authority) -> (Vec<pb::Revocation>, u64, String) {
     let req = pb::SubscribeRequest { from_seq: 0, epoch: String::new(), from_digest: Vec::new() };
     let mut stream = a.client().subscribe(bearer(req, a.bootstrap())).await.expect("Subscribe").into_inner();
     let mut got: Vec<pb::Revocation> = Vec::new();
@@ -134,7 +156,8 @@ async fn acknowledged_revocations_survive_kill_9() {
     // The burst, and kill -9 once enough calls were acknowledged: others are in flight.
     let (acks_tx, mut acks) = watch::channel(0);
     let t1 = Instant::now();
-    let (callers, burst) = revoke_burst(&a, minted.iter().map(|m| m.family.clone()).collect(), acks_tx);
+    let families = minted.iter().map(|m| m.family.clone()).collect();
+    let (callers, burst) = revoke_burst(&a, families, acks_tx, CALLERS, OnError::Stop);
     tokio::time::timeout(Duration::from_secs(60), acks.wait_for(|n| *n >= KILL_AFTER_ACKS))
         .await
         .expect("acknowledgements in time")

@@ -6,9 +6,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use sqlx::Connection;
 use sqlx::Row;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 use tally_authority::Kek;
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
@@ -269,19 +268,27 @@ async fn root_keys_never_in_the_database_file_or_the_logs() {
     // Presented but not minted: must not be logged either.
     needles.token("tampered bearer", &tampered, false);
 
-    // The raw files, before anything else opens the database.
+    // The raw files (SQLite), before anything else opens the database; or
+    // everything the PostgreSQL database holds, as pg_dump writes it out
+    // (bytea in hex: the raw needles have their hex form too).
     let mut files = Vec::new();
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let path = a.db_path().with_file_name(format!("authority.db{suffix}"));
-        if let Ok(bytes) = std::fs::read(&path) {
-            files.push((path.display().to_string(), bytes));
+    if a.db().is_postgres() {
+        let dump = std::process::Command::new("pg_dump").args(["--no-owner", "-d", a.db().arg()]).output().unwrap();
+        assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
+        files.push(("pg_dump of the database".to_owned(), dump.stdout));
+    } else {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = a.db_path().with_file_name(format!("authority.db{suffix}"));
+            if let Ok(bytes) = std::fs::read(&path) {
+                files.push((path.display().to_string(), bytes));
+            }
         }
     }
-    assert!(files[0].1.len() > 4096, "read the database file");
+    assert!(files[0].1.len() > 4096, "read the database");
 
     // The root keys, opened with the KEK from their sealed rows.
     let kek = Kek::from_hex(a.kek_hex()).unwrap();
-    let mut conn = SqliteConnectOptions::new().filename(a.db_path()).read_only(true).connect().await.unwrap();
+    let mut conn = a.db_connect().await.unwrap();
     let rows = sqlx::query("SELECT key_id, org, sealed FROM root_keys").fetch_all(&mut conn).await.unwrap();
     let mut opened = Vec::new();
     let mut sealed_found = 0;
@@ -292,7 +299,9 @@ async fn root_keys_never_in_the_database_file_or_the_logs() {
         needles.bytes(&format!("derived key {key_id} ({org})"), key.derive().as_bytes(), true);
         opened.push(key_id as u64);
         // The search itself works: the sealed form is in the files.
-        sealed_found += usize::from(files.iter().any(|(_, f)| contains(f, &sealed)));
+        let sealed_hex = hex::encode(&sealed);
+        sealed_found +=
+            usize::from(files.iter().any(|(_, f)| contains(f, &sealed) || contains(f, sealed_hex.as_bytes())));
     }
     conn.close().await.unwrap();
 

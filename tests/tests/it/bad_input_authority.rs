@@ -5,8 +5,7 @@
 //! written: the database (opened read-only beside it) has the same rows, the
 //! list RPCs answer the same, and the revocation stream's head did not move.
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{AnyConnection, Connection};
 use tally_proto::v1 as pb;
 use tally_proto::v1::revoke_request::Target;
 use tally_proto::v1::subscribe_event::Event;
@@ -147,26 +146,35 @@ struct State {
     keys: Vec<String>,
 }
 
-/// Row counts (and a few values) of every table, read-only. Audit rows of
-/// refusals are expected (refusals are audited), so only the others count.
-const STATE_QUERIES: &[(&str, &str)] = &[
-    ("meta", "SELECT group_concat(name || '=' || value, ';') FROM (SELECT name, value FROM meta ORDER BY name)"),
-    ("orgs", "SELECT count(*) || ' ' || coalesce(group_concat(org, ','), '') FROM orgs"),
-    (
-        "root_keys",
-        "SELECT count(*) || ' retired ' || count(retired_at) || ' max ' || coalesce(max(key_id), 0) FROM root_keys",
-    ),
-    ("revocations", "SELECT count(*) || ' max seq ' || coalesce(max(seq), 0) FROM revocations"),
-    ("tokens", "SELECT CAST(count(*) AS TEXT) FROM tokens"),
-    ("audit (not refusals)", "SELECT CAST(count(*) AS TEXT) FROM audit WHERE outcome <> 'denied'"),
-];
-
-async fn state(a: &Authority, db: &mut SqliteConnection) -> State {
+/// Row counts (and a few values) of every table, read-only, in SQL both
+/// stores understand. Audit rows of refusals are expected (refusals are
+/// audited), so only the others count.
+async fn state(a: &Authority, db: &mut AnyConnection) -> State {
     let mut rows = Vec::new();
-    for (what, sql) in STATE_QUERIES {
-        let value: Option<String> = sqlx::query_scalar(sql).fetch_one(&mut *db).await.expect(what);
-        rows.push((*what, value.unwrap_or_default()));
-    }
+    let meta: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, value FROM meta ORDER BY name").fetch_all(&mut *db).await.expect("meta");
+    rows.push(("meta", meta.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(";")));
+    let orgs: Vec<String> =
+        sqlx::query_scalar("SELECT org FROM orgs ORDER BY org").fetch_all(&mut *db).await.expect("orgs");
+    rows.push(("orgs", format!("{} {}", orgs.len(), orgs.join(","))));
+    let (n, retired, max): (i64, i64, i64) =
+        sqlx::query_as("SELECT count(*), count(retired_at), coalesce(max(key_id), 0) FROM root_keys")
+            .fetch_one(&mut *db)
+            .await
+            .expect("root_keys");
+    rows.push(("root_keys", format!("{n} retired {retired} max {max}")));
+    let (n, max): (i64, i64) = sqlx::query_as("SELECT count(*), coalesce(max(seq), 0) FROM revocations")
+        .fetch_one(&mut *db)
+        .await
+        .expect("revocations");
+    rows.push(("revocations", format!("{n} max seq {max}")));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens").fetch_one(&mut *db).await.expect("tokens");
+    rows.push(("tokens", n.to_string()));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE outcome <> 'denied'")
+        .fetch_one(&mut *db)
+        .await
+        .expect("audit");
+    rows.push(("audit (not refusals)", n.to_string()));
     let boot = a.bootstrap();
     let mut c = a.client();
     let orgs = c.list_orgs(bearer(pb::ListOrgsRequest {}, boot)).await.expect("ListOrgs").into_inner().orgs;
@@ -590,7 +598,7 @@ async fn every_authority_rpc_refuses_bad_input_exactly_and_writes_nothing() {
     rows.push(row("ListAudit: truncated after_id", &anon, call, e(Code::Internal)));
 
     // Run the table.
-    let mut db = SqliteConnectOptions::new().filename(a.db_path()).read_only(true).connect().await.unwrap();
+    let mut db = a.db_connect().await.unwrap();
     let channel = raw::channel(a.addr()).await.unwrap();
     let head_before = stream_head(&a, &verifier).await;
     let mut before = state(&a, &mut db).await;

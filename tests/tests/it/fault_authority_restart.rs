@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sqlx::Connection;
 use sqlx::Row;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 use tally_proto::v1::{self as pb, Reason};
 use tally_tests::{
     Authority, AuthorityOptions, CheckLoad, History, Tracked, Verifier, VerifierOptions, bearer, eventually,
@@ -142,7 +141,7 @@ async fn authority_kill_9_and_restart_under_load() {
     // No acknowledged revocation lost: each is in the log, with its seq, and
     // the log is contiguous.
     let acked = history.revokes();
-    let mut conn = SqliteConnectOptions::new().filename(authority.db_path()).read_only(true).connect().await.unwrap();
+    let mut conn = authority.db_connect().await.unwrap();
     let rows =
         sqlx::query("SELECT seq, kind, target FROM revocations ORDER BY seq").fetch_all(&mut conn).await.unwrap();
     conn.close().await.unwrap();

@@ -14,8 +14,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::AnyConnection;
 use tally_proto::v1::{ListOrgsRequest, MintRequest, SubscribeRequest, VerifyRequest};
 use tally_tests::{
     Authority, AuthorityOptions, DEADLINE, Mode, Proxy, Verifier, VerifierOptions, bearer, eventually, metric, raw,
@@ -68,11 +67,17 @@ fn unavailable(answers: &[Result<(), Status>]) -> usize {
 }
 
 /// Two Mints that hold both slots of `--max-in-flight 2`: read and
-/// admitted, they wait in the writer while the test holds SQLite's write
-/// lock (a storage stall). The writer gives up on the lock after its busy
+/// admitted, they wait in the writer while the test holds the database's
+/// write lock (SQLite's) or a lock on the registry table (PostgreSQL's): a
+/// storage stall. SQLite's writer gives up on the lock after its busy
 /// timeout (5 s), so the caller checks `mints` are still running.
-async fn stall_two_mints(a: &Authority, db: &mut SqliteConnection) -> JoinSet<Result<(), Status>> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *db).await.unwrap();
+async fn stall_two_mints(a: &Authority, db: &mut AnyConnection) -> JoinSet<Result<(), Status>> {
+    if a.db().is_postgres() {
+        sqlx::query("BEGIN").execute(&mut *db).await.unwrap();
+        sqlx::query("LOCK TABLE tokens IN EXCLUSIVE MODE").execute(&mut *db).await.unwrap();
+    } else {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *db).await.unwrap();
+    }
     let mut mints = JoinSet::new();
     for _ in 0..2 {
         let (mut c, boot) = (a.client(), a.bootstrap().to_owned());
@@ -90,7 +95,7 @@ async fn past_the_in_flight_cap_calls_are_shed_with_unavailable_and_none_queue()
     let verifier_token = a.system_token("verifier", &[]).await;
     let channel = raw::channel(a.addr()).await.unwrap();
     let metrics = metrics_addr(&mut a).await;
-    let mut db = SqliteConnectOptions::new().filename(a.db_path()).connect().await.unwrap();
+    let mut db = a.db_connect_writable().await.unwrap();
 
     // Every call of a burst is answered UNAVAILABLE, at once: none waits for a
     // slot. (Tried again should the writer give up on the lock first.)

@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: Tally's main job end to end, on loopback, with the
-//! embedded default (a temp SQLite file, no other services). Starts the real
+//! embedded default (a temp SQLite file, no other services), or with
+//! `--store postgres` on a throwaway PostgreSQL cluster. Starts the real
 //! binaries as processes (through the end-to-end test harness), narrates each
 //! step, and exits non-zero if anything does not behave as told.
 
@@ -8,15 +9,34 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use tally_proto::v1::revoke_request::Target;
 use tally_proto::v1::{CheckRequest, CheckResponse, MintRequest, Reason, RevokeRequest, Source};
-use tally_tests::{Authority, AuthorityOptions, Verifier, VerifierOptions, bearer};
+use tally_tests::{Authority, AuthorityOptions, PgCluster, TestStore, Verifier, VerifierOptions, bearer};
 use tally_token::{Limits, Macaroon};
 
 /// Silence after which the demo's verifiers fail closed (10 s in production).
 const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(2);
 
-pub(crate) fn run() -> anyhow::Result<()> {
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// The authority's store: `sqlite` (a temp file, the default) or
+    /// `postgres` (a throwaway cluster of the installed PostgreSQL).
+    #[arg(long, value_enum, default_value_t = DemoStore::Sqlite)]
+    store: DemoStore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DemoStore {
+    Sqlite,
+    Postgres,
+}
+
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(demo())
+    // Stopped and removed when the demo ends (after the authority).
+    let cluster = match args.store {
+        DemoStore::Sqlite => None,
+        DemoStore::Postgres => Some(PgCluster::start().context("starting a throwaway PostgreSQL cluster")?),
+    };
+    runtime.block_on(demo(cluster.as_ref()))
 }
 
 fn step(n: u32, text: &str) {
@@ -56,14 +76,24 @@ async fn check(
     Ok(r)
 }
 
-async fn demo() -> anyhow::Result<()> {
+async fn demo(cluster: Option<&PgCluster>) -> anyhow::Result<()> {
     println!("Tally demo: one authority and two regional verifiers, as processes on 127.0.0.1.");
 
-    step(1, "Building and starting the authority on a temp SQLite database (init prints a bootstrap operator token)…");
-    let options =
-        AuthorityOptions { heartbeat: Duration::from_millis(200), rust_log: "warn".into(), ..Default::default() };
+    let (store, on) = match cluster {
+        Some(c) => {
+            (TestStore::Postgres(c.url()), format!("PostgreSQL (a throwaway cluster on 127.0.0.1:{})", c.port()))
+        }
+        None => (TestStore::Sqlite, "a temp SQLite database".to_owned()),
+    };
+    step(1, &format!("Building and starting the authority on {on} (init prints a bootstrap operator token)…"));
+    let options = AuthorityOptions {
+        heartbeat: Duration::from_millis(200),
+        rust_log: "warn".into(),
+        store: Some(store),
+        ..Default::default()
+    };
     let mut authority = Authority::start_with(options).await;
-    println!("   authority listening on {} (database {})", authority.addr(), authority.db_path().display());
+    println!("   authority listening on {} (database {})", authority.addr(), authority.db().arg());
 
     step(2, "Minting a verifier token (role = verifier) and starting verifiers \"eu\" and \"us\"…");
     let verifier_token = authority.system_token("verifier", &[]).await;

@@ -27,11 +27,11 @@ enum Command {
     /// Run the whole test suite (sets up the Python venv the interop test needs).
     Test(test::TestArgs),
     /// Run Tally end to end on loopback: authority, two verifiers, mint, check, revoke, fail closed.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Measure Tally against the transport ceiling: Check, propagation, catch-up, authority, memory.
     ///
     /// Builds the lab in release, then runs `tally-bench` with these flags:
-    /// [--quick] [--only GROUP,…] [--out DIR] [--perf] (`--help` lists them, after the build).
+    /// [--quick] [--only GROUP,…] [--out DIR] [--perf] [--store postgres] (`--help` lists them, after the build).
     #[command(disable_help_flag = true)]
     Bench(LabArgs),
     /// Check that ARCHITECTURE.md's code map names every source file, and no file that is gone.
@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Codemap => codemap::run(),
         Command::Cycles(args) => cycles::run(args),
         Command::Golden { check } => golden::run(check),
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Bench(lab) => lab::run(lab::Task::Bench, lab.args),
         Command::Soak(lab) => lab::run(lab::Task::Soak, lab.args),

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use tally_token::{FamilyId, KeyId};
 
 use crate::error::Result;
-use crate::revocation::{LogEvent, LogHead, RevokedIds};
+use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
 
 pub use db::Db;
 pub(crate) use db::{bump_epoch, create, open, remove};
@@ -133,6 +133,47 @@ pub struct AuditEntry {
     pub detail: String,
     /// Events the row stands for (refusals are aggregated per minute).
     pub count: u64,
+}
+
+/// An audit row as both stores select it: `id, at, actor, action, org,
+/// target, outcome, detail, count`.
+type AuditColumns = (i64, i64, String, String, Option<String>, Option<String>, String, String, i64);
+
+impl From<AuditColumns> for AuditEntry {
+    fn from((id, at_ms, actor, action, org, target, outcome, detail, count): AuditColumns) -> Self {
+        AuditEntry {
+            id: id.unsigned_abs(),
+            at_ms,
+            actor,
+            action,
+            org,
+            target,
+            outcome,
+            detail,
+            count: count.unsigned_abs(),
+        }
+    }
+}
+
+/// A log row as both stores select it: `seq, kind, target, digest, expires_at`.
+type LogColumns = (i64, String, Vec<u8>, Vec<u8>, Option<i64>);
+
+/// A log row back as its entry; a row that does not decode is corrupt.
+fn log_event((seq, kind, target, digest, expires_at): LogColumns) -> Result<LogEvent> {
+    let seq = seq as u64;
+    let (Some(target), Ok(digest)) = (Target::from_columns(&kind, &target), digest.try_into()) else {
+        return Err(crate::error::Error::Corrupt(format!("revocation row {seq}")));
+    };
+    Ok(LogEvent { seq, target, digest, expires_at })
+}
+
+/// A root key's row as both stores select it: `key_id, org, sealed, created_at, retired_at`.
+type KeyColumns = (i64, String, Vec<u8>, i64, Option<i64>);
+
+impl From<KeyColumns> for SealedKeyRow {
+    fn from((key_id, org, sealed, created_at, retired_at): KeyColumns) -> Self {
+        SealedKeyRow { key_id: KeyId(key_id as u64), org, sealed, created_at, retired_at }
+    }
 }
 
 /// A minted family's registry row.

@@ -17,8 +17,8 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tally_token::{FamilyId, KeyId};
 
 use super::{
-    AuditEntry, AuditRow, BranchCounts, BulkRows, HeadMove, KeyRow, Loaded, Opened, OrgRow, ReadStore, RegistryRow,
-    SealedKeyRow, WriteStore,
+    AuditColumns, AuditEntry, AuditRow, BranchCounts, BulkRows, HeadMove, KeyColumns, KeyRow, Loaded, LogColumns,
+    Opened, OrgRow, ReadStore, RegistryRow, SealedKeyRow, WriteStore, log_event,
 };
 use crate::error::{Error, Result};
 use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
@@ -166,18 +166,11 @@ impl WriteStore for SqliteWrites {
             .into_iter()
             .map(|row| OrgRow { org: row.get(0), created_at: row.get(1) })
             .collect();
-        let keys = sqlx::query("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|row| SealedKeyRow {
-                key_id: KeyId(row.get::<i64, _>(0) as u64),
-                org: row.get(1),
-                sealed: row.get(2),
-                created_at: row.get(3),
-                retired_at: row.get(4),
-            })
-            .collect();
+        let keys: Vec<KeyColumns> =
+            sqlx::query_as("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
+                .fetch_all(&mut *conn)
+                .await?;
+        let keys = keys.into_iter().map(SealedKeyRow::from).collect();
         let revoked = self.load_revoked().await?;
         let head = self.load_head().await?;
         let branches = self.load_branch_counts().await?;
@@ -497,9 +490,8 @@ impl ReadStore for SqliteReads {
     }
 
     async fn audit(&self, org: Option<&str>, after: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
-        type Row = (i64, i64, String, String, Option<String>, Option<String>, String, String, i64);
         // `?1 IS NULL OR org = ?1`: one statement for one org or all of them.
-        let rows: Vec<Row> = match after {
+        let rows: Vec<AuditColumns> = match after {
             Some(after) => {
                 sqlx::query_as(concat!(
                     "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
@@ -512,7 +504,7 @@ impl ReadStore for SqliteReads {
                 .await?
             }
             None => {
-                let mut newest: Vec<Row> = sqlx::query_as(concat!(
+                let mut newest: Vec<AuditColumns> = sqlx::query_as(concat!(
                     "SELECT id, at, actor, action, org, target, outcome, detail, count FROM audit",
                     " WHERE (?1 IS NULL OR org = ?1) ORDER BY id DESC LIMIT ?2"
                 ))
@@ -524,20 +516,7 @@ impl ReadStore for SqliteReads {
                 newest
             }
         };
-        Ok(rows
-            .into_iter()
-            .map(|(id, at_ms, actor, action, org, target, outcome, detail, count)| AuditEntry {
-                id: id.unsigned_abs(),
-                at_ms,
-                actor,
-                action,
-                org,
-                target,
-                outcome,
-                detail,
-                count: count.unsigned_abs(),
-            })
-            .collect())
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
     async fn log_digest(&self, seq: u64) -> Result<Option<Vec<u8>>> {
@@ -548,25 +527,14 @@ impl ReadStore for SqliteReads {
     }
 
     async fn log_from(&self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
-        let rows = sqlx::query(
+        let rows: Vec<LogColumns> = sqlx::query_as(
             "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= ? ORDER BY seq LIMIT ?",
         )
         .bind(from as i64)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let seq = row.get::<i64, _>(0) as u64;
-                let kind: String = row.get(1);
-                let target: Vec<u8> = row.get(2);
-                let digest: Vec<u8> = row.get(3);
-                let (Some(target), Ok(digest)) = (Target::from_columns(&kind, &target), digest.try_into()) else {
-                    return Err(Error::Corrupt(format!("revocation row {seq}")));
-                };
-                Ok(LogEvent { seq, target, digest, expires_at: row.get(4) })
-            })
-            .collect()
+        rows.into_iter().map(log_event).collect()
     }
 
     async fn close(&self) {

@@ -11,7 +11,10 @@ use std::time::Duration;
 use anyhow::Context;
 use prost::Message;
 use tally_proto::v1 as pb;
-use tally_tests::{Authority, AuthorityOptions, Child, DEADLINE, Verifier, VerifierOptions, bearer, metric, scrape};
+use tally_tests::{
+    Authority, AuthorityOptions, Child, DEADLINE, PgCluster, TestStore, Verifier, VerifierOptions, bearer, metric,
+    scrape,
+};
 use tempfile::TempDir;
 
 use super::perf;
@@ -46,6 +49,9 @@ pub(crate) const REGISTRY_REMEMBERED: usize = 250_000;
 #[derive(Debug)]
 pub(crate) struct Lab {
     pub(crate) authority: Authority,
+    /// The PostgreSQL cluster the authority's database is on (none: SQLite).
+    /// After the authority: it is stopped once the authority is gone.
+    postgres: Option<PgCluster>,
     authority_metrics: SocketAddr,
     pub(crate) verifier_token: String,
     pub(crate) placement: Placement,
@@ -60,9 +66,24 @@ pub(crate) struct Lab {
 }
 
 impl Lab {
-    /// Starts the authority and makes the bench org.
-    pub(crate) async fn start(placement: Placement, plan: Plan, perf: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// Starts the authority and makes the bench org: on SQLite, or on
+    /// `postgres` (whose server is moved to the server CPU too).
+    pub(crate) async fn start(
+        placement: Placement,
+        plan: Plan,
+        perf: Option<PathBuf>,
+        postgres: Option<PgCluster>,
+    ) -> anyhow::Result<Self> {
+        let store = match &postgres {
+            Some(cluster) => {
+                // Its backends are forked later, and inherit the affinity.
+                placement.pin_server(cluster.pid()?)?;
+                TestStore::Postgres(cluster.url())
+            }
+            None => TestStore::Sqlite,
+        };
         let options = AuthorityOptions {
+            store: Some(store),
             rust_log: RUST_LOG.into(),
             heartbeat: HEARTBEAT,
             serve_args: vec![
@@ -81,7 +102,33 @@ impl Lab {
         let verifier_token = authority.system_token("verifier", &[]).await;
         let dir = tempfile::tempdir()?;
         let spare = Mutex::default();
-        Ok(Self { authority, authority_metrics, verifier_token, placement, plan, perf, dir, seed: 1.into(), spare })
+        Ok(Self {
+            authority,
+            postgres,
+            authority_metrics,
+            verifier_token,
+            placement,
+            plan,
+            perf,
+            dir,
+            seed: 1.into(),
+            spare,
+        })
+    }
+
+    /// The processes that serve the authority's RPCs: the authority, and on
+    /// PostgreSQL its server with every backend (the postmaster's children).
+    pub(crate) fn server_pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.authority.pid()];
+        if let Some(postmaster) = self.postgres.as_ref().and_then(|c| c.pid().ok()) {
+            pids.push(postmaster);
+            let children = procfs::process::all_processes().into_iter().flatten().flatten().filter_map(|p| {
+                let stat = p.stat().ok()?;
+                (stat.ppid == postmaster as i32).then_some(stat.pid as u32)
+            });
+            pids.extend(children);
+        }
+        pids
     }
 
     /// The operator (bootstrap) token.

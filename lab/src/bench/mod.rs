@@ -52,6 +52,18 @@ pub struct Args {
     /// Only these groups (comma-separated: checks, mix, memory, propagation, authority, catchup).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// `postgres`: the authority's RPCs also on PostgreSQL (a throwaway
+    /// cluster of the installed PostgreSQL, `synchronous_commit = on`),
+    /// beside the same runs on SQLite. Every other scenario stays on SQLite.
+    #[arg(long, value_enum, default_value_t = Store::Sqlite)]
+    store: Store,
+}
+
+/// The authority's store for `--store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Store {
+    Sqlite,
+    Postgres,
 }
 
 /// Takes the CPU lock, pins this process, and measures.
@@ -69,12 +81,14 @@ async fn measure(args: Args, placement: Placement) -> anyhow::Result<()> {
     let plan = Plan::new(args.quick);
     let wanted = |group: &str| args.only.is_empty() || args.only.iter().any(|o| o == group);
     let mut report = Report { meta: meta(&plan, placement), ..Report::default() };
-    let progress = Progress::new(STEPS + 2 * plan.rounds as u64);
+    let pg_steps = if args.store == Store::Postgres { 7 } else { 0 };
+    let progress = Progress::new(STEPS + pg_steps + 2 * plan.rounds as u64);
 
     progress.step("starting the authority");
     let out = &std::path::absolute(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let lab = Lab::start(placement, plan, args.perf.then(|| out.clone())).await?;
+    let perf = args.perf.then(|| out.clone());
+    let lab = Lab::start(placement, plan.clone(), perf.clone(), None).await?;
     progress.done(&format!("authority listening on {}", lab.authority.addr()));
     let mut rate = DEFAULT_RATE;
     if wanted("checks") {
@@ -96,9 +110,16 @@ async fn measure(args: Args, placement: Placement) -> anyhow::Result<()> {
         scenarios::catchup::run(&lab, &progress, &mut report).await?;
     }
     if wanted("authority") {
-        scenarios::authority::run(&lab, &progress, &mut report).await?;
+        scenarios::authority::run(&lab, &progress, &mut report, report::SQLITE).await?;
     }
     drop(lab);
+    if wanted("authority") && args.store == Store::Postgres {
+        progress.step("starting a PostgreSQL cluster and an authority on it");
+        let cluster = tally_tests::PgCluster::start().context("starting PostgreSQL for --store postgres")?;
+        let lab = Lab::start(placement, plan, perf, Some(cluster)).await?;
+        progress.done(&format!("authority on PostgreSQL listening on {}", lab.authority.addr()));
+        scenarios::authority::run(&lab, &progress, &mut report, report::POSTGRES).await?;
+    }
     progress.finish();
 
     report.meta.load_average_after = usage::load_average();

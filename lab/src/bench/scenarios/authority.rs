@@ -21,7 +21,14 @@ const MAX_CONNECTIONS: usize = 8;
 /// and says so.
 const REVOKES_PER_S: [(usize, f64); 2] = [(1, 3_000.0), (64, 40_000.0)];
 
-pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> anyhow::Result<()> {
+/// Runs every RPC × callers on `lab`'s authority, whose store is `store`
+/// (`report::SQLITE` or `report::POSTGRES`).
+pub(crate) async fn run(
+    lab: &Lab,
+    progress: &Progress,
+    report: &mut Report,
+    store: &'static str,
+) -> anyhow::Result<()> {
     let mint = pb::MintRequest { org: ORG.into(), caveats: CAVEATS.map(String::from).to_vec(), ..Default::default() };
     let token = lab.mint(1, &CAVEATS).await?.remove(0).token;
     let verify = pb::VerifyRequest { bundle: token };
@@ -33,7 +40,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
     ];
     for (rpc, bearer, workload) in rpcs {
         for callers in lab.plan.authority_callers {
-            progress.step(&format!("authority {rpc} × {callers}"));
+            progress.step(&format!("authority ({store}) {rpc} × {callers}"));
             let workload = match &workload {
                 Some(w) => w.clone(),
                 None => revocations(lab, callers).await?,
@@ -43,7 +50,7 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
             let mut spec = lab.spec(lab.authority.addr(), &method, mode, workload);
             spec.connections = callers.min(MAX_CONNECTIONS);
             spec.bearer = Some(bearer.clone());
-            spec.watch_pids = vec![lab.authority.pid()];
+            spec.watch_pids = lab.server_pids();
             let before = lab.writes().await?;
             let outcome = lab.saturate(&format!("authority-{rpc}-{callers}"), &spec).await?;
             let after = lab.writes().await?;
@@ -52,10 +59,11 @@ pub(crate) async fn run(lab: &Lab, progress: &Progress, report: &mut Report) -> 
             let registry_reads = (after.registry_reads - before.registry_reads) as u64;
             ensure!(outcome.ok > 0 && outcome.errors == 0, "authority {rpc}: {:?}", outcome.first_error);
             progress.done(&format!(
-                "authority {rpc} × {callers}: {:.0}/s, p50 {:.0} µs",
+                "authority ({store}) {rpc} × {callers}: {:.0}/s, p50 {:.0} µs",
                 outcome.throughput, outcome.latency.p50
             ));
             report.authority.push(AuthorityRun {
+                store,
                 rpc: rpc.into(),
                 callers,
                 outcome,

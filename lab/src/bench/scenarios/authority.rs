@@ -8,7 +8,7 @@ use tally_proto::v1 as pb;
 
 use crate::bench::lab::{Lab, ORG, REGISTRY_REMEMBERED};
 use crate::bench::progress::Progress;
-use crate::bench::report::{AuthorityRun, Report};
+use crate::bench::report::{AuthorityRun, POSTGRES, Report};
 use crate::load::Workload;
 
 /// Caveats Mint is asked for; with `org` and `expires` the token has 5 (as in the criterion bench).
@@ -52,7 +52,13 @@ pub(crate) async fn run(
             spec.bearer = Some(bearer.clone());
             spec.watch_pids = lab.server_pids();
             let before = lab.writes().await?;
-            let outcome = lab.saturate(&format!("authority-{rpc}-{callers}"), &spec).await?;
+            // The label names `--perf`'s files: one per store.
+            let label = if store == POSTGRES {
+                format!("authority-pg-{rpc}-{callers}")
+            } else {
+                format!("authority-{rpc}-{callers}")
+            };
+            let outcome = lab.saturate(&label, &spec).await?;
             let after = lab.writes().await?;
             let changes_per_commit = after.changes_per_commit(&before);
             let commit_time = after.commit_time(&before);

@@ -22,7 +22,7 @@ const PYMACAROONS: &str = "pymacaroons==0.13.0";
 pub(crate) struct TestArgs {
     /// Fail when the PostgreSQL suite cannot run (no PostgreSQL installed
     /// and no TALLY_TEST_POSTGRES_URL), instead of running SQLite's alone.
-    #[arg(long, env = "TALLY_REQUIRE_POSTGRES")]
+    #[arg(long, env = "TALLY_REQUIRE_POSTGRES", value_parser = clap::builder::BoolishValueParser::new())]
     require_postgres: bool,
     /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
     #[arg(last = true)]

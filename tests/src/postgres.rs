@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn the_database_of_a_url_is_replaced() {
         let u = |s| with_database(s, "tally_t1").unwrap();
-        assert_eq!(u("postgres://postgres@127.0.0.1:5433/postgres"), "postgres://postgres@127.0.0.1:5433/tally_t1");
+        assert_eq!(u("postgres://postgres@db.example:5433/postgres"), "postgres://postgres@db.example:5433/tally_t1");
         assert_eq!(u("postgres://u:p@h:1/postgres?sslmode=require"), "postgres://u:p@h:1/tally_t1?sslmode=require");
         assert_eq!(u("postgresql://h"), "postgresql://h/tally_t1");
     }

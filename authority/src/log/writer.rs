@@ -12,11 +12,11 @@
 //! `Revoke` returns and before it is streamed. A batch whose write fails is
 //! rolled back whole and its callers get `UNAVAILABLE`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use indexmap::IndexMap;
 use tally_token::KeyId;
 use tokio::sync::{mpsc, oneshot};
 
@@ -351,8 +351,10 @@ struct Staged<'a> {
     revocations: Vec<(&'a AuditRow, LogEvent)>,
     tokens: Vec<&'a TokenRow>,
     audit: Vec<&'a AuditRow>,
-    /// Refusals by (actor, action, org): how many, and the first one's row.
-    refusals: HashMap<(&'a str, &'static str, Option<&'a str>), (u64, &'a AuditRow)>,
+    /// Refusals by (actor, action, org): how many, and the first one's row;
+    /// in the order each group was first refused, so audit rows (and their
+    /// ids) keep the order of events, whatever the hasher.
+    refusals: IndexMap<(&'a str, &'static str, Option<&'a str>), (u64, &'a AuditRow)>,
     /// Branch revocations the batch adds, per family.
     branches: BranchCounts,
 }

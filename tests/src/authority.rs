@@ -273,7 +273,6 @@ impl Authority {
         self.client().mint(bearer(req, &self.bootstrap)).await.expect("Mint (system)").into_inner().token
     }
 
-    /// Verifies with the bootstrap token.
     /// Verifies as a verifier would (operators get no chain signatures).
     pub async fn verify(&self, bundle: &str) -> pb::VerifyResponse {
         let verifier = self.system_token("verifier", &[]).await;
@@ -366,5 +365,35 @@ impl Authority {
         self.bootstrap = bootstrap.clone();
         self.try_restart().await?;
         Ok(self.bootstrap.clone())
+    }
+
+    /// An online, consistent copy of the database at `to`: SQLite's `VACUUM
+    /// INTO`, or PostgreSQL's `pg_dump` (custom format).
+    pub async fn backup_to(&self, to: &Path) {
+        if self.db.is_postgres() {
+            let out = std::process::Command::new("pg_dump")
+                .args(["--format=custom", "--no-owner", "-f", to.to_str().unwrap(), "-d", self.db.arg()])
+                .output()
+                .expect("pg_dump runs");
+            assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+        } else {
+            let mut conn = self.db_connect().await.expect("connect to the database");
+            sqlx::query("VACUUM INTO $1").bind(to.to_str().unwrap()).execute(&mut conn).await.expect("VACUUM INTO");
+            sqlx::Connection::close(conn).await.expect("close");
+        }
+    }
+
+    /// Replaces the database with the copy at `from` (the authority stopped).
+    pub fn restore_from(&self, from: &Path) {
+        self.db.recreate().expect("recreate the database");
+        if self.db.is_postgres() {
+            let out = std::process::Command::new("pg_restore")
+                .args(["--no-owner", "--exit-on-error", "-d", self.db.arg(), from.to_str().unwrap()])
+                .output()
+                .expect("pg_restore runs");
+            assert!(out.status.success(), "pg_restore: {}", String::from_utf8_lossy(&out.stderr));
+        } else {
+            std::fs::copy(from, self.db_path()).expect("copy the backup");
+        }
     }
 }

@@ -8,9 +8,10 @@
 
 mod kek;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
+use indexmap::IndexMap;
 use tally_token::{BundleRef, DerivedKey, Error as TokenError, KeyId, Limits, RootKey, RootKeyProvider, Verified};
 
 use crate::error::{Error, Result};
@@ -20,6 +21,22 @@ pub use kek::Kek;
 
 /// The org whose key signs Tally's own API tokens.
 pub const SYSTEM_ORG: &str = "system";
+
+/// The lowest random key id: below it are the sequential ids that databases
+/// made before key ids were random (1, 2, … in every database alike).
+const RANDOM_KEY_ID_MIN: u64 = 1 << 32;
+
+/// A random key id in `[2^32, 2^63)`: a varint of 9 bytes in the token's
+/// identifier, and a positive 64-bit integer in either store. A million keys
+/// across all of an operator's databases share an id with odds of about
+/// 1 in 18 million (n² / 2^64); within one database the writer also checks
+/// the id is unused.
+pub(crate) fn random_key_id() -> Result<KeyId> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes)?;
+    let n = u64::from_le_bytes(bytes) >> 1;
+    Ok(KeyId(n.max(RANDOM_KEY_ID_MIN)))
+}
 
 /// An org as listed.
 #[derive(Debug, Clone)]
@@ -75,7 +92,8 @@ pub(crate) enum KeyChange {
 /// Every org and root key.
 #[derive(Debug, Default)]
 struct Ring {
-    keys: HashMap<KeyId, KeyEntry>,
+    /// In creation order, so keys are listed oldest first.
+    keys: IndexMap<KeyId, KeyEntry>,
     /// Ordered, so orgs are listed by name.
     orgs: BTreeMap<String, OrgEntry>,
 }
@@ -98,7 +116,7 @@ pub(crate) struct KeyRing {
 }
 
 impl KeyRing {
-    /// Opens every sealed key of `keys` (in ascending key id order) with
+    /// Opens every sealed key of `keys` (in creation order) with
     /// `kek`: [`Error::WrongKek`] when one does not open. An org's current
     /// key is its newest active one.
     pub(crate) fn open(kek: Kek, orgs: Vec<OrgRow>, keys: Vec<SealedKeyRow>) -> Result<Self> {
@@ -111,7 +129,7 @@ impl KeyRing {
             if retired_at.is_none()
                 && let Some(o) = ring.orgs.get_mut(&org)
             {
-                o.current_key = key_id; // ascending order: the newest active key wins
+                o.current_key = key_id; // creation order: the newest active key wins
             }
             ring.keys.insert(key_id, KeyEntry { org, derived, created_at, retired_at });
         }
@@ -161,11 +179,11 @@ impl KeyRing {
             .collect()
     }
 
-    /// Every key of `org`, by key id.
+    /// Every key of `org`, oldest first.
     pub(crate) fn keys_of(&self, org: &str) -> Result<Vec<KeyInfo>> {
         let ring = self.read();
         let current = ring.orgs.get(org).ok_or_else(|| Error::NotFound(format!("org {org:?}")))?.current_key;
-        let mut list: Vec<KeyInfo> = ring
+        let list: Vec<KeyInfo> = ring
             .keys
             .iter()
             .filter(|(_, k)| k.org == org)
@@ -177,7 +195,6 @@ impl KeyRing {
                 current: *id == current,
             })
             .collect();
-        list.sort_by_key(|k| k.key_id);
         Ok(list)
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Revoked, State};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::keys::{KeyChange, KeyRing};
+use crate::keys::{self, KeyChange, KeyRing};
 use crate::revocation::{LogEvent, LogHead, Target, next_digest};
 use crate::store::{AuditRow, BranchCounts, BulkRows, HeadMove, TokenRow, WriteStore};
 
@@ -508,6 +508,20 @@ async fn require_org(tx: &mut dyn WriteStore, org: &str) -> Result<()> {
     if tx.org_exists(org).await? { Ok(()) } else { Err(Error::NotFound(format!("org {org:?}"))) }
 }
 
+/// A random key id this database has never used. Being random, key ids are
+/// also unique across databases and restores from backup (see
+/// [`keys::random_key_id`]), so a token from elsewhere is an unknown key
+/// here, never a forgery under a key that took its id.
+async fn fresh_key_id(tx: &mut dyn WriteStore) -> Result<KeyId> {
+    for _ in 0..8 {
+        let id = keys::random_key_id()?;
+        if tx.key_row(id).await?.is_none() {
+            return Ok(id);
+        }
+    }
+    Err(Error::Corrupt("8 random key ids were all taken: is the random source broken?".into()))
+}
+
 /// Makes a fresh random root key for `org`, sealed under the KEK; it becomes current.
 async fn new_key(
     tx: &mut dyn WriteStore,
@@ -516,7 +530,7 @@ async fn new_key(
     now: i64,
     effects: &mut Vec<Effect>,
 ) -> Result<KeyId> {
-    let key_id = tx.next_key_id().await?;
+    let key_id = fresh_key_id(tx).await?;
     let (sealed, change) = keys.generate(key_id, org, now)?;
     tx.insert_key(key_id, org, &sealed, now).await?;
     effects.push(Effect::Keys(change));

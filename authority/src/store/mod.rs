@@ -54,7 +54,7 @@ pub struct Loaded {
     pub epoch: String,
     /// Every org.
     pub orgs: Vec<OrgRow>,
-    /// Every root key, sealed, in ascending key id order.
+    /// Every root key, sealed, in creation order.
     pub keys: Vec<SealedKeyRow>,
     /// Every revoked family and branch id in the log.
     pub revoked: RevokedIds,
@@ -253,13 +253,12 @@ pub trait WriteStore: Send + Debug {
     async fn insert_org(&mut self, org: &str, now: i64) -> Result<()>;
     /// Key `key_id`'s row.
     async fn key_row(&mut self, key_id: KeyId) -> Result<Option<KeyRow>>;
-    /// The newest active key of `org`.
+    /// The newest active key of `org` (in creation order).
     async fn current_key(&mut self, org: &str) -> Result<Option<KeyId>>;
     /// Every active key of `org`.
     async fn active_keys(&mut self, org: &str) -> Result<Vec<KeyId>>;
-    /// The key id the next new key takes.
-    async fn next_key_id(&mut self) -> Result<KeyId>;
-    /// Adds a root key, sealed under the KEK.
+    /// Adds a root key, sealed under the KEK, as the newest key (the
+    /// store keeps creation order: the key id is random).
     async fn insert_key(&mut self, key_id: KeyId, org: &str, sealed: &[u8], now: i64) -> Result<()>;
     /// Marks key `key_id` retired.
     async fn retire_key(&mut self, key_id: KeyId, now: i64) -> Result<()>;

@@ -270,7 +270,7 @@ impl WriteStore for PgWrites {
             .map(|row| OrgRow { org: row.get(0), created_at: row.get(1) })
             .collect();
         let keys: Vec<KeyColumns> =
-            sqlx::query_as("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
+            sqlx::query_as("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY ordinal")
                 .fetch_all(&mut *conn)
                 .await?;
         let keys = keys.into_iter().map(SealedKeyRow::from).collect();
@@ -460,11 +460,12 @@ impl WriteStore for PgWrites {
 
     async fn current_key(&mut self, org: &str) -> Result<Option<KeyId>> {
         let conn = self.conn().await?;
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(key_id) FROM root_keys WHERE org = $1 AND retired_at IS NULL")
-                .bind(org)
-                .fetch_one(conn)
-                .await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT key_id FROM root_keys WHERE org = $1 AND retired_at IS NULL ORDER BY ordinal DESC LIMIT 1",
+        )
+        .bind(org)
+        .fetch_one(conn)
+        .await?;
         Ok(id.map(|id| KeyId(id as u64)))
     }
 
@@ -477,22 +478,18 @@ impl WriteStore for PgWrites {
         Ok(ids.into_iter().map(|id| KeyId(id as u64)).collect())
     }
 
-    async fn next_key_id(&mut self) -> Result<KeyId> {
-        let conn = self.conn().await?;
-        let next: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(key_id), 0) + 1 FROM root_keys").fetch_one(conn).await?;
-        Ok(KeyId(next as u64))
-    }
-
     async fn insert_key(&mut self, key_id: KeyId, org: &str, sealed: &[u8], now: i64) -> Result<()> {
         let conn = self.conn().await?;
-        sqlx::query("INSERT INTO root_keys (key_id, org, sealed, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(key_id.0 as i64)
-            .bind(org)
-            .bind(sealed)
-            .bind(now)
-            .execute(conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO root_keys (key_id, org, sealed, created_at, ordinal) \
+             SELECT $1, $2, $3, $4, COALESCE(MAX(ordinal), 0) + 1 FROM root_keys",
+        )
+        .bind(key_id.0 as i64)
+        .bind(org)
+        .bind(sealed)
+        .bind(now)
+        .execute(conn)
+        .await?;
         Ok(())
     }
 

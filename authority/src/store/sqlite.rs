@@ -167,7 +167,7 @@ impl WriteStore for SqliteWrites {
             .map(|row| OrgRow { org: row.get(0), created_at: row.get(1) })
             .collect();
         let keys: Vec<KeyColumns> =
-            sqlx::query_as("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY key_id")
+            sqlx::query_as("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY ordinal")
                 .fetch_all(&mut *conn)
                 .await?;
         let keys = keys.into_iter().map(SealedKeyRow::from).collect();
@@ -339,11 +339,12 @@ impl WriteStore for SqliteWrites {
     }
 
     async fn current_key(&mut self, org: &str) -> Result<Option<KeyId>> {
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(key_id) FROM root_keys WHERE org = ? AND retired_at IS NULL")
-                .bind(org)
-                .fetch_one(&mut self.conn)
-                .await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT key_id FROM root_keys WHERE org = ? AND retired_at IS NULL ORDER BY ordinal DESC LIMIT 1",
+        )
+        .bind(org)
+        .fetch_one(&mut self.conn)
+        .await?;
         Ok(id.map(|id| KeyId(id as u64)))
     }
 
@@ -355,20 +356,17 @@ impl WriteStore for SqliteWrites {
         Ok(ids.into_iter().map(|id| KeyId(id as u64)).collect())
     }
 
-    async fn next_key_id(&mut self) -> Result<KeyId> {
-        let next: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(key_id), 0) + 1 FROM root_keys").fetch_one(&mut self.conn).await?;
-        Ok(KeyId(next as u64))
-    }
-
     async fn insert_key(&mut self, key_id: KeyId, org: &str, sealed: &[u8], now: i64) -> Result<()> {
-        sqlx::query("INSERT INTO root_keys (key_id, org, sealed, created_at) VALUES (?, ?, ?, ?)")
-            .bind(key_id.0 as i64)
-            .bind(org)
-            .bind(sealed)
-            .bind(now)
-            .execute(&mut self.conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO root_keys (key_id, org, sealed, created_at, ordinal) \
+             SELECT ?, ?, ?, ?, COALESCE(MAX(ordinal), 0) + 1 FROM root_keys",
+        )
+        .bind(key_id.0 as i64)
+        .bind(org)
+        .bind(sealed)
+        .bind(now)
+        .execute(&mut self.conn)
+        .await?;
         Ok(())
     }
 
@@ -564,5 +562,42 @@ mod tests {
         let head = HeadMove { from: LogHead::default(), to: LogHead::default() };
         store.commit_batch(&BulkRows::default(), head, false, 0).await.unwrap();
         assert!(!store.rollback().await.unwrap(), "committed already");
+    }
+
+    /// A database from before random key ids (migration 4): its keys keep
+    /// their sequential ids and their order, so each org's current key stays
+    /// its newest active one; a new key is newer than all of them.
+    #[tokio::test]
+    async fn keys_from_before_random_ids_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = options(&path, true).unwrap().connect().await.unwrap();
+        let old = sqlx::migrate::Migrator {
+            migrations: MIGRATOR.migrations.iter().filter(|m| m.version < 4).cloned().collect(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        old.run(&mut conn).await.unwrap();
+        sqlx::query(concat!(
+            "INSERT INTO meta (name, value) VALUES ('epoch', 'e'), ('retained_from', '1');",
+            "INSERT INTO orgs (org, created_at) VALUES ('system', 0), ('acme', 0);",
+            "INSERT INTO root_keys (key_id, org, sealed, created_at, retired_at) VALUES",
+            " (1, 'system', x'00', 0, NULL), (2, 'acme', x'00', 0, NULL), (3, 'acme', x'00', 0, NULL),",
+            " (4, 'acme', x'00', 0, 5)"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let mut store = open_writes(&path, false).await.unwrap();
+        assert_eq!(store.current_key("acme").await.unwrap(), Some(KeyId(3)), "the newest active key");
+        store.begin().await.unwrap();
+        let new = crate::keys::random_key_id().unwrap();
+        store.insert_key(new, "acme", b"\0", 9).await.unwrap();
+        assert_eq!(store.current_key("acme").await.unwrap(), Some(new), "a new key is the newest");
+        let head = HeadMove { from: LogHead::default(), to: LogHead::default() };
+        store.commit_batch(&BulkRows::default(), head, true, 9).await.unwrap();
+        let order: Vec<u64> = store.load().await.unwrap().keys.iter().map(|k| k.key_id.0).collect();
+        assert_eq!(order, [1, 2, 3, 4, new.0], "loaded in creation order");
     }
 }

@@ -112,3 +112,44 @@ async fn init_refuses_an_initialised_database_and_serve_a_schema_newer_than_itse
     assert_eq!(err.len(), 1, "one clear line: {err:?}");
     assert!(err[0].contains("newer than this tally-authority"), "{err:?}");
 }
+
+/// Key ids are random, so two databases, or a database and the backup it was
+/// restored from, never give one key id to two keys: a token minted under a
+/// key this database does not hold is `UNKNOWN_KEY` ("not ours"), never
+/// `FORGED` ("tampered") under a different key that took its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_from_another_database_or_lost_in_a_restore_is_unknown_not_forged() {
+    let a = Authority::start().await;
+    let mut b = Authority::start().await;
+    let key_a = a.create_org("acme").await;
+    let key_b = b.create_org("acme").await;
+    assert_ne!(key_a, key_b, "one org name, two databases: two key ids");
+    assert!(key_a >= 1 << 32 && key_b >= 1 << 32, "random, clear of the old sequential ids: {key_a} {key_b}");
+    let from_a = a.mint("acme", &[]).await;
+    assert_eq!(from_a.key_id, key_a);
+    let r = b.verify(&from_a.token).await;
+    assert_eq!(r.reason(), Reason::UnknownKey, "{r:?}");
+    assert!(a.verify(&from_a.token).await.valid);
+
+    // B is restored from a backup taken before a rotation: the rotated-to
+    // key is lost, and the next rotation makes a key of another id.
+    let backup = b.dir().join("backup");
+    b.backup_to(&backup).await;
+    let rotate = |b: &Authority| {
+        let req = tally_tests::bearer(tally_proto::v1::RotateKeyRequest { org: "acme".into() }, b.bootstrap());
+        let mut c = b.client();
+        async move { c.rotate_key(req).await.expect("RotateKey").into_inner().key_id }
+    };
+    let lost = rotate(&b).await;
+    let minted_under_lost = b.mint("acme", &[]).await;
+    assert_eq!(minted_under_lost.key_id, lost);
+    b.stop().await.expect("graceful stop");
+    b.restore_from(&backup);
+    b.restart().await;
+    let again = rotate(&b).await;
+    assert_ne!(again, lost, "a restored database does not give a lost key's id to a new key");
+    let r = b.verify(&minted_under_lost.token).await;
+    assert_eq!(r.reason(), Reason::UnknownKey, "{r:?}");
+    // The restored database's own key still verifies.
+    assert!(b.verify(&b.mint("acme", &[]).await.token).await.valid);
+}

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::Connection;
 use tally_proto::v1::Reason;
 use tally_tests::{
     Authority, AuthorityOptions, CheckLoad, History, Mode, Proxy, Tracked, Verifier, VerifierOptions, eventually,
@@ -74,7 +73,7 @@ async fn restore_from_older_copy_resets_verifiers() {
     }
     // An online, consistent copy: what a backup taken now would hold.
     let backup = authority.dir().join("backup.db");
-    take_backup(&authority, &backup).await;
+    authority.backup_to(&backup).await;
     let mut last = 0;
     for t in &lost {
         last = history.revoke(authority.client(), authority.bootstrap(), &t.family).await.expect("Revoke");
@@ -85,7 +84,7 @@ async fn restore_from_older_copy_resets_verifiers() {
     // "us" loses its link; the authority dies and comes back restored.
     us_link.set(Mode::Cut);
     authority.kill_9();
-    restore_backup(&authority, &backup);
+    authority.restore_from(&backup);
     authority.restart().await;
 
     // "eu" is ahead of the restored log: reset, flush, replay.
@@ -151,34 +150,4 @@ async fn restore_from_older_copy_resets_verifiers() {
     // are the documented exception.
     let exempt: HashSet<String> = lost.iter().map(|t| t.family.clone()).collect();
     history.assert_safe(BOUND, &exempt);
-}
-
-/// An online, consistent copy of the database at `to`: SQLite's `VACUUM
-/// INTO`, or PostgreSQL's `pg_dump` (custom format).
-async fn take_backup(authority: &Authority, to: &std::path::Path) {
-    if authority.db().is_postgres() {
-        let out = std::process::Command::new("pg_dump")
-            .args(["--format=custom", "--no-owner", "-f", to.to_str().unwrap(), "-d", authority.db().arg()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
-    } else {
-        let mut conn = authority.db_connect().await.unwrap();
-        sqlx::query("VACUUM INTO $1").bind(to.to_str().unwrap()).execute(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
-    }
-}
-
-/// Replaces the database with the backup at `from` (the authority stopped).
-fn restore_backup(authority: &Authority, from: &std::path::Path) {
-    authority.db().recreate().unwrap();
-    if authority.db().is_postgres() {
-        let out = std::process::Command::new("pg_restore")
-            .args(["--no-owner", "--exit-on-error", "-d", authority.db().arg(), from.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "pg_restore: {}", String::from_utf8_lossy(&out.stderr));
-    } else {
-        std::fs::copy(from, authority.db_path()).unwrap();
-    }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -80,8 +81,11 @@ pub struct Authority {
     /// `init`'s standard error.
     init_log: Vec<String>,
     kek_file: PathBuf,
-    // After the processes: a PostgreSQL database is dropped once they are gone.
-    db: TestDb,
+    /// What `serve` is given as `--db` (the database's URL, or a proxy's in front of it).
+    db_arg: String,
+    // After the processes: a PostgreSQL database is dropped once they (and
+    // every replica's) are gone.
+    db: Arc<TestDb>,
     // Last: removed after the processes are gone.
     dir: TempDir,
 }
@@ -124,7 +128,44 @@ impl Authority {
         let loopback_any = SocketAddr::from(([127, 0, 0, 1], 0));
         let (child, addr) = serve(&bin, db.arg(), &kek_file, loopback_any, &options).await?;
         let client = connect(addr, options.tls.as_ref()).await?;
-        Ok(Self { options, bootstrap, addr, client, child, past: Vec::new(), init_log, kek_file, db, dir })
+        let db_arg = db.arg().to_owned();
+        let db = Arc::new(db);
+        Ok(Self { options, bootstrap, addr, client, child, past: Vec::new(), init_log, kek_file, db_arg, db, dir })
+    }
+
+    /// Another authority process on this one's database (a replica: PostgreSQL
+    /// only), with the same KEK and options; the bootstrap token is this one's.
+    pub async fn start_replica(&self) -> Self {
+        self.try_start_replica(self.db.arg()).await.expect("starting a tally-authority replica")
+    }
+
+    /// [`Authority::start_replica`] reaching the database at `db_arg` (a URL
+    /// through a proxy in front of it: [`TestDb::arg_via`]).
+    pub async fn start_replica_via(&self, db_arg: &str) -> Self {
+        self.try_start_replica(db_arg).await.expect("starting a tally-authority replica")
+    }
+
+    async fn try_start_replica(&self, db_arg: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let kek_file = dir.path().join("kek.hex");
+        std::fs::copy(&self.kek_file, &kek_file)?;
+        let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
+        let loopback_any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (child, addr) = serve(&bin, db_arg, &kek_file, loopback_any, &self.options).await?;
+        let client = connect(addr, self.options.tls.as_ref()).await?;
+        Ok(Self {
+            options: self.options.clone(),
+            bootstrap: self.bootstrap.clone(),
+            addr,
+            client,
+            child,
+            past: Vec::new(),
+            init_log: Vec::new(),
+            kek_file,
+            db_arg: db_arg.to_owned(),
+            db: self.db.clone(),
+            dir,
+        })
     }
 
     /// A client of the current process (cheap clone of one channel).
@@ -213,7 +254,7 @@ impl Authority {
             bail!("the authority is still running: kill_9() or stop() it first");
         }
         let bin = binary_in(AUTHORITY.package, AUTHORITY.name);
-        let (child, addr) = serve(&bin, self.db.arg(), &self.kek_file, self.addr, &self.options).await?;
+        let (child, addr) = serve(&bin, &self.db_arg, &self.kek_file, self.addr, &self.options).await?;
         ensure!(addr == self.addr, "restarted on {addr}, not {}", self.addr);
         self.past.push(std::mem::replace(&mut self.child, child));
         self.client = connect(addr, self.options.tls.as_ref()).await?;

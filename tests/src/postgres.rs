@@ -117,6 +117,23 @@ impl TestDb {
     }
 
     /// Whether the database is on PostgreSQL.
+    /// `--db` reaching this PostgreSQL database through `via` (a proxy in
+    /// front of its server) instead of the server's own address.
+    pub fn arg_via(&self, via: std::net::SocketAddr) -> String {
+        let (scheme, rest) = self.arg.split_once("://").expect("a postgres:// URL");
+        let (authority, path) = rest.split_once('/').expect("a URL with a database");
+        let user = authority.rsplit_once('@').map_or(String::new(), |(user, _)| format!("{user}@"));
+        format!("{scheme}://{user}{via}/{path}")
+    }
+
+    /// The server's address (PostgreSQL).
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let rest = self.arg.split_once("://").expect("a postgres:// URL").1;
+        let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        host_port.parse().expect("the test database's URL names 127.0.0.1:PORT")
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
     }

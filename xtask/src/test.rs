@@ -39,7 +39,7 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     let status = Command::new(env!("CARGO"))
         .current_dir(&root)
         .args(["test", "--workspace"])
-        .args(with_libtest_args(&args.cargo_args, &["--skip", "postgres_durability"]))
+        .args(with_libtest_args(&args.cargo_args, &["--skip", "postgres_durability", "--skip", "replicas"]))
         .env("TALLY_PYTHON", &python)
         .status()
         .context("running cargo test")?;

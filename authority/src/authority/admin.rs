@@ -17,8 +17,10 @@ impl Authority {
     }
 
     /// Lists orgs (unscoped operators).
-    pub fn list_orgs(&self, bearer: Option<&str>) -> Result<Vec<OrgInfo>> {
+    pub async fn list_orgs(&self, bearer: Option<&str>) -> Result<Vec<OrgInfo>> {
         self.authorize(bearer, "org.list", None, &[Role::Operator])?;
+        // With replicas: what the others made too.
+        self.log.follow().await?;
         Ok(self.keys.orgs())
     }
 
@@ -32,16 +34,17 @@ impl Authority {
 
     /// Retires a (non-current) key: tokens under it stop verifying everywhere.
     pub async fn retire_key(&self, bearer: Option<&str>, key_id: KeyId) -> Result<u64> {
-        let org = self.keys.org_of(key_id).ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
+        let org = self.key_org_fresh(key_id, bearer).await?;
         let caller = self.authorize(bearer, "key.retire", Some(&org), &[Role::Operator])?;
         let audit = audit_row(&caller.actor(), "key.retire", Some(&org), Some(key_id.to_string()), "");
         self.log.retire_key(key_id, false, audit).await
     }
 
     /// Lists an org's keys.
-    pub fn list_keys(&self, bearer: Option<&str>, org: &str) -> Result<Vec<KeyInfo>> {
+    pub async fn list_keys(&self, bearer: Option<&str>, org: &str) -> Result<Vec<KeyInfo>> {
         check_org_syntax(org)?;
         self.authorize(bearer, "key.list", Some(org), &[Role::Operator])?;
+        self.log.follow().await?;
         self.keys.keys_of(org)
     }
 }

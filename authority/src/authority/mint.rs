@@ -91,7 +91,14 @@ impl Authority {
                 Ok(_) => {}
             }
         }
-        let (key_id, derived) = self.keys.signing_key(&spec.org)?;
+        let (key_id, derived) = match self.keys.signing_key(&spec.org) {
+            // An org another replica made: read through, once.
+            Err(Error::NotFound(_)) if self.log.shared() => {
+                self.log.follow().await?;
+                self.keys.signing_key(&spec.org)?
+            }
+            signing => signing?,
+        };
         let mut nonce = [0u8; 16];
         getrandom::getrandom(&mut nonce)?;
         let id = TallyId::new(key_id, nonce);

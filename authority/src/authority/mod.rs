@@ -31,7 +31,7 @@ use crate::log::{History, Log, LogSettings, Position, StreamEvent};
 use crate::metrics::Metrics;
 use crate::registry::RegistryCache;
 use crate::revocation::LogHead;
-use crate::store::{self, AuditRow, Db, Opened, ReadStore};
+use crate::store::{self, AuditRow, Db, ReadStore};
 
 pub use audit::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use mint::{MintSpec, Minted};
@@ -150,8 +150,10 @@ pub struct Pruned {
 impl Authority {
     /// Opens an initialised database; a wrong KEK fails here.
     pub async fn open(db: impl Into<Db>, kek: Kek, clock: Arc<dyn Clock>, settings: Settings) -> Result<Arc<Self>> {
-        let Opened { mut writes, reads } = store::open(&db.into()).await?;
-        let loaded = writes.load().await?;
+        let db = db.into();
+        let mut opened = store::open(&db, store::Access::Serve).await?;
+        let loaded = opened.writes.load().await?;
+        let reads = opened.reads.clone();
         let keys = Arc::new(KeyRing::open(kek, loaded.orgs, loaded.keys)?);
         let history =
             History { epoch: loaded.epoch, head: loaded.head, revoked: loaded.revoked, branches: loaded.branches };
@@ -163,8 +165,7 @@ impl Authority {
         };
         let metrics = Metrics::default();
         let log = Arc::new(Log::start(
-            writes,
-            reads.clone(),
+            opened,
             keys.clone(),
             clock.clone(),
             history,
@@ -268,6 +269,20 @@ impl Authority {
     /// The token limits in force.
     fn limits(&self) -> &Limits {
         &self.settings.limits
+    }
+
+    /// The org of key `key_id`, reading through to the database when it is
+    /// unknown here, other replicas write it, and `bearer` is a live API
+    /// credential (nobody else makes this process read); `NotFound` when it
+    /// is not there either.
+    async fn key_org_fresh(&self, key_id: KeyId, bearer: Option<&str>) -> Result<String> {
+        if let Some(org) = self.keys.org_of(key_id) {
+            return Ok(org);
+        }
+        if bearer.is_some_and(|b| self.is_api_credential(b)) {
+            self.log.follow().await?;
+        }
+        self.keys.org_of(key_id).ok_or_else(|| Error::NotFound(format!("key {key_id}")))
     }
 
     /// Checks the bearer for `action` on `target_org` (None: a global action)

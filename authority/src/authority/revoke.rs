@@ -109,7 +109,7 @@ impl Authority {
                 self.holder_allowance(bearer, client)?;
                 // Possession is the credential (RFC 7009): a token that verifies
                 // may be revoked by whoever presents it.
-                let verdict = self.verify_bundle(&text)?;
+                let verdict = self.verify_bundle_fresh(&text).await?;
                 // A valid verdict carries the chain up to the presented token.
                 let (Some(family), Some(signature)) = (verdict.family, verdict.chain.last()) else {
                     return Err(Error::InvalidArgument(format!(
@@ -150,7 +150,7 @@ impl Authority {
                 self.log.revoke(vec![(Target::Family(family.0), expires)], audit).await
             }
             RevokeTarget::Key(key_id) => {
-                let org = self.keys.org_of(key_id).ok_or_else(|| Error::NotFound(format!("key {key_id}")))?;
+                let org = self.key_org_fresh(key_id, bearer).await?;
                 let caller = self.authorize(bearer, "revoke", Some(&org), &[Role::Operator])?;
                 let audit = audit_row(&caller.actor(), "revoke", Some(&org), Some(format!("key {key_id}")), reason);
                 self.log.retire_key(key_id, true, audit).await

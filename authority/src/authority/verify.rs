@@ -138,6 +138,21 @@ impl Authority {
         Ok(v)
     }
 
+    /// [`Self::verify_bundle`], reading through to the database when the
+    /// token's key is unknown here and other replicas write it: a key
+    /// another replica just made verifies at once. Only callers already
+    /// authorized or rate-limited get here; the writer reads the keys once
+    /// per batch however many ask.
+    pub(crate) async fn verify_bundle_fresh(&self, text: &str) -> Result<Verdict> {
+        self.log.current()?;
+        let verdict = self.verify_bundle(text)?;
+        if verdict.reason != Reason::UnknownKey || verdict.key_id.is_none() || !self.log.shared() {
+            return Ok(verdict);
+        }
+        self.log.follow().await?;
+        self.verify_bundle(text)
+    }
+
     /// Verify, for verifiers (and operators). A verifier gets the chain
     /// signatures of a valid token from the position it was minted at on:
     /// whoever holds the signature at position k can append any caveats
@@ -148,7 +163,7 @@ impl Authority {
     /// their chain would let a verifier extend its own credential.
     pub async fn verify(&self, bearer: Option<&str>, bundle: &str) -> Result<Verdict> {
         let caller = self.authorize(bearer, "verify", None, &[Role::Verifier, Role::Operator])?;
-        let mut verdict = self.verify_bundle(bundle)?;
+        let mut verdict = self.verify_bundle_fresh(bundle).await?;
         let from = match caller.role {
             Role::Verifier if !verdict.chain.is_empty() => self.cacheable_from(&verdict).await,
             _ => None,
@@ -192,6 +207,7 @@ impl Authority {
             // No work at all for anonymous callers (the scope check needs the token's org).
             self.authorize(None, "introspect", None, &[Role::Operator, Role::Verifier])?;
         }
+        self.log.current()?;
         let verdict = self.verify_bundle(bundle)?;
         self.authorize(bearer, "introspect", verdict.org.as_deref(), &[Role::Operator, Role::Verifier])?;
         Ok(verdict)

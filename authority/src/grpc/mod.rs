@@ -57,7 +57,7 @@ impl AuthorityApi for AuthorityService {
 
     #[tracing::instrument(name = "tally.v1.Authority/ListOrgs", skip_all, err(level = "info"))]
     async fn list_orgs(&self, req: Request<pb::ListOrgsRequest>) -> Result<Response<pb::ListOrgsResponse>, Status> {
-        let orgs = self.authority.list_orgs(bearer(&req)?.as_deref())?;
+        let orgs = self.authority.list_orgs(bearer(&req)?.as_deref()).await?;
         Ok(Response::new(pb::ListOrgsResponse { orgs: orgs.into_iter().map(convert::org_info).collect() }))
     }
 
@@ -80,7 +80,7 @@ impl AuthorityApi for AuthorityService {
     #[tracing::instrument(name = "tally.v1.Authority/ListKeys", skip_all, err(level = "info"))]
     async fn list_keys(&self, req: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
         let bearer = bearer(&req)?;
-        let keys = self.authority.list_keys(bearer.as_deref(), &req.into_inner().org)?;
+        let keys = self.authority.list_keys(bearer.as_deref(), &req.into_inner().org).await?;
         Ok(Response::new(pb::ListKeysResponse { keys: keys.into_iter().map(convert::key_info).collect() }))
     }
 

@@ -96,6 +96,19 @@ struct Ring {
     keys: IndexMap<KeyId, KeyEntry>,
     /// Ordered, so orgs are listed by name.
     orgs: BTreeMap<String, OrgEntry>,
+    /// The newest creation-order position read from the store (keys made
+    /// after it are other replicas' to learn, [`KeyRing::learn`]).
+    followed: i64,
+}
+
+impl Ring {
+    /// Makes `org`'s newest active key its current one (after one retired).
+    fn recompute_current(&mut self, org: &str) {
+        let newest = self.keys.iter().rev().find(|(_, k)| k.org == org && k.retired_at.is_none()).map(|(id, _)| *id);
+        if let (Some(entry), Some(id)) = (self.orgs.get_mut(org), newest) {
+            entry.current_key = id;
+        }
+    }
 }
 
 impl RootKeyProvider for Ring {
@@ -124,7 +137,8 @@ impl KeyRing {
         for OrgRow { org, created_at } in orgs {
             ring.orgs.insert(org, OrgEntry { created_at, current_key: KeyId(0) });
         }
-        for SealedKeyRow { key_id, org, sealed, created_at, retired_at } in keys {
+        for SealedKeyRow { key_id, org, sealed, created_at, retired_at, ordinal } in keys {
+            ring.followed = ring.followed.max(ordinal);
             let derived = kek.open(key_id, &org, &sealed)?.derive();
             if retired_at.is_none()
                 && let Some(o) = ring.orgs.get_mut(&org)
@@ -134,6 +148,46 @@ impl KeyRing {
             ring.keys.insert(key_id, KeyEntry { org, derived, created_at, retired_at });
         }
         Ok(Self { kek, ring: RwLock::new(ring) })
+    }
+
+    /// The newest creation-order position the ring has read from the store.
+    pub(crate) fn followed(&self) -> i64 {
+        self.read().followed
+    }
+
+    /// Learns keys other replicas made (`rows`: keys after [`Self::followed`],
+    /// in creation order, each with its org's creation time), their orgs
+    /// with them; a key it knows already (its own) is skipped. Each org's
+    /// current key is its newest active one. A key that does not open under
+    /// the KEK fails the whole lot.
+    pub(crate) fn learn(&self, rows: Vec<(SealedKeyRow, i64)>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut opened = Vec::with_capacity(rows.len());
+        {
+            let ring = self.read();
+            for (row, org_created) in rows {
+                let known = ring.keys.contains_key(&row.key_id);
+                let derived =
+                    if known { None } else { Some(self.kek.open(row.key_id, &row.org, &row.sealed)?.derive()) };
+                opened.push((row, org_created, derived));
+            }
+        }
+        let mut ring = self.ring.write().expect("key ring lock");
+        for (row, org_created, derived) in opened {
+            ring.followed = ring.followed.max(row.ordinal);
+            let org =
+                ring.orgs.entry(row.org.clone()).or_insert(OrgEntry { created_at: org_created, current_key: KeyId(0) });
+            if row.retired_at.is_none() {
+                org.current_key = row.key_id;
+            }
+            if let Some(derived) = derived {
+                let entry = KeyEntry { org: row.org, derived, created_at: row.created_at, retired_at: row.retired_at };
+                ring.keys.insert(row.key_id, entry);
+            }
+        }
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Ring> {
@@ -225,7 +279,13 @@ impl KeyRing {
                 }
                 KeyChange::Retired { key_id, at } => {
                     if let Some(k) = ring.keys.get_mut(&key_id) {
-                        k.retired_at = Some(at);
+                        k.retired_at.get_or_insert(at);
+                        let org = k.org.clone();
+                        // Retired by another replica, an org's current key
+                        // gives way to its newest active one.
+                        if ring.orgs.get(&org).is_some_and(|o| o.current_key == key_id) {
+                            ring.recompute_current(&org);
+                        }
                     }
                 }
             }

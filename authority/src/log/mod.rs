@@ -4,13 +4,14 @@
 //! the revoked ids, the epoch). Memory changes only after a commit, and
 //! before anything of it is streamed.
 
+mod follow;
 mod stream;
 mod writer;
 
 use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
 use tally_token::{KeyId, RevocationId};
@@ -20,7 +21,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::keys::KeyRing;
 use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
-use crate::store::{AuditRow, BranchCounts, ReadStore, TokenRow, WriteStore};
+use crate::store::{AuditRow, BranchCounts, Opened, ReadStore, TokenRow};
 
 pub use stream::{Position, StreamEvent};
 use writer::{Change, Writer};
@@ -68,6 +69,29 @@ struct State {
     /// group commit that succeeded (as counted in `commits`); a clone of
     /// the metric the authority registers.
     commit_duration: Histogram,
+    /// When the writer last read the stored head, on a store other replicas
+    /// write; `None` on a store only this process writes (always current).
+    vouched: Option<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl State {
+    /// The writer has just read the stored head.
+    fn vouch(&self) {
+        if let Some(v) = &self.vouched {
+            *v.lock().expect("vouch lock") = Some(Instant::now());
+        }
+    }
+
+    /// Whether this process knows the stored log as of `bound` ago at the
+    /// latest: only then do its heartbeats vouch for the head (a replica
+    /// cut off from the database falls silent, and its subscribers fail over
+    /// or fail closed).
+    fn vouches(&self, bound: Duration) -> bool {
+        match &self.vouched {
+            None => true,
+            Some(v) => v.lock().expect("vouch lock").is_some_and(|at| at.elapsed() <= bound),
+        }
+    }
 }
 
 /// Where the log stands at startup, as loaded from the store.
@@ -103,21 +127,26 @@ pub(crate) struct Log {
     settings: LogSettings,
     /// One permit per stream being served.
     subscriber_slots: Arc<Semaphore>,
+    /// The follower of other replicas' writes, when the store has them.
+    follower: Option<follow::Follower>,
 }
 
 impl Log {
-    /// Starts the writer on `writes` (the only writing connection), which
-    /// also applies committed key changes to `keys` and records the time of
-    /// each commit into `commit_duration`.
+    /// Starts the writer on the store's `writes` (this process's only writing
+    /// connection), which also applies committed key changes to `keys` and
+    /// records the time of each commit into `commit_duration`. On a store
+    /// that other replicas write, `wakeups` is woken at their commits
+    /// (`NOTIFY`): a follower then has the writer catch up, and also every
+    /// quarter heartbeat.
     pub(crate) fn start(
-        writes: Box<dyn WriteStore>,
-        reads: Arc<dyn ReadStore>,
+        store: Opened,
         keys: Arc<KeyRing>,
         clock: Arc<dyn Clock>,
         history: History,
         settings: LogSettings,
         commit_duration: Histogram,
     ) -> Self {
+        let Opened { writes, reads, wakeups } = store;
         let (head, _) = watch::channel(history.head);
         let (events, _) = broadcast::channel(settings.fanout_buffer.max(1));
         let state = Arc::new(State {
@@ -129,12 +158,41 @@ impl Log {
             commits: AtomicU64::new(0),
             committed_changes: AtomicU64::new(0),
             commit_duration,
+            // It has just read the database (the history).
+            vouched: wakeups.as_ref().map(|_| std::sync::Mutex::new(Some(Instant::now()))),
         });
         let revoked = Arc::new(Revoked { ids: RwLock::new(history.revoked) });
         let max_branches = settings.max_branch_revocations.max(1);
         let writer = Writer::spawn(writes, state.clone(), revoked.clone(), keys, clock, history.branches, max_branches);
         let subscriber_slots = Arc::new(Semaphore::new(settings.max_subscribers.min(Semaphore::MAX_PERMITS)));
-        Self { writer, state, revoked, reads, settings, subscriber_slots }
+        let follower = wakeups.map(|w| follow::Follower::spawn(writer.clone(), w, follow::poll(settings.heartbeat)));
+        Self { writer, state, revoked, reads, settings, subscriber_slots, follower }
+    }
+
+    /// Whether other replicas write the log too.
+    pub(crate) fn shared(&self) -> bool {
+        self.follower.is_some()
+    }
+
+    /// `Ok` while this process knows the stored log as of a heartbeat ago
+    /// at the latest (always, on a store only it writes): a replica cut off
+    /// from the database must not say a token is unrevoked, which another
+    /// replica may have revoked meanwhile.
+    pub(crate) fn current(&self) -> Result<()> {
+        if self.state.vouches(self.settings.heartbeat) {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Unavailable(
+                "this authority replica cannot read its database, so it does not vouch for revocations: ask another"
+                    .into(),
+            ))
+        }
+    }
+
+    /// Learns what other replicas wrote, now: before an answer that the
+    /// key ring lacks (a key or an org another replica made).
+    pub(crate) async fn follow(&self) -> Result<()> {
+        if self.shared() { self.writer.follow().await } else { Ok(()) }
     }
 
     /// The database's epoch.
@@ -216,6 +274,9 @@ impl Log {
     /// Commits what is queued, then closes the writer's connection, leaving
     /// the database complete on its own; later writes are refused.
     pub(crate) async fn close(&self, audit: AuditRow) -> Result<()> {
+        if let Some(follower) = &self.follower {
+            follower.stop();
+        }
         self.writer.submit(Change::Close, audit).await.map(drop)
     }
 }

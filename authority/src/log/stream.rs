@@ -125,6 +125,13 @@ impl Log {
                     // Before events: ready once per interval, it cannot starve
                     // them, and a steady stream of events cannot starve it.
                     _ = beat.tick() => {
+                        // A replica that has not read the database within a
+                        // beat does not vouch for its head: silence, so its
+                        // subscribers fail over or, past their threshold,
+                        // fail closed.
+                        if !self.state.vouches(heartbeat) {
+                            continue;
+                        }
                         let hb = StreamEvent::Heartbeat { head_seq: self.head().seq, epoch: self.epoch().to_owned() };
                         if tx.send(hb).await.is_err() {
                             return Ok(());

@@ -35,6 +35,12 @@ const MAX_BATCH: usize = 512;
 const QUEUE: usize = 4096;
 /// Most yields while gathering a batch (see [`gather`]).
 const GATHER_YIELDS: usize = 16;
+/// Longest a batch's (or a follow's) work with the database may take: past
+/// it, the connection is dropped (a database that went silent) and the
+/// batch fails as unavailable.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Log entries read per query while catching up with other replicas.
+const FOLLOW_PAGE: i64 = 1024;
 /// Longest a batch is gathered for before its commit starts.
 const GATHER_FOR: Duration = Duration::from_millis(1);
 
@@ -60,10 +66,31 @@ pub enum Change {
     /// Drop log entries whose targets have all expired (never the newest),
     /// and audit rows older than `audit_before` (unix ms).
     Prune { audit_before: i64 },
+    /// Learn what other replicas wrote: log entries past the writer's head
+    /// (catching up, and vouching for the database, `log/follow.rs`), and
+    /// keys made after the newest one the key ring knows.
+    Follow,
     /// Fold the WAL back into the database file, close the connection and
     /// stop (a clean shutdown): answered once the connection is closed, so the
     /// file is free for whoever opens it next; later changes are refused.
     Close,
+}
+
+impl Change {
+    /// Whether the change appends to the log, prunes it, or makes or retires
+    /// keys: its batch then holds the log's head ([`WriteStore::lock_head`]),
+    /// which also orders key creation across replicas.
+    fn holds_head(&self) -> bool {
+        match self {
+            Change::CreateOrg(_)
+            | Change::RotateKey(_)
+            | Change::RetireKey { .. }
+            | Change::RevokeOrg(_)
+            | Change::Revoke(_)
+            | Change::Prune { .. } => true,
+            Change::Mint(_) | Change::Refusal | Change::Follow | Change::Close => false,
+        }
+    }
 }
 
 /// The result of a change.
@@ -106,7 +133,8 @@ impl Writer {
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let head = *state.head.borrow();
-        let task = Task { store, state, revoked, keys, clock, head, branches, max_branches };
+        let shared = state.vouched.is_some();
+        let task = Task { store, state, revoked, keys, clock, head, branches, max_branches, shared };
         tokio::spawn(task.run(rx));
         Self { tx }
     }
@@ -119,6 +147,24 @@ impl Writer {
             .await
             .map_err(|_| Error::Unavailable("authority is shutting down".into()))?;
         rx.await.map_err(|_| Error::Unavailable("authority is shutting down".into()))?
+    }
+
+    /// Whether the writer has stopped (closed, or its task ended).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Learns what other replicas wrote, now (see [`Change::Follow`]).
+    pub async fn follow(&self) -> Result<()> {
+        let audit = AuditRow {
+            actor: String::new(),
+            action: "follow",
+            org: None,
+            target: None,
+            outcome: crate::store::OK,
+            detail: String::new(),
+        };
+        self.submit(Change::Follow, audit).await.map(drop)
     }
 
     /// Records a refusal's audit row without waiting (the caller is not kept
@@ -178,6 +224,8 @@ struct Task {
     branches: BranchCounts,
     /// The most a family may have (`Settings::max_branch_revocations`).
     max_branches: u32,
+    /// Other processes write the store too (PostgreSQL replicas).
+    shared: bool,
 }
 
 /// What a committed change does to the in-memory state.
@@ -208,11 +256,36 @@ impl Task {
     }
 
     async fn commit(&mut self, batch: Vec<Op>) {
+        let began = Instant::now();
+        // First the head: held for the batch when it moves it, read when it
+        // follows; either way the writer catches up with other replicas.
+        let holds_head = batch.iter().any(|op| op.change.holds_head());
+        let follows = batch.iter().any(|op| matches!(op.change, Change::Follow));
+        let mut open = false;
+        if holds_head || follows {
+            match tokio::time::timeout(STORE_TIMEOUT, self.sync(holds_head, follows)).await {
+                Ok(Ok(locked)) => open = locked,
+                Ok(Err(e)) => return self.fail(batch, self.head, &e).await,
+                Err(_) => {
+                    self.store.forget();
+                    return self.fail(batch, self.head, &timed_out()).await;
+                }
+            }
+        }
+        let follow_ops = batch.iter().filter(|op| matches!(op.change, Change::Follow)).count();
+        if follow_ops == batch.len() {
+            // Nothing to commit.
+            for op in batch {
+                if let Some(reply) = op.reply {
+                    let _ = reply.send(Ok(Outcome::default()));
+                }
+            }
+            return;
+        }
         let start = self.head;
         let mut results = Vec::with_capacity(batch.len());
         let mut effects = Vec::new();
         let now = self.clock.now_ms();
-        let began = Instant::now();
         let mut staged = Staged::default();
         let committed = async {
             // Revocations, mints and audit rows have nothing that fails alone: they
@@ -220,7 +293,6 @@ impl Task {
             // table. Everything else gets a savepoint so one failure spares the
             // rest; only then is the transaction opened on its own.
             let store = &mut *self.store;
-            let mut open = false;
             let bound = BranchBound { committed: &self.branches, max: self.max_branches };
             for op in &batch {
                 if let Some(outcome) = stage(&mut staged, &mut self.head, op, &bound, &mut effects) {
@@ -252,54 +324,154 @@ impl Task {
                 }
             }
             store.commit_batch(&staged.rows(now), HeadMove { from: start, to: self.head }, open, now).await
-        }
-        .await;
-
-        if let Err(e) = committed {
-            tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());
-            // Whatever part of the transaction is still open is undone. With
-            // none open (BEGIN failed, or SQLite rolled back already) there is
-            // nothing to undo; any other failure leaves the transaction open,
-            // so its COMMIT did not happen and the connection's view (which
-            // includes the uncommitted rows) must not be trusted below.
-            let still_open = match self.store.rollback().await {
-                Ok(_) => false,
-                Err(e) => {
-                    tracing::error!(error = %e, "rollback after a failed commit failed");
-                    true
-                }
-            };
-            // A failed COMMIT may still have reached the disk: trust the database,
-            // not the batch's bookkeeping, so no seq is ever handed out twice.
-            let stored = if still_open { Ok(start) } else { self.store.load_head().await };
-            self.head = match stored {
-                Ok(stored) if stored != start => {
-                    tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
-                    self.reload_revoked().await;
-                    self.state.head.send_replace(stored);
-                    stored
-                }
-                _ => start,
-            };
-            for op in batch {
-                if let Some(reply) = op.reply {
-                    let _ = reply.send(Err(Error::Unavailable("storage failure; change not applied".into())));
-                }
+        };
+        let committed = match tokio::time::timeout(STORE_TIMEOUT, committed).await {
+            Ok(committed) => committed,
+            Err(_) => {
+                self.store.forget();
+                Err(timed_out())
             }
-            return;
+        };
+        if let Err(e) = committed {
+            return self.fail(batch, start, &e).await;
         }
         for (family, n) in staged.branches {
             *self.branches.entry(family).or_default() += n;
         }
         self.state.commit_duration.observe(began.elapsed().as_secs_f64());
         self.state.commits.fetch_add(1, Ordering::Relaxed);
-        self.state.committed_changes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.state.committed_changes.fetch_add((batch.len() - follow_ops) as u64, Ordering::Relaxed);
         self.publish(effects).await;
         for (op, result) in batch.into_iter().zip(results) {
             if let Some(reply) = op.reply {
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// A batch failed with `e`: nothing of it is kept, its callers are told
+    /// the storage failed, and the writer's head is the stored one (`start`,
+    /// where the batch began, unless the failed COMMIT reached the disk).
+    async fn fail(&mut self, batch: Vec<Op>, start: LogHead, e: &Error) {
+        // A follow alone is the follower's to report (once per outage).
+        if !batch.iter().all(|op| matches!(op.change, Change::Follow)) {
+            tracing::error!(error = %e, "commit failed; {} changes not applied", batch.len());
+        }
+        // Whatever part of the transaction is still open is undone. With
+        // none open (BEGIN failed, or SQLite rolled back already) there is
+        // nothing to undo; any other failure leaves the transaction open,
+        // so its COMMIT did not happen and the connection's view (which
+        // includes the uncommitted rows) must not be trusted below.
+        let still_open = match self.store.rollback().await {
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "rollback after a failed commit failed");
+                true
+            }
+        };
+        self.head = start;
+        // A failed COMMIT may still have reached the disk: trust the database,
+        // not the batch's bookkeeping, so no seq is ever handed out twice. On
+        // a store other replicas write, the next batch or follow catches up
+        // with whatever is stored past `start` (this batch's entries too, if
+        // they are there), entry by entry; on SQLite the head is reloaded.
+        if !still_open && !self.shared {
+            match self.store.load_head().await {
+                Ok(stored) if stored != start => {
+                    tracing::error!(seq = stored.seq, "the failed batch is in the database after all; reloading");
+                    self.reload_revoked().await;
+                    self.state.head.send_replace(stored);
+                    self.head = stored;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "reading the log's head after a failed commit failed"),
+            }
+        }
+        for op in batch {
+            if let Some(reply) = op.reply {
+                let _ = reply.send(Err(Error::Unavailable("storage failure; change not applied".into())));
+            }
+        }
+    }
+
+    /// Reads the stored head (locking it for the batch when `lock`, on a
+    /// store other replicas write), vouches for the database, and catches up
+    /// with the entries other replicas appended past the writer's head; with
+    /// `keys`, also learns the keys they made. Returns whether a transaction
+    /// is now open (the head locked).
+    async fn sync(&mut self, lock: bool, keys: bool) -> Result<bool> {
+        let stored = if lock {
+            match self.store.lock_head().await? {
+                Some(stored) => stored,
+                // Only this process writes the store: its head is the stored one.
+                None => return Ok(false),
+            }
+        } else {
+            self.store.load_head().await?
+        };
+        self.state.vouch();
+        let learned_keys = self.catch_up(stored).await?;
+        if keys || learned_keys {
+            let rows = self.store.keys_after(self.keys.followed()).await?;
+            self.keys.learn(rows)?;
+        }
+        Ok(lock)
+    }
+
+    /// Applies the entries between the writer's head and `stored` (appended
+    /// by other replicas, committed), checking the digest chain; returns
+    /// whether any retired a key. Entries pruned meanwhile are skipped: the
+    /// revoked ids are read again, and subscribers that need them start over.
+    async fn catch_up(&mut self, stored: LogHead) -> Result<bool> {
+        let mut effects = Vec::new();
+        let mut head = self.head;
+        let mut keys = false;
+        let mut reload = false;
+        while head.seq < stored.seq {
+            let page = self.store.log_from(head.seq + 1, FOLLOW_PAGE).await?;
+            if page.first().is_none_or(|e| e.seq != head.seq + 1) {
+                // Pruned by another replica while this one lagged.
+                head = stored;
+                reload = true;
+                break;
+            }
+            for event in page.into_iter().take_while(|e| e.seq <= stored.seq) {
+                if event.seq != head.seq + 1 || next_digest(&head.digest, event.seq, &event.target) != event.digest {
+                    return Err(Error::Corrupt(format!(
+                        "log entry {} does not follow {} (was the database restored under a running authority?)",
+                        event.seq, head.seq
+                    )));
+                }
+                head.seq = event.seq;
+                head.digest = event.digest;
+                match event.target {
+                    Target::Branch { family, .. } => *self.branches.entry(family).or_default() += 1,
+                    Target::Key(key_id) => {
+                        keys = true;
+                        effects.push(Effect::Keys(KeyChange::Retired { key_id, at: self.clock.now_ms() }));
+                    }
+                    Target::Family(_) => {}
+                }
+                effects.push(Effect::Event(event));
+            }
+        }
+        if head.seq != stored.seq || head.digest != stored.digest {
+            return Err(Error::Corrupt(format!(
+                "the log's head row (seq {}) does not match its entries (seq {})",
+                stored.seq, head.seq
+            )));
+        }
+        // Another replica pruned: the retained log starts later.
+        reload |= stored.retained_from > self.head.retained_from;
+        head.retained_from = stored.retained_from;
+        if reload {
+            effects.push(Effect::ReloadRevoked);
+        }
+        if head != self.head {
+            self.head = head;
+            self.publish(effects).await;
+        }
+        Ok(keys)
     }
 
     /// Reads the revoked ids and the branch counts back from the database
@@ -407,6 +579,8 @@ fn stage<'a>(
             }
         }
         Change::Mint(row) => staged.tokens.push(row),
+        // Done before the batch (`Task::sync`); writes nothing.
+        Change::Follow => return Some(Ok(outcome)),
         Change::Refusal => {
             let a = &op.audit;
             staged.refusals.entry((a.actor.as_str(), a.action, a.org.as_deref())).or_insert((0, a)).0 += 1;
@@ -432,6 +606,11 @@ impl Staged<'_> {
             .collect();
         BulkRows { revocations: &self.revocations, tokens: &self.tokens, audit: &self.audit, refusals }
     }
+}
+
+/// The error of a database that did not answer within [`STORE_TIMEOUT`].
+fn timed_out() -> Error {
+    Error::StorageUnavailable(format!("the database did not answer within {STORE_TIMEOUT:?}").into())
 }
 
 /// The next log entry after `head` (which advances).
@@ -493,7 +672,7 @@ async fn apply(
             }
         }
         // Staged by `stage()` and written in bulk; they never reach here.
-        Change::Revoke(_) | Change::Mint(_) | Change::Refusal => return Ok(outcome),
+        Change::Revoke(_) | Change::Mint(_) | Change::Refusal | Change::Follow => return Ok(outcome),
         Change::Prune { audit_before } => {
             outcome.pruned = prune(tx, head, unwritten, now, effects).await?;
             outcome.audit_pruned = tx.prune_audit(*audit_before).await?;

@@ -112,11 +112,21 @@ pub(crate) async fn create(db: &Db, epoch: &str) -> Result<()> {
     }
 }
 
-/// Opens an initialised database for serving, as its only authority.
-pub(crate) async fn open(db: &Db) -> Result<Opened> {
+/// How a process holds the database it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// To serve it: on PostgreSQL beside any number of replicas; a SQLite
+    /// file serves one process.
+    Serve,
+    /// Alone (`epoch bump`): refused while anyone serves it.
+    Exclusive,
+}
+
+/// Opens an initialised database.
+pub(crate) async fn open(db: &Db, access: Access) -> Result<Opened> {
     match db {
         Db::Sqlite(path) => sqlite::open(path).await,
-        Db::Postgres(options) => postgres::open(options).await,
+        Db::Postgres(options) => postgres::open(options, access).await,
     }
 }
 
@@ -132,7 +142,7 @@ pub(crate) async fn remove(db: &Db) {
 /// failover that may have lost acknowledged history): every verifier then
 /// flushes its cache. Refused while an authority serves the database.
 pub(crate) async fn bump_epoch(db: &Db, epoch: &str) -> Result<String> {
-    let Opened { mut writes, reads } = open(db).await?;
+    let Opened { mut writes, reads, .. } = open(db, Access::Exclusive).await?;
     let old = writes.load().await?.epoch;
     // One statement, committed on its own.
     writes.set_meta("epoch", epoch).await?;

@@ -30,18 +30,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tally_token::{FamilyId, KeyId};
+use tokio::sync::Notify;
 
 use crate::error::Result;
 use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
 
 pub use db::Db;
-pub(crate) use db::{bump_epoch, create, open, remove};
+pub(crate) use db::{Access, bump_epoch, create, open, remove};
 
 /// A store opened for serving: the writer's connection and the read pool.
 #[derive(Debug)]
 pub struct Opened {
     pub writes: Box<dyn WriteStore>,
     pub reads: Arc<dyn ReadStore>,
+    /// On a store other processes write while this one serves it
+    /// (PostgreSQL replicas): woken at each of their commits, so this one
+    /// follows the log. `None` for a SQLite file, which one process serves.
+    pub wakeups: Option<Arc<Notify>>,
 }
 
 /// Branch revocations in the log per family (each bounded by
@@ -82,6 +87,9 @@ pub struct SealedKeyRow {
     pub created_at: i64,
     /// Unix ms, when retired.
     pub retired_at: Option<i64>,
+    /// Its place in creation order (an org's current key is its newest
+    /// active one).
+    pub ordinal: i64,
 }
 
 /// The `outcome` of an audit row that records a change made.
@@ -168,12 +176,22 @@ fn log_event((seq, kind, target, digest, expires_at): LogColumns) -> Result<LogE
 }
 
 /// A root key's row as both stores select it: `key_id, org, sealed, created_at, retired_at`.
-type KeyColumns = (i64, String, Vec<u8>, i64, Option<i64>);
+type KeyColumns = (i64, String, Vec<u8>, i64, Option<i64>, i64);
+
+/// The columns [`KeyColumns`] reads, in its order.
+const KEY_COLUMNS: &str = "key_id, org, sealed, created_at, retired_at, ordinal";
 
 impl From<KeyColumns> for SealedKeyRow {
-    fn from((key_id, org, sealed, created_at, retired_at): KeyColumns) -> Self {
-        SealedKeyRow { key_id: KeyId(key_id as u64), org, sealed, created_at, retired_at }
+    fn from((key_id, org, sealed, created_at, retired_at, ordinal): KeyColumns) -> Self {
+        SealedKeyRow { key_id: KeyId(key_id as u64), org, sealed, created_at, retired_at, ordinal }
     }
+}
+
+/// [`KeyColumns`] and the creation time of the key's org.
+type KeyOrgColumns = (i64, String, Vec<u8>, i64, Option<i64>, i64, Option<i64>);
+
+fn key_and_org((id, org, sealed, created_at, retired_at, ordinal, org_at): KeyOrgColumns) -> (SealedKeyRow, i64) {
+    (SealedKeyRow::from((id, org, sealed, created_at, retired_at, ordinal)), org_at.unwrap_or(created_at))
 }
 
 /// A minted family's registry row.
@@ -230,6 +248,23 @@ pub trait WriteStore: Send + Debug {
     /// How many branch revocations the log holds per family.
     async fn load_branch_counts(&mut self) -> Result<BranchCounts>;
 
+    /// Opens the batch's transaction holding the log's head, on a store
+    /// that other authorities write too (PostgreSQL): the head row is locked
+    /// until the commit, so appends of all replicas are serialized and seqs
+    /// stay gap-free in commit order; returns the head as stored, which the
+    /// writer catches up to ([`WriteStore::log_from`]) before it appends.
+    /// `None`, opening nothing, on a store only this process writes (SQLite),
+    /// where the writer's own head is the stored one.
+    async fn lock_head(&mut self) -> Result<Option<LogHead>>;
+    /// Up to `limit` log entries from `from` on, in seq order (inside the
+    /// transaction when one is open).
+    async fn log_from(&mut self, from: u64, limit: i64) -> Result<Vec<LogEvent>>;
+    /// Keys made after creation-order position `ordinal`, in creation
+    /// order, with their org's creation time (keys other replicas made).
+    async fn keys_after(&mut self, ordinal: i64) -> Result<Vec<(SealedKeyRow, i64)>>;
+    /// Drops the connection (and the transaction on it) after the database
+    /// did not answer in time; the next use connects again.
+    fn forget(&mut self);
     /// Opens the batch's transaction.
     async fn begin(&mut self) -> Result<()>;
     /// Marks where one change starts, inside the transaction.

@@ -1,31 +1,38 @@
 //! The PostgreSQL store: the schema's migrations embedded in the binary
 //! (`authority/migrations/postgres`), one connection that writes (made
 //! again after the server went away), a small read pool, and a session
-//! advisory lock that makes one process the authority of the database.
+//! advisory lock: shared by every replica serving the database, exclusive
+//! for `epoch bump`.
 //!
-//! The log's order is the head row's (`log_head`): a batch that appends to
-//! the log moves the head from the seq and digest it started at to its
-//! last, in the same transaction as its rows, and only while this process
-//! owns the head (`owner`, taken at open). The update locks the row until
-//! the commit, so seqs are gap-free in commit order; a head that moved under
-//! the batch (another writer) fails it whole. Bulk rows go in one INSERT
-//! per table from arrays (`UNNEST`): a few round trips per batch, one WAL
-//! flush at its COMMIT (`synchronous_commit` as the server has it: keep
-//! it `on`, and a synchronous standby for high availability).
+//! Any number of authorities (replicas) write one database. The log's
+//! order is the head row's (`log_head`): a batch that appends to the log, or
+//! makes or retires keys, first locks that row (`SELECT … FOR UPDATE`,
+//! [`WriteStore::lock_head`]), catches up with what other replicas appended
+//! before it, and moves the row to its last seq in the same transaction as
+//! its rows. The lock is held until the commit, so appends of all replicas
+//! are serialized and seqs are gap-free in commit order. Triggers on the
+//! head row and on `root_keys` `NOTIFY tally` at each commit that changed
+//! them, which wakes the other replicas' followers (`log/follow.rs`). Bulk
+//! rows go in one INSERT per table from arrays (`UNNEST`): a few round
+//! trips per batch, one WAL flush at its COMMIT (`synchronous_commit` as the
+//! server has it: keep it `on`, and a synchronous standby for high
+//! availability).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Row};
 use tally_token::{FamilyId, KeyId};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
+use super::db::Access;
 use super::errors::is_unavailable;
 use super::{
-    AuditColumns, AuditEntry, AuditRow, BranchCounts, BulkRows, HeadMove, KeyColumns, KeyRow, Loaded, LogColumns,
-    Opened, OrgRow, ReadStore, RegistryRow, SealedKeyRow, WriteStore, log_event,
+    AuditColumns, AuditEntry, AuditRow, BranchCounts, BulkRows, HeadMove, KEY_COLUMNS, KeyColumns, KeyOrgColumns,
+    KeyRow, Loaded, LogColumns, Opened, OrgRow, ReadStore, RegistryRow, SealedKeyRow, WriteStore, key_and_org,
+    log_event,
 };
 use crate::error::{Error, Result};
 use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
@@ -37,7 +44,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/post
 const READERS: u32 = 4;
 /// Longest wait for a connection (made, or free in the pool).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The advisory lock one serving authority holds on its database
+/// The advisory lock every serving replica holds (shared) on its database
 /// (`"tally-au"` as a big-endian i64).
 const AUTHORITY_LOCK: i64 = 0x7461_6c6c_792d_6175;
 /// The tables `init` makes; a database holding any of them is not initialised again.
@@ -80,7 +87,7 @@ pub async fn create(options: &PgConnectOptions, epoch: &str) -> Result<()> {
     }
     let created = async {
         MIGRATOR.run(&mut conn).await?;
-        let mut writes = PgWrites::new(options.clone(), String::new());
+        let mut writes = PgWrites::new(options.clone());
         writes.set_meta("epoch", epoch).await?;
         writes.set_meta("retained_from", "1").await?;
         Box::new(writes).close().await
@@ -109,51 +116,106 @@ async fn drop_tables(conn: &mut PgConnection) {
     }
 }
 
-/// Opens the database for serving: takes the advisory lock first (a second
-/// authority on it is refused), migrates, takes the head's ownership, and
-/// opens the writer's connection and the read pool. The lock is held by the
-/// read pool's side, for as long as the authority holds it.
-pub async fn open(options: &PgConnectOptions) -> Result<Opened> {
-    let mut lock = lock(options).await?;
+/// Opens the database: takes the advisory lock first (shared by the
+/// replicas that serve it; exclusive for `epoch bump`, which is refused
+/// while any serves, and which any serve waits for), migrates, and opens the
+/// writer's connection and the read pool. The lock is held by the read
+/// pool's side, for as long as the authority holds it.
+pub async fn open(options: &PgConnectOptions, access: Access) -> Result<Opened> {
+    let mut lock = lock(options, access).await?;
     let initialised: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('meta')::text").fetch_one(&mut lock).await?;
     if initialised.is_none() {
         return Err(Error::Config("the database is not initialised: run `tally-authority init` first".into()));
     }
+    // Replicas starting together migrate one at a time (sqlx's own lock).
     MIGRATOR.run(&mut lock).await?;
-    let mut owner = [0u8; 16];
-    getrandom::getrandom(&mut owner)?;
-    let owner = hex::encode(owner);
-    sqlx::query("UPDATE log_head SET owner = $1").bind(&owner).execute(&mut lock).await?;
     let pool = PgPoolOptions::new()
         .max_connections(READERS)
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(tuned(options))
         .await?;
     let reads = PgReads { pool, _lock: Arc::new(Mutex::new(lock)) };
-    Ok(Opened { writes: Box::new(PgWrites::new(options.clone(), owner)), reads: Arc::new(reads) })
+    let wakeups = (access == Access::Serve).then(|| listen(options));
+    Ok(Opened { writes: Box::new(PgWrites::new(options.clone())), reads: Arc::new(reads), wakeups })
 }
 
-/// A connection holding the advisory lock that makes this process the
-/// database's authority. The lock goes with its session: the server ends
-/// the session of a process that died (its socket closes) at once, and of a
-/// host that vanished within [`LOCK_KEEPALIVE`]'s probes; an authority
-/// restarted meanwhile waits up to [`LOCK_WAIT`] for it.
-async fn lock(options: &PgConnectOptions) -> Result<PgConnection> {
+/// The channel the triggers notify at each commit that moved the log's
+/// head or made a key (`migrations/postgres/0003_replicas.sql`).
+const CHANNEL: &str = "tally";
+
+/// Listens for other replicas' commits: wakes the returned notification at
+/// each, and whenever the listening connection was lost and made again (a
+/// notification may have been lost with it). Ends once the notification is
+/// dropped.
+fn listen(options: &PgConnectOptions) -> Arc<Notify> {
+    let notify = Arc::new(Notify::new());
+    let weak = Arc::downgrade(&notify);
+    let pool =
+        PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(tuned(options));
+    tokio::spawn(async move {
+        let mut listener: Option<PgListener> = None;
+        loop {
+            let wake = match listener.as_mut() {
+                None => match listening(&pool).await {
+                    Ok(l) => {
+                        listener = Some(l);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot listen for other replicas' commits; polling only");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        false
+                    }
+                },
+                // `None`: the connection was lost and made again.
+                Some(l) => match l.try_recv().await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "lost the connection listening for other replicas' commits");
+                        listener = None;
+                        true
+                    }
+                },
+            };
+            let Some(notify) = weak.upgrade() else { return };
+            if wake {
+                notify.notify_one();
+            }
+        }
+    });
+    notify
+}
+
+async fn listening(pool: &PgPool) -> std::result::Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// A connection holding the advisory lock of `access`. The lock goes with
+/// its session: the server ends the session of a process that died (its
+/// socket closes) at once, and of a host that vanished within
+/// [`LOCK_KEEPALIVE`]'s probes; the lock is waited for up to [`LOCK_WAIT`].
+async fn lock(options: &PgConnectOptions, access: Access) -> Result<PgConnection> {
     let mut conn = connect(&options.clone().options(LOCK_KEEPALIVE)).await?;
+    let sql = match access {
+        Access::Serve => "SELECT pg_try_advisory_lock_shared($1)",
+        Access::Exclusive => "SELECT pg_try_advisory_lock($1)",
+    };
     let started = tokio::time::Instant::now();
     loop {
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(AUTHORITY_LOCK).fetch_one(&mut conn).await?;
+        let locked: bool = sqlx::query_scalar(sql).bind(AUTHORITY_LOCK).fetch_one(&mut conn).await?;
         if locked {
             return Ok(conn);
         }
         if started.elapsed() >= LOCK_WAIT {
-            return Err(Error::Config(
-                "the database is in use by another tally-authority: one database serves one authority process \
-                 (stop the other first)"
+            return Err(Error::Config(match access {
+                Access::Serve => "the database is locked by `tally-authority epoch bump`: serve once it is done".into(),
+                Access::Exclusive => "the database is in use by another tally-authority: stop every authority \
+                                      serving it first"
                     .into(),
-            ));
+            }));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -173,8 +235,6 @@ pub struct PgWrites {
     conn: Option<PgConnection>,
     /// A transaction is open on `conn`.
     in_tx: bool,
-    /// This process's claim on the log's head (`log_head.owner`).
-    owner: String,
 }
 
 impl std::fmt::Debug for PgWrites {
@@ -199,8 +259,8 @@ impl std::fmt::Debug for PgReads {
 }
 
 impl PgWrites {
-    fn new(options: PgConnectOptions, owner: String) -> Self {
-        Self { options, conn: None, in_tx: false, owner }
+    fn new(options: PgConnectOptions) -> Self {
+        Self { options, conn: None, in_tx: false }
     }
 
     /// The connection, made when there is none.
@@ -230,25 +290,20 @@ impl PgWrites {
         })
     }
 
-    /// Moves the head row from `head.from` to `head.to`, if this process
-    /// still owns it and nobody moved it since.
+    /// Moves the head row from `head.from` to `head.to`: the row is locked
+    /// by this transaction ([`WriteStore::lock_head`]), so it is where the
+    /// batch found it; checked all the same.
     async fn move_head(&mut self, head: HeadMove) -> Result<()> {
-        let owner = self.owner.clone();
         let conn = self.conn().await?;
-        let moved = sqlx::query(
-            "UPDATE log_head SET seq = $1, digest = $2 WHERE seq = $3 AND digest = $4 AND owner IS NOT DISTINCT FROM $5",
-        )
-        .bind(head.to.seq as i64)
-        .bind(head.to.digest.as_slice())
-        .bind(head.from.seq as i64)
-        .bind(head.from.digest.as_slice())
-        .bind(&owner)
-        .execute(conn)
-        .await;
+        let moved = sqlx::query("UPDATE log_head SET seq = $1, digest = $2 WHERE seq = $3 AND digest = $4")
+            .bind(head.to.seq as i64)
+            .bind(head.to.digest.as_slice())
+            .bind(head.from.seq as i64)
+            .bind(head.from.digest.as_slice())
+            .execute(conn)
+            .await;
         if self.check(moved)?.rows_affected() != 1 {
-            return Err(Error::Storage(
-                "the log's head moved under this authority: another tally-authority writes this database".into(),
-            ));
+            return Err(Error::Storage("the log's head moved under this batch (was it locked?)".into()));
         }
         Ok(())
     }
@@ -269,10 +324,9 @@ impl WriteStore for PgWrites {
             .into_iter()
             .map(|row| OrgRow { org: row.get(0), created_at: row.get(1) })
             .collect();
-        let keys: Vec<KeyColumns> =
-            sqlx::query_as("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY ordinal")
-                .fetch_all(&mut *conn)
-                .await?;
+        let keys: Vec<KeyColumns> = sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM root_keys ORDER BY ordinal"))
+            .fetch_all(&mut *conn)
+            .await?;
         let keys = keys.into_iter().map(SealedKeyRow::from).collect();
         let revoked = self.load_revoked().await?;
         let head = self.load_head().await?;
@@ -322,6 +376,58 @@ impl WriteStore for PgWrites {
             .into_iter()
             .filter_map(|(family, n)| Some((family.try_into().ok()?, u32::try_from(n).unwrap_or(u32::MAX))))
             .collect())
+    }
+
+    async fn lock_head(&mut self) -> Result<Option<LogHead>> {
+        // BEGIN and the lock in one round trip (the simple protocol: text
+        // columns).
+        let conn = self.conn().await?;
+        let rows = sqlx::Executor::fetch_all(
+            conn,
+            concat!(
+                "BEGIN; SELECT h.seq::text, encode(h.digest, 'hex'), m.value FROM log_head h",
+                " LEFT JOIN meta m ON m.name = 'retained_from' FOR UPDATE OF h"
+            ),
+        )
+        .await;
+        let rows = self.check(rows)?;
+        self.in_tx = true;
+        let row = rows.first().ok_or_else(|| Error::Corrupt("no log head row".into()))?;
+        let (seq, digest, retained): (String, String, Option<String>) = (row.get(0), row.get(1), row.get(2));
+        let corrupt = || Error::Corrupt("the log head row".into());
+        let digest = hex::decode(digest).ok().and_then(|d| d.try_into().ok()).ok_or_else(corrupt)?;
+        Ok(Some(LogHead {
+            seq: seq.parse().map_err(|_| corrupt())?,
+            digest,
+            retained_from: retained.and_then(|v| v.parse().ok()).unwrap_or(1u64).max(1),
+        }))
+    }
+
+    async fn log_from(&mut self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
+        let conn = self.conn().await?;
+        let rows: std::result::Result<Vec<LogColumns>, _> = sqlx::query_as(
+            "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(from as i64)
+        .bind(limit)
+        .fetch_all(conn)
+        .await;
+        self.check(rows)?.into_iter().map(log_event).collect()
+    }
+
+    async fn keys_after(&mut self, ordinal: i64) -> Result<Vec<(SealedKeyRow, i64)>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, (SELECT created_at FROM orgs o WHERE o.org = k.org) FROM root_keys k \
+             WHERE ordinal > $1 ORDER BY ordinal"
+        );
+        let conn = self.conn().await?;
+        let rows: std::result::Result<Vec<KeyOrgColumns>, _> = sqlx::query_as(&sql).bind(ordinal).fetch_all(conn).await;
+        Ok(self.check(rows)?.into_iter().map(key_and_org).collect())
+    }
+
+    fn forget(&mut self) {
+        self.conn = None;
+        self.in_tx = false;
     }
 
     async fn begin(&mut self) -> Result<()> {

@@ -17,8 +17,9 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tally_token::{FamilyId, KeyId};
 
 use super::{
-    AuditColumns, AuditEntry, AuditRow, BranchCounts, BulkRows, HeadMove, KeyColumns, KeyRow, Loaded, LogColumns,
-    Opened, OrgRow, ReadStore, RegistryRow, SealedKeyRow, WriteStore, log_event,
+    AuditColumns, AuditEntry, AuditRow, BranchCounts, BulkRows, HeadMove, KEY_COLUMNS, KeyColumns, KeyOrgColumns,
+    KeyRow, Loaded, LogColumns, Opened, OrgRow, ReadStore, RegistryRow, SealedKeyRow, WriteStore, key_and_org,
+    log_event,
 };
 use crate::error::{Error, Result};
 use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
@@ -74,7 +75,7 @@ pub async fn open(path: &Path) -> Result<Opened> {
     let lock = lock(path)?;
     let writes = open_writes(path, false).await?;
     let reads = open_reads(path, lock).await?;
-    Ok(Opened { writes: Box::new(writes), reads: Arc::new(reads) })
+    Ok(Opened { writes: Box::new(writes), reads: Arc::new(reads), wakeups: None })
 }
 
 fn options(path: &Path, create: bool) -> Result<SqliteConnectOptions> {
@@ -166,10 +167,9 @@ impl WriteStore for SqliteWrites {
             .into_iter()
             .map(|row| OrgRow { org: row.get(0), created_at: row.get(1) })
             .collect();
-        let keys: Vec<KeyColumns> =
-            sqlx::query_as("SELECT key_id, org, sealed, created_at, retired_at FROM root_keys ORDER BY ordinal")
-                .fetch_all(&mut *conn)
-                .await?;
+        let keys: Vec<KeyColumns> = sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM root_keys ORDER BY ordinal"))
+            .fetch_all(&mut *conn)
+            .await?;
         let keys = keys.into_iter().map(SealedKeyRow::from).collect();
         let revoked = self.load_revoked().await?;
         let head = self.load_head().await?;
@@ -226,6 +226,34 @@ impl WriteStore for SqliteWrites {
             .filter_map(|(family, n)| Some((family.try_into().ok()?, u32::try_from(n).unwrap_or(u32::MAX))))
             .collect())
     }
+
+    /// Only this process writes the file (its lock): the writer's head is the stored one.
+    async fn lock_head(&mut self) -> Result<Option<LogHead>> {
+        Ok(None)
+    }
+
+    async fn log_from(&mut self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
+        let rows: Vec<LogColumns> = sqlx::query_as(
+            "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(from as i64)
+        .bind(limit)
+        .fetch_all(&mut self.conn)
+        .await?;
+        rows.into_iter().map(log_event).collect()
+    }
+
+    async fn keys_after(&mut self, ordinal: i64) -> Result<Vec<(SealedKeyRow, i64)>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, (SELECT created_at FROM orgs o WHERE o.org = k.org) FROM root_keys k \
+             WHERE ordinal > ? ORDER BY ordinal"
+        );
+        let rows: Vec<KeyOrgColumns> = sqlx::query_as(&sql).bind(ordinal).fetch_all(&mut self.conn).await?;
+        Ok(rows.into_iter().map(key_and_org).collect())
+    }
+
+    /// A local file does not go silent: nothing to drop.
+    fn forget(&mut self) {}
 
     async fn begin(&mut self) -> Result<()> {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;

@@ -28,6 +28,7 @@ mod metrics_workload;
 mod mtls;
 mod postgres_durability;
 mod reflection;
+mod replicas;
 mod secrets_audit;
 mod telemetry_traces;
 mod tls_config;

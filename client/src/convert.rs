@@ -59,6 +59,7 @@ pub(crate) fn status(r: pb::StatusResponse) -> VerifierStatus {
         fail_closed: r.fail_closed,
         resets: r.resets,
         authority_verifies: r.authority_verifies,
+        authority: r.authority,
     }
 }
 

@@ -99,6 +99,9 @@ pub struct VerifierStatus {
     pub fail_closed: bool,
     pub resets: u64,
     pub authority_verifies: u64,
+    /// The authority its stream and Verify use now (of several replicas, the
+    /// most preferred that answers).
+    pub authority: String,
 }
 
 /// One org.

@@ -35,9 +35,13 @@ pub(crate) enum Command {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// The authority's gRPC URL, e.g. http://127.0.0.1:7700.
-    #[arg(long, env = "TALLY_VERIFIER_AUTHORITY")]
-    pub(crate) authority: String,
+    /// The authority's gRPC URL, e.g. http://127.0.0.1:7700; repeat it (or separate with commas) for
+    /// replicas, in order of preference: the stream and Verify use the first that answers.
+    #[arg(long, env = "TALLY_VERIFIER_AUTHORITY", required = true, num_args = 1.., value_delimiter = ',')]
+    pub(crate) authority: Vec<String>,
+    /// Following a less preferred authority this long, the verifier tries the preferred ones again.
+    #[arg(long, env = "TALLY_VERIFIER_FAILBACK_AFTER", default_value_t = HumanDuration(Settings::default().failback_after), value_parser = flags::duration(Duration::from_secs(1)..))]
+    pub(crate) failback_after: HumanDuration,
     /// File holding this verifier's token (`role = verifier`).
     #[arg(long, env = "TALLY_VERIFIER_TOKEN_FILE")]
     pub(crate) token_file: PathBuf,

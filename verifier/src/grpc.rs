@@ -57,6 +57,7 @@ impl Verifier {
             fail_closed: self.sync.fail_closed(),
             resets: self.sync.resets(),
             authority_verifies: self.authority_verifies(),
+            authority: self.upstream.in_use().1.to_owned(),
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct Snapshot {
     pub last_contact_age: Option<Duration>,
     pub fail_closed: bool,
     pub resets: u64,
+    /// Position in `--authority` of the authority in use (0: the preferred).
+    pub authority_in_use: usize,
 }
 
 impl Metrics {
@@ -159,5 +161,11 @@ fn write_state(e: &mut DescriptorEncoder, s: Snapshot) -> fmt::Result {
         age,
     )?;
     collect_gauge(e, "tally_verifier_fail_closed", "1 while failing closed.", i64::from(s.fail_closed))?;
+    collect_gauge(
+        e,
+        "tally_verifier_authority_in_use",
+        "Position in --authority of the authority in use (0: the first, preferred).",
+        s.authority_in_use,
+    )?;
     collect_counter(e, "tally_verifier_resets", "Cache flushes on reset, epoch change or gap.", s.resets)
 }

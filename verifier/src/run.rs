@@ -16,12 +16,15 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let Command::Serve(a) = args.command;
     let mut upstream = Upstream::with_token_file(&a.authority, &a.token_file, a.authority_timeout.into())?;
     // TLS files are checked here, before serving: a bad one is a startup error naming it.
-    let https = a.authority.starts_with("https://");
+    let https = a.authority.iter().filter(|u| u.starts_with("https://")).count();
+    if https != 0 && https != a.authority.len() {
+        return Err(Error::Config("--authority: every URL https://, or none".into()));
+    }
     match &a.authority_ca {
-        Some(_) if !https => {
+        Some(_) if https == 0 => {
             return Err(Error::Config(format!(
                 "--authority-ca needs an https:// --authority URL, not {}",
-                a.authority
+                a.authority.join(", ")
             )));
         }
         Some(ca) => {
@@ -31,7 +34,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             })?;
             upstream = upstream.with_tls(config)?;
         }
-        None if https => {
+        None if https != 0 => {
             return Err(Error::Config(
                 "an https:// --authority needs --authority-ca (the CA its certificate chains to)".into(),
             ));
@@ -56,6 +59,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         negative_ttl: a.negative_ttl.into(),
         skew: a.clock_skew.into(),
         org: a.org,
+        failback_after: a.failback_after.into(),
         ..Settings::default()
     };
     let verifier = Arc::new(Verifier::new(upstream, settings));

@@ -37,6 +37,7 @@ impl Verifier {
             last_contact_age: self.sync.silence(),
             fail_closed: self.sync.fail_closed(),
             resets: self.sync.resets(),
+            authority_in_use: self.upstream.in_use().0,
         }
     }
 

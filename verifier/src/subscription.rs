@@ -15,6 +15,14 @@ use crate::event::{Revocation, StreamEvent, StreamMessage, Target};
 use crate::sync::Stall;
 use crate::verifier::Verifier;
 
+/// Sleeps until `at`; forever when `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// First reconnect delay (before jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Longest reconnect delay (before jitter).
@@ -37,10 +45,19 @@ impl Verifier {
             match self.upstream.subscribe(&pos).await {
                 Ok(mut stream) => {
                     self.sync.watch_lag_new_stream(self.clock.now().mono);
+                    // On a less preferred authority: back to the preferred
+                    // ones after a while, at the same position (one log).
+                    let failback = (self.upstream.in_use().0 > 0)
+                        .then(|| tokio::time::Instant::now() + self.settings.failback_after);
                     loop {
                         let stall_at = self.sync.stall_deadline(stall_bound);
                         let msg = tokio::select! {
                             _ = shutdown.cancelled() => return,
+                            _ = sleep_until_some(failback) => {
+                                tracing::info!("trying the preferred authority again");
+                                attempt = 0;
+                                break;
+                            }
                             // Checked on time, not only when the next message comes.
                             _ = sleep_until(stall_at) => {
                                 match self.check_stall(self.clock.now().mono, stall_bound) {

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,12 +33,39 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// dropped and redialled instead of being reused until the kernel gives up.
 const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
-/// A handle to the authority. `Debug` hides the bearer token.
+/// One authority the verifier may use.
 #[derive(Clone)]
-pub struct Upstream {
+struct Target {
+    /// As given (`--authority`), for the operator.
+    url: String,
     endpoint: Endpoint,
     /// Verify's connection (lazy, redialled when it breaks).
     client: AuthorityClient<Channel>,
+}
+
+impl Target {
+    fn new(url: &str) -> Result<Self, Error> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Error::Config(format!("bad authority URL {url:?}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEP_ALIVE)
+            .keep_alive_timeout(KEEP_ALIVE)
+            .keep_alive_while_idle(true);
+        let client = AuthorityClient::new(endpoint.connect_lazy());
+        Ok(Self { url: url.to_owned(), endpoint, client })
+    }
+}
+
+/// A handle to the authority: one or several (replicas of one database), in
+/// order of preference. The stream and Verify use one at a time, the one
+/// the last subscription reached (see [`Upstream::subscribe`]). `Debug`
+/// hides the bearer token.
+#[derive(Clone)]
+pub struct Upstream {
+    targets: Arc<[Target]>,
+    /// Index into `targets` of the authority in use.
+    current: Arc<AtomicUsize>,
     bearer: Arc<RwLock<MetadataValue<Ascii>>>,
     /// Where the token came from: re-read when the authority refuses it, so
     /// an operator can replace the token without restarting the verifier.
@@ -47,42 +75,57 @@ pub struct Upstream {
 
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upstream").field("timeout", &self.timeout).finish_non_exhaustive()
+        let urls: Vec<&str> = self.targets.iter().map(|t| t.url.as_str()).collect();
+        f.debug_struct("Upstream").field("authorities", &urls).field("timeout", &self.timeout).finish_non_exhaustive()
     }
 }
 
 impl Upstream {
     /// Prepares a lazy connection to `url` (nothing is dialled until first use).
     pub fn new(url: &str, token: &str, timeout: Duration) -> Result<Self, Error> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| Error::Config(format!("bad authority URL {url:?}: {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEP_ALIVE)
-            .keep_alive_timeout(KEEP_ALIVE)
-            .keep_alive_while_idle(true);
+        Self::with_authorities(&[url.to_owned()], token, timeout)
+    }
+
+    /// Prepares lazy connections to `urls`, the first preferred (at least one).
+    pub fn with_authorities(urls: &[String], token: &str, timeout: Duration) -> Result<Self, Error> {
+        if urls.is_empty() {
+            return Err(Error::Config("no authority URL".into()));
+        }
+        let targets = urls.iter().map(|u| Target::new(u)).collect::<Result<Vec<_>, _>>()?;
         let bearer = Arc::new(RwLock::new(bearer_value(token)?));
-        let client = AuthorityClient::new(endpoint.connect_lazy());
-        Ok(Self { endpoint, client, bearer, token_file: None, timeout })
+        Ok(Self { targets: targets.into(), current: Arc::new(AtomicUsize::new(0)), bearer, token_file: None, timeout })
+    }
+
+    /// The authority in use: its position in the list (0: the preferred
+    /// one) and its URL.
+    pub fn in_use(&self) -> (usize, &str) {
+        let i = self.current.load(Ordering::Relaxed);
+        (i, &self.targets[i].url)
     }
 
     /// Speaks TLS to the authority: verifies its certificate and, when `tls`
     /// has an identity, presents a client certificate, on Verify's connection
     /// and on every connection the stream dials. The URL must be `https://`.
     pub fn with_tls(mut self, tls: ClientTlsConfig) -> Result<Self, Error> {
-        if self.endpoint.uri().scheme_str() != Some("https") {
-            return Err(Error::Config(format!("TLS needs an https:// authority URL, not {}", self.endpoint.uri())));
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for t in self.targets.iter() {
+            if t.endpoint.uri().scheme_str() != Some("https") {
+                return Err(Error::Config(format!("TLS needs an https:// authority URL, not {}", t.endpoint.uri())));
+            }
+            let endpoint =
+                t.endpoint.clone().tls_config(tls.clone()).map_err(|e| Error::Config(format!("authority TLS: {e}")))?;
+            let client = AuthorityClient::new(endpoint.connect_lazy());
+            targets.push(Target { url: t.url.clone(), endpoint, client });
         }
-        self.endpoint = self.endpoint.tls_config(tls).map_err(|e| Error::Config(format!("authority TLS: {e}")))?;
-        self.client = AuthorityClient::new(self.endpoint.connect_lazy());
+        self.targets = targets.into();
         Ok(self)
     }
 
-    /// Like [`Upstream::new`], with the token read from `path` (and re-read
-    /// on refusal); refused unless it is a verifier's token.
-    pub fn with_token_file(url: &str, path: &Path, timeout: Duration) -> Result<Self, Error> {
+    /// Like [`Upstream::with_authorities`], with the token read from `path`
+    /// (and re-read on refusal); refused unless it is a verifier's token.
+    pub fn with_token_file(urls: &[String], path: &Path, timeout: Duration) -> Result<Self, Error> {
         let token = read_verifier_token(path)?;
-        let mut upstream = Self::new(url, &token, timeout)?;
+        let mut upstream = Self::with_authorities(urls, &token, timeout)?;
         upstream.token_file = Some(path.to_owned());
         Ok(upstream)
     }
@@ -115,7 +158,7 @@ impl Upstream {
         let span = telemetry::client_span("tally.v1.Authority/Verify");
         let mut req = span.in_scope(|| self.request(pb::VerifyRequest { bundle }));
         req.set_timeout(self.timeout);
-        let mut client = self.client.clone();
+        let mut client = self.targets[self.current.load(Ordering::Relaxed)].client.clone();
         let call = tokio::time::timeout(self.timeout, client.verify(req)).instrument(span);
         match call.await {
             Ok(r) => r.map(|r| convert::verdict(r.into_inner())),
@@ -124,16 +167,45 @@ impl Upstream {
     }
 
     /// Opens the revocation stream from `pos`, on a connection of its own
-    /// dialled now: a stream that went silent is never retried over the
-    /// connection that may have died under it.
+    /// dialled now (a stream that went silent is never retried over the
+    /// connection that may have died under it): at the most preferred
+    /// authority that answers, trying them in order, which then serves
+    /// Verify too. Replicas share one log, so the position holds at each.
+    /// The error is the last one's.
     pub(crate) async fn subscribe(&self, pos: &Position) -> Result<Events, Status> {
+        let mut failed = None;
+        for (i, target) in self.targets.iter().enumerate() {
+            match self.subscribe_at(target, pos).await {
+                Ok(events) => {
+                    let was = self.current.swap(i, Ordering::Relaxed);
+                    if was != i {
+                        tracing::warn!(authority = %target.url, preference = i, "following another authority");
+                    }
+                    return Ok(events);
+                }
+                Err(status) => {
+                    if self.targets.len() > 1 {
+                        tracing::info!(authority = %target.url, code = ?status.code(), "authority not reachable");
+                    }
+                    // A refused token is refused by every replica alike.
+                    if status.code() == tonic::Code::Unauthenticated {
+                        return Err(status);
+                    }
+                    failed = Some(status);
+                }
+            }
+        }
+        Err(failed.expect("at least one authority"))
+    }
+
+    async fn subscribe_at(&self, target: &Target, pos: &Position) -> Result<Events, Status> {
         let req = self.request(pb::SubscribeRequest {
             from_seq: pos.applied_seq,
             epoch: pos.epoch.clone(),
             from_digest: pos.digest.clone(),
         });
         let open = async {
-            let channel = self
+            let channel = target
                 .endpoint
                 .connect()
                 .await
@@ -273,7 +345,7 @@ mod tests {
         let path = &file.0;
         let operator = token(&["role = operator"]);
         std::fs::write(path, format!("{operator}\n")).unwrap();
-        let err = Upstream::with_token_file("http://127.0.0.1:9", path, Duration::from_secs(1)).unwrap_err();
+        let err = Upstream::with_token_file(&["http://127.0.0.1:9".into()], path, Duration::from_secs(1)).unwrap_err();
         let text = err.to_string();
         assert!(text.contains(&path.display().to_string()) && text.contains("`operator`"), "{text}");
         assert!(!text.contains(&operator[..16]) && !text.contains('\n'), "{text}");
@@ -288,7 +360,7 @@ mod tests {
         let path = &file.0;
         let (verifier, next) = (token(&["role = verifier"]), token(&["role = verifier", "action in verify"]));
         std::fs::write(path, &verifier).unwrap();
-        let upstream = Upstream::with_token_file("http://127.0.0.1:9", path, Duration::from_secs(1)).unwrap();
+        let upstream = Upstream::with_token_file(&["http://127.0.0.1:9".into()], path, Duration::from_secs(1)).unwrap();
         let bearer = || upstream.bearer.read().unwrap().to_str().unwrap().to_owned();
         assert_eq!(bearer(), format!("Bearer {verifier}"));
         std::fs::write(path, token(&["role = operator"])).unwrap();

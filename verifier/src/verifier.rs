@@ -63,6 +63,9 @@ pub struct Settings {
     /// The org the services behind this verifier belong to, for checks
     /// that name none: only tokens of that org are allowed.
     pub org: Option<String>,
+    /// Following a less preferred authority (of several) this long, the
+    /// stream tries the preferred ones again.
+    pub failback_after: Duration,
 }
 
 /// Default of [`Settings::cache_capacity`] (`--cache-capacity`).
@@ -91,6 +94,7 @@ impl Default for Settings {
             field_limits: FieldLimits::default(),
             remember_descendants: true,
             org: None,
+            failback_after: Duration::from_secs(30),
         }
     }
 }

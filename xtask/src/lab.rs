@@ -46,19 +46,30 @@ pub(crate) fn run(task: Task, args: Vec<OsString>) -> anyhow::Result<()> {
     Err(anyhow::anyhow!("running {}: {error}", task.binary()))
 }
 
-/// Builds the authority, the verifier and every lab binary in release mode;
-/// returns the directory holding them.
+/// `TALLY_LAB_PROFILE`: `dev` builds the lab in the dev profile instead
+/// (CI's smoke run of the harness, reusing what the tests built; its figures
+/// are not measurements, and `tally-bench` says so).
+const PROFILE_ENV: &str = "TALLY_LAB_PROFILE";
+
+/// Builds the authority, the verifier and every lab binary in release mode
+/// (or dev, see [`PROFILE_ENV`]); returns the directory holding them.
 fn build(task: Task) -> anyhow::Result<PathBuf> {
     let root = crate::workspace_root();
-    eprintln!("{}: building release binaries…", task.name());
+    let dev = match std::env::var(PROFILE_ENV).as_deref() {
+        Ok("dev") => true,
+        Ok("release") | Err(_) => false,
+        Ok(other) => anyhow::bail!("{PROFILE_ENV}={other:?}: dev or release"),
+    };
+    let (profile, dir) = if dev { ("dev", "debug") } else { ("release", "release") };
+    eprintln!("{}: building {profile} binaries…", task.name());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(&root)
-        .args(["build", "--release", "--quiet"])
+        .args(["build", "--profile", profile, "--quiet"])
         .args(["-p", "tally-authority", "-p", "tally-verifier", "-p", "tally-lab", "--bins"])
         .status()
         .context("running cargo build")?;
-    ensure!(status.success(), "cargo build --release failed: {status}");
+    ensure!(status.success(), "cargo build --profile {profile} failed: {status}");
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(root.join(target).join("release"))
+    Ok(root.join(target).join(dir))
 }

@@ -78,18 +78,24 @@ fn postgres_suite(root: &Path, python: &Path, cargo_args: &[String]) -> anyhow::
     };
     let log = root.join("target/postgres-tests.log");
     let _ = std::fs::remove_file(&log);
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["test", "-p", "tally-authority", "-p", "tally-tests", "--test", "it"])
-        .args(cargo_args)
-        .env("TALLY_PYTHON", python)
-        .env(STORE_ENV, "postgres")
-        .env(POSTGRES_URL_ENV, &url)
-        .env(POSTGRES_LOG_ENV, &log)
-        .status()
-        .context("running cargo test on PostgreSQL")?;
-    if !status.success() {
-        bail!("tests failed on PostgreSQL");
+    // The test executables the SQLite pass built (`--workspace`): the same
+    // features, so nothing is compiled again.
+    let (cargo_flags, libtest_args) = split_at_dashes(cargo_args);
+    for (package, exe, dir) in test_executables(root, &cargo_flags, POSTGRES_SUITES)? {
+        eprintln!("xtask: {package}'s `it` tests on PostgreSQL");
+        let status = Command::new(&exe)
+            .current_dir(&dir)
+            .args(&libtest_args)
+            .env("CARGO", env!("CARGO"))
+            .env("TALLY_PYTHON", python)
+            .env(STORE_ENV, "postgres")
+            .env(POSTGRES_URL_ENV, &url)
+            .env(POSTGRES_LOG_ENV, &log)
+            .status()
+            .with_context(|| format!("running {}", exe.display()))?;
+        if !status.success() {
+            bail!("{package}'s tests failed on PostgreSQL");
+        }
     }
     let names = std::fs::read_to_string(&log).unwrap_or_default();
     let tests: std::collections::BTreeSet<&str> = names.lines().collect();
@@ -98,6 +104,54 @@ fn postgres_suite(root: &Path, python: &Path, cargo_args: &[String]) -> anyhow::
 
 /// `cargo test` arguments with `extra` added to the test binaries' own
 /// arguments (after the `--` the caller may have given already).
+/// The packages whose `it` tests run on PostgreSQL too.
+const POSTGRES_SUITES: &[&str] = &["tally-authority", "tally-tests"];
+
+/// The `it` test executables of `packages`, as `cargo test --workspace`
+/// builds them (already built: this only asks cargo where they are), with
+/// each package's directory: (package, executable, directory).
+fn test_executables(
+    root: &Path,
+    cargo_flags: &[String],
+    packages: &[&str],
+) -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"])
+        .args(cargo_flags)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("cargo test --no-run failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let target = &msg["target"];
+        let is_it = target["name"] == "it" && target["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"));
+        let (Some(exe), Some(manifest)) = (msg["executable"].as_str(), msg["manifest_path"].as_str()) else { continue };
+        let package = msg["package_id"].as_str().and_then(|id| id.rsplit('#').next()).unwrap_or_default();
+        let name = package.split('@').next().unwrap_or_default();
+        if is_it && packages.contains(&name) {
+            let dir = Path::new(manifest).parent().context("a manifest's directory")?;
+            found.push((name.to_owned(), PathBuf::from(exe), dir.to_owned()));
+        }
+    }
+    if found.len() != packages.len() {
+        bail!("expected the `it` tests of {packages:?}, cargo built {found:?}");
+    }
+    Ok(found)
+}
+
+/// `cargo_args` split at `--`: cargo's flags before it, libtest's after.
+fn split_at_dashes(cargo_args: &[String]) -> (Vec<String>, Vec<String>) {
+    match cargo_args.iter().position(|a| a == "--") {
+        Some(i) => (cargo_args[..i].to_vec(), cargo_args[i + 1..].to_vec()),
+        None => (cargo_args.to_vec(), Vec::new()),
+    }
+}
+
 fn with_libtest_args(cargo_args: &[String], extra: &[&str]) -> Vec<String> {
     let mut all = cargo_args.to_vec();
     if !all.iter().any(|a| a == "--") {

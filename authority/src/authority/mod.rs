@@ -321,6 +321,9 @@ impl Authority {
     /// `ResourceExhausted` while [`Settings::max_subscribers`] streams are
     /// being served.
     pub fn subscribe(&self, position: Position, shutdown: CancellationToken) -> Result<mpsc::Receiver<StreamEvent>> {
+        // A replica that cannot read its database sends its subscriber
+        // elsewhere at once rather than keep it waiting for heartbeats.
+        self.log.current()?;
         self.log.subscribe(position, shutdown).ok_or_else(|| {
             self.metrics.subscribe_refused.inc();
             Error::ResourceExhausted(format!(

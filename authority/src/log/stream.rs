@@ -158,7 +158,12 @@ impl Log {
 
     /// Why a subscriber at `position` must flush and start over, if it must.
     async fn reset_reason(&self, position: &Position) -> Result<Option<String>> {
-        let head = self.head();
+        let mut head = self.head();
+        if position.from_seq > head.seq && self.shared() {
+            // Moved here from another replica that is a little ahead: catch up first.
+            self.follow().await?;
+            head = self.head();
+        }
         if position.epoch.is_empty() {
             return Ok((position.from_seq != 0).then(|| "no epoch given with a position".into()));
         }

@@ -79,6 +79,7 @@ pub(crate) async fn status(g: &Global) -> Result<(), CliError> {
             "fail_closed": s.fail_closed,
             "resets": s.resets,
             "authority_verifies": s.authority_verifies,
+            "authority": s.authority,
         }));
     } else {
         let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
@@ -93,6 +94,7 @@ pub(crate) async fn status(g: &Global) -> Result<(), CliError> {
             ("last contact", s.last_contact_age_ms.map_or_else(|| "never".into(), |ms| format!("{ms} ms ago"))),
             ("resets", s.resets.to_string()),
             ("authority verifies", s.authority_verifies.to_string()),
+            ("authority", s.authority.clone()),
         ]);
     }
     if serving { Ok(()) } else { Err(CliError::invalid(if g.json { "" } else { "the verifier is not serving" })) }

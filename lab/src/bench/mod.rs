@@ -68,6 +68,11 @@ pub enum Store {
 
 /// Takes the CPU lock, pins this process, and measures.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "tally-bench: a debug build (TALLY_LAB_PROFILE=dev): a run of the harness, its figures are not measurements"
+        );
+    }
     let _lock = pin::take_cpu_lock("bench")?;
     let placement = Placement::choose();
     placement.pin_self()?;

@@ -226,3 +226,91 @@ async fn a_replica_cut_off_from_the_database_stops_vouching_and_follows_again_wh
     history.assert_safe(FAIL_CLOSED_AFTER + heartbeat * 2, &HashSet::new());
     eprintln!("replicas: cut off: {}", history.summary());
 }
+
+/// A verifier given three replicas in order of preference: the first
+/// killed (kill -9) during a revocation burst spread over all three, it
+/// follows the second without failing closed (a cached token stays allowed
+/// throughout), nothing acknowledged by any replica is lost, and it goes
+/// back to the first once that returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_fails_over_between_replicas_without_failing_closed_and_goes_back() {
+    if !postgres() {
+        return;
+    }
+    let a = Authority::start().await;
+    a.create_org("acme").await;
+    let mut preferred = a.start_replica().await;
+    let second = a.start_replica().await;
+    let urls = format!("{},{},{}", preferred.url(), second.url(), a.url());
+    let token = a.system_token("verifier", &[]).await;
+    let args = vec!["--failback-after".to_owned(), "1s".to_owned()];
+    let options =
+        VerifierOptions { region: "eu".into(), fail_closed_after: Duration::from_secs(3), args, ..Default::default() };
+    let v = Verifier::start(&urls, &token, options).await;
+    v.wait_synced().await;
+    assert_eq!(v.status().await.authority, preferred.url());
+
+    let kept = Tracked::from(a.mint("acme", &[]).await);
+    let history = History::new();
+    history.until_cached(&v.client(), "eu", &kept).await;
+    let load = CheckLoad::start(history.clone(), v.client(), "eu", Arc::new(Mutex::new(vec![kept.clone()])));
+    let resets = v.status().await.resets;
+
+    // A burst of revocations over the three replicas; the preferred one dies in it.
+    let mut minted = HashMap::new();
+    for _ in 0..90 {
+        let m = a.mint("acme", &[]).await;
+        minted.insert(m.family, m.token);
+    }
+    let families: Vec<String> = minted.keys().cloned().collect();
+    let replicas = [preferred.client(), second.client(), a.client()];
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, family) in families.iter().enumerate() {
+        let mut c = replicas[i % 3].clone();
+        let (req, family) = (bearer(revoke_family(family), a.bootstrap()), family.clone());
+        calls.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5 * i as u64)).await;
+            c.revoke(req).await.ok().map(|r| (family, r.into_inner().seq))
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    preferred.kill_9();
+    let acked: HashMap<String, u64> = calls.join_all().await.into_iter().flatten().collect();
+    assert!(acked.len() >= 60, "the replicas alive acknowledged their share: {}", acked.len());
+
+    // The verifier follows the second replica, and has every acknowledged revocation.
+    let head = *acked.values().max().unwrap();
+    eventually(Duration::from_secs(10), || async {
+        let s = v.status().await;
+        if s.authority == second.url() && s.synced && s.applied_seq >= head { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    let (events, _, _) = replay_all(&a).await;
+    let at: HashMap<u64, String> = events.iter().map(|e| (e.seq, family_of(e))).collect();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as u64).collect::<Vec<_>>());
+    for (family, seq) in &acked {
+        assert_eq!(at.get(seq), Some(family), "revocation of {family} acked at seq {seq}");
+        let r = v.check(&minted[family], "read").await;
+        assert_eq!(r.reason(), pb::Reason::Revoked, "{r:?}");
+    }
+
+    // The preferred replica returns (same port): the verifier goes back to it.
+    preferred.restart().await;
+    eventually(Duration::from_secs(15), || async {
+        let s = v.status().await;
+        if s.authority == preferred.url() && s.synced { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    load.stop().await;
+    let checks = history.checks();
+    let refused: Vec<_> = checks.iter().filter(|c| !c.allowed()).collect();
+    assert!(
+        refused.is_empty(),
+        "the cached token was refused {} times of {}: {:?}",
+        refused.len(),
+        checks.len(),
+        refused.first()
+    );
+    assert_eq!(v.status().await.resets, resets, "failing over needs no reset: one log");
+    eprintln!("replicas: failover: {}, {} revocations acked", history.summary(), acked.len());
+}

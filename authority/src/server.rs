@@ -110,8 +110,30 @@ pub async fn serve_with(
     };
     tracing::info!(%addr, epoch = authority.epoch(), tls, "authority serving");
     let stopping = shutdown.clone();
+    let watched = authority.clone();
     let drained = async move {
-        stopping.cancelled().await;
+        let authority = watched;
+        // Serving while this process vouches for the log (always, on SQLite;
+        // a replica while it reads its database, so readiness follows the
+        // heartbeat bound), checked four times per heartbeat interval.
+        let mut tick = tokio::time::interval(authority.vouch_check_interval());
+        let mut serving = true;
+        loop {
+            tokio::select! {
+                _ = stopping.cancelled() => break,
+                _ = tick.tick() => {
+                    let vouches = authority.vouches();
+                    if vouches != serving {
+                        serving = vouches;
+                        if vouches {
+                            health.set_serving::<AuthorityServer<AuthorityService>>().await;
+                        } else {
+                            health.set_not_serving::<AuthorityServer<AuthorityService>>().await;
+                        }
+                    }
+                }
+            }
+        }
         tracing::info!("shutting down: ending streams, finishing calls");
         health.set_not_serving::<AuthorityServer<AuthorityService>>().await;
     };

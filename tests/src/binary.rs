@@ -85,6 +85,23 @@ const INHERITED_FROM_CARGO: [&str; 7] = [
 ];
 const INHERITED_PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"];
 
+/// `cargo` (the one running this process, when cargo started it) in the
+/// environment of a plain build. Cargo sets the variables above for the test
+/// (or xtask) process itself; passed on, they would differ from a plain
+/// build's environment, and a build script that reruns when one changes
+/// (ring's watches CARGO_PKG_NAME and CARGO_MANIFEST_DIR) would rebuild it
+/// and everything above it, each time a build runs from elsewhere.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if INHERITED_FROM_CARGO.contains(&key) || INHERITED_PREFIXES.iter().any(|p| key.starts_with(p)) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 fn build(package: &str, name: &str) -> Result<PathBuf, String> {
     let dir = profile_dir();
     // The directory name is the profile's, except for `dev` which builds into `debug`.
@@ -92,25 +109,13 @@ fn build(package: &str, name: &str) -> Result<PathBuf, String> {
         Some("debug") | None => "dev".to_owned(),
         Some(other) => other.to_owned(),
     };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
+    let mut cmd = cargo();
     cmd.current_dir(workspace_root()).args(["build", "--profile", &profile, "-p", package, "--bin", name]);
-    // Cargo sets these for the test (or xtask) process itself. Passed on,
-    // they would differ from a plain build's environment, and a build script
-    // that reruns when one changes (ring's watches CARGO_PKG_NAME and
-    // CARGO_MANIFEST_DIR) would rebuild it and everything above it, in every
-    // test process.
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        if INHERITED_FROM_CARGO.contains(&key) || INHERITED_PREFIXES.iter().any(|p| key.starts_with(p)) {
-            cmd.env_remove(key);
-        }
-    }
     // Build into the directory the test runs from, wherever cargo would otherwise put it.
     if let Some(target) = dir.parent() {
         cmd.arg("--target-dir").arg(target);
     }
-    let output = cmd.output().map_err(|e| format!("cannot run {cargo:?} to build {name}: {e}"))?;
+    let output = cmd.output().map_err(|e| format!("cannot run cargo to build {name}: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "`cargo build -p {package} --bin {name}` failed ({}):\n{}",

@@ -10,7 +10,7 @@ mod poll;
 pub mod postgres;
 
 pub use authority::{Authority, AuthorityOptions, TEST_KEK_HEX, bearer};
-pub use binary::{AUTHORITY, BIN_DIR_ENV, Bin, binary, binary_in, profile_dir, workspace_root};
+pub use binary::{AUTHORITY, BIN_DIR_ENV, Bin, binary, binary_in, cargo, profile_dir, workspace_root};
 pub use certs::CertFiles;
 pub use child::{Child, ECHO_ENV, Lines};
 pub use poll::{DEADLINE, POLL_INTERVAL, eventually, try_eventually};

@@ -62,8 +62,7 @@ fn build(task: Task) -> anyhow::Result<PathBuf> {
     };
     let (profile, dir) = if dev { ("dev", "debug") } else { ("release", "release") };
     eprintln!("{}: building {profile} binaries…", task.name());
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
+    let status = tally_tests::cargo()
         .current_dir(&root)
         .args(["build", "--profile", profile, "--quiet"])
         .args(["-p", "tally-authority", "-p", "tally-verifier", "-p", "tally-lab", "--bins"])

@@ -36,7 +36,7 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     crate::codemap::run()?;
     crate::cycles::check()?;
     // The PostgreSQL server's own faults are tested in the PostgreSQL pass only.
-    let status = Command::new(env!("CARGO"))
+    let status = tally_tests::cargo()
         .current_dir(&root)
         .args(["test", "--workspace"])
         .args(with_libtest_args(&args.cargo_args, &["--skip", "postgres_durability", "--skip", "replicas"]))
@@ -87,6 +87,7 @@ fn postgres_suite(root: &Path, python: &Path, cargo_args: &[String]) -> anyhow::
             .current_dir(&dir)
             .args(&libtest_args)
             .env("CARGO", env!("CARGO"))
+            .env("CARGO_MANIFEST_DIR", &dir)
             .env("TALLY_PYTHON", python)
             .env(STORE_ENV, "postgres")
             .env(POSTGRES_URL_ENV, &url)
@@ -115,7 +116,7 @@ fn test_executables(
     cargo_flags: &[String],
     packages: &[&str],
 ) -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
-    let out = Command::new(env!("CARGO"))
+    let out = tally_tests::cargo()
         .current_dir(root)
         .args(["test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"])
         .args(cargo_flags)

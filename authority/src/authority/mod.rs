@@ -241,6 +241,17 @@ impl Authority {
         self.log.subscribers()
     }
 
+    /// Whether this process vouches for the log now: always on SQLite; a
+    /// replica while it has read its database within a heartbeat interval.
+    pub fn vouches(&self) -> bool {
+        self.log.current().is_ok()
+    }
+
+    /// How often to look at [`Self::vouches`]: four times per heartbeat interval.
+    pub fn vouch_check_interval(&self) -> Duration {
+        (self.settings.heartbeat / 4).max(Duration::from_millis(10))
+    }
+
     /// The log head now.
     pub fn head(&self) -> LogHead {
         self.log.head()

@@ -4,8 +4,9 @@
 //! acknowledged revocation and leave the log contiguous from 1; and a
 //! PostgreSQL restart (`pg_ctl restart -m fast`) in the middle of a burst
 //! fails each call it cuts off with `UNAVAILABLE` (never `INTERNAL`, never
-//! a driver's text), keeps every acknowledged one, and the authority
-//! serves again without being restarted.
+//! a driver's text), keeps every acknowledged one, and the authority and
+//! its replica (each taking half the burst) serve again without being
+//! restarted, streaming one log.
 //!
 //! PostgreSQL only: they run in the PostgreSQL pass of `cargo xtask test`
 //! (the SQLite pass skips `postgres_durability`).
@@ -98,21 +99,31 @@ async fn postgres_five_kill_9s_during_64_caller_bursts_lose_no_acknowledged_revo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_restarting_mid_burst_fails_calls_clearly_and_the_authority_serves_again() {
+async fn postgres_restarting_mid_burst_fails_calls_clearly_and_every_replica_serves_again() {
     let Some(pg) = cluster() else { return };
     let a = authority_on(&pg).await;
+    // A replica takes half the burst.
+    let b = a.start_replica().await;
     let minted = mint_many(&a, "acme", 1500).await;
     let by_family: HashMap<String, String> = minted.iter().map(|m| (m.family.clone(), m.token.clone())).collect();
     let (acks_tx, mut acks) = watch::channel(0);
-    let families = minted[..1400].iter().map(|m| m.family.clone()).collect();
-    let (callers, burst) = revoke_burst(&a, families, acks_tx, CALLERS, OnError::Continue);
-    tokio::time::timeout(Duration::from_secs(60), acks.wait_for(|n| *n >= 200))
+    let (b_acks_tx, _b_acks) = watch::channel(0);
+    let families: Vec<String> = minted[..1400].iter().map(|m| m.family.clone()).collect();
+    let (to_a, to_b) = families.split_at(700);
+    let (callers, burst) = revoke_burst(&a, to_a.to_vec(), acks_tx, CALLERS / 2, OnError::Continue);
+    let (b_callers, b_burst) = revoke_burst(&b, to_b.to_vec(), b_acks_tx, CALLERS / 2, OnError::Continue);
+    tokio::time::timeout(Duration::from_secs(60), acks.wait_for(|n| *n >= 100))
         .await
         .expect("acknowledgements in time")
         .expect("callers alive");
     pg.restart_fast().expect("pg_ctl restart -m fast");
     tokio::time::timeout(Duration::from_secs(120), callers.join_all()).await.expect("the burst ends");
-    let burst = std::mem::take(&mut *burst.lock().unwrap());
+    tokio::time::timeout(Duration::from_secs(120), b_callers.join_all()).await.expect("the replica's burst ends");
+    let mut burst = std::mem::take(&mut *burst.lock().unwrap());
+    let b_burst = std::mem::take(&mut *b_burst.lock().unwrap());
+    burst.failed += b_burst.failed;
+    burst.errors.extend(b_burst.errors);
+    burst.acked.extend(b_burst.acked);
 
     // Each call cut off failed clearly: UNAVAILABLE, a message of Tally's.
     assert!(burst.failed > 0, "the restart cut some calls off");
@@ -133,8 +144,20 @@ async fn postgres_restarting_mid_burst_fails_calls_clearly_and_the_authority_ser
     // Every acknowledged revocation is in the log at its seq, and in force.
     let mut acked: HashMap<String, u64> = burst.acked.into_iter().collect();
     acked.insert(spare.clone(), seq);
+    // So does the replica, and it streams the same log.
+    let spare_b = minted[1401].family.clone();
+    let b_token = b.bootstrap().to_owned();
+    let b_client = b.client();
+    let seq_b = eventually(Duration::from_secs(30), || {
+        let req = pb::RevokeRequest { target: Some(Target::Family(spare_b.clone())), reason: String::new() };
+        let (mut c, req) = (b_client.clone(), bearer(req, &b_token));
+        async move { c.revoke(req).await.map(|r| r.into_inner().seq) }
+    })
+    .await;
+    acked.insert(spare_b, seq_b);
     let head = assert_log_holds(&a, &acked).await;
-    assert_eq!(head, seq, "the new revocation is the head");
+    assert_eq!(head, seq.max(seq_b), "the new revocations are the head");
+    assert_eq!(assert_log_holds(&b, &acked).await, head, "one log, from either replica");
     for family in acked.keys() {
         let req = bearer(pb::VerifyRequest { bundle: by_family[family].clone() }, &token);
         let v = client.verify(req).await.expect("Verify").into_inner();
@@ -144,7 +167,7 @@ async fn postgres_restarting_mid_burst_fails_calls_clearly_and_the_authority_ser
     assert!(!log.contains("panicked"), "{log}");
     println!(
         "restart mid-burst: {} acknowledged, {} failed with UNAVAILABLE, head {head}",
-        acked.len() - 1,
+        acked.len() - 2,
         burst.failed
     );
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tally_proto::v1 as pb;
 use tally_tests::{
     Authority, AuthorityOptions, CheckLoad, History, Mode, Proxy, TestStore, Tracked, Verifier, VerifierOptions,
-    bearer, eventually,
+    bearer, eventually, raw,
 };
 
 use crate::authority_durability::{family_of, replay_all};
@@ -199,6 +199,15 @@ async fn a_replica_cut_off_from_the_database_stops_vouching_and_follows_again_wh
         if s.fail_closed { Ok(()) } else { Err(format!("{s:?}")) }
     })
     .await;
+    // B's readiness follows: NOT_SERVING while it cannot read its database.
+    let b_health = raw::channel(b.addr()).await.expect("a channel to B");
+    eventually(Duration::from_secs(5), || async {
+        match raw::health(&b_health, "tally.v1.Authority").await {
+            Ok(false) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     let mut b_client = b.client();
     // B cannot write: its calls fail, UNAVAILABLE once its database did not
     // answer in time, or DEADLINE_EXCEEDED when the call's deadline came first.
@@ -217,6 +226,7 @@ async fn a_replica_cut_off_from_the_database_stops_vouching_and_follows_again_wh
     let r = far.check(&doomed.token, "read").await;
     assert_eq!(r.reason(), pb::Reason::Revoked, "{r:?}");
     assert!(far.check(&keep.token, "read").await.allowed);
+    assert!(raw::health(&b_health, "tally.v1.Authority").await.unwrap(), "B is SERVING again");
     for load in loads {
         load.stop().await;
     }
@@ -313,4 +323,51 @@ async fn a_verifier_fails_over_between_replicas_without_failing_closed_and_goes_
     );
     assert_eq!(v.status().await.resets, resets, "failing over needs no reset: one log");
     eprintln!("replicas: failover: {}, {} revocations acked", history.summary(), acked.len());
+}
+
+/// `epoch bump` runs only while no replica serves the database, and then
+/// every verifier of every replica flushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_bump_waits_for_every_replica_and_flushes_the_verifiers_of_each() {
+    if !postgres() {
+        return;
+    }
+    let mut a = Authority::start().await;
+    a.create_org("acme").await;
+    let mut b = a.start_replica().await;
+    let token = a.mint("acme", &[]).await.token;
+    let verifiers =
+        [verifier_of(&a, "a", Duration::from_secs(10)).await, verifier_of(&b, "b", Duration::from_secs(10)).await];
+    let mut before = Vec::new();
+    for v in &verifiers {
+        v.check(&token, "read").await;
+        assert_eq!(v.check(&token, "read").await.source(), pb::Source::Cache);
+        before.push(v.status().await);
+    }
+    let db = a.db().arg().to_owned();
+    let bump = || async {
+        let bin = tally_tests::binary_in(tally_tests::AUTHORITY.package, tally_tests::AUTHORITY.name);
+        let mut child = tally_tests::Child::spawn(&bin, ["epoch", "bump", "--db", &db], &[]).unwrap();
+        let status = child.wait(tally_tests::DEADLINE).await.expect("epoch bump exits");
+        (status, child.stderr().snapshot())
+    };
+    a.stop().await.expect("graceful stop");
+    let (status, err) = bump().await;
+    assert!(!status.success(), "bumped while a replica serves");
+    assert!(err.iter().any(|l| l.contains("in use by another tally-authority")), "{err:?}");
+    b.stop().await.expect("graceful stop");
+    let (status, err) = bump().await;
+    assert!(status.success(), "{err:?}");
+    a.restart().await;
+    b.restart().await;
+    for (v, before) in verifiers.iter().zip(&before) {
+        eventually(Duration::from_secs(15), || async {
+            let s = v.status().await;
+            if s.resets > before.resets && s.synced && s.epoch != before.epoch { Ok(()) } else { Err(format!("{s:?}")) }
+        })
+        .await;
+        let r = v.check(&token, "read").await;
+        assert!(r.allowed, "{r:?}");
+        assert_eq!(r.source(), pb::Source::Authority, "the cache was flushed");
+    }
 }

@@ -155,6 +155,10 @@ pub(crate) struct ServeArgs {
     /// as one row per caller, action, org and minute, with a count.
     #[arg(long, env = "TALLY_AUTHORITY_AUDIT_RETENTION", default_value_t = HumanDuration(DEFAULT_AUDIT_RETENTION), value_parser = flags::duration(POSITIVE))]
     pub(crate) audit_retention: HumanDuration,
+    /// This process's name among the replicas of its database, in Status and as the `replica` label of its
+    /// metrics (default: the host's name and the process id).
+    #[arg(long, env = "TALLY_AUTHORITY_REPLICA_ID", value_parser = replica_id)]
+    pub(crate) replica_id: Option<String>,
     /// HTTP/2 streams one connection may have open at once.
     #[arg(long, env = "TALLY_AUTHORITY_MAX_STREAMS_PER_CONNECTION", default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION, value_parser = flags::count::<u32>(1..))]
     pub(crate) max_streams_per_connection: u32,
@@ -177,6 +181,13 @@ pub(crate) struct ServeArgs {
     /// 10,000,000.
     #[arg(long, env = "TALLY_AUTHORITY_REGISTRY_REMEMBERED", default_value_t = DEFAULT_REGISTRY_REMEMBERED, value_parser = flags::count::<usize>(1..=MAX_REGISTRY_REMEMBERED))]
     pub(crate) registry_remembered: usize,
+}
+
+/// A replica id: 1 to 64 of letters, digits, `.`, `_`, `:` and `-` (it is a
+/// metrics label value and a line of `tally status`).
+fn replica_id(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
+    if ok { Ok(s.to_owned()) } else { Err("1 to 64 letters, digits, `.`, `_`, `:` or `-`".into()) }
 }
 
 #[cfg(test)]

@@ -27,9 +27,10 @@ pub use admission::{
 };
 pub use args::Args;
 pub use authority::{
-    AuditQuery, Authority, DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_AUDIT_LIMIT, DEFAULT_AUDIT_RETENTION,
-    DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_REGISTRY_REMEMBERED, MAX_AUDIT_LIMIT,
-    MAX_REGISTRY_REMEMBERED, MintSpec, Minted, Pruned, Reason, RevokeTarget, Settings, Verdict,
+    AuditQuery, Authority, AuthorityStatus, DEFAULT_ANONYMOUS_REVOKES_PER_SECOND, DEFAULT_AUDIT_LIMIT,
+    DEFAULT_AUDIT_RETENTION, DEFAULT_MAX_BRANCH_REVOCATIONS, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_REGISTRY_REMEMBERED,
+    MAX_AUDIT_LIMIT, MAX_REGISTRY_REMEMBERED, MintSpec, Minted, Pruned, Reason, RevokeTarget, Settings, Verdict,
+    default_replica_id,
 };
 pub use authorizer::{Caller, Role};
 pub use clock::{Clock, SystemClock, unix_ms};

@@ -56,6 +56,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         anonymous_revokes_per_second: a.anonymous_revokes_per_second,
         max_branch_revocations: a.max_branch_revocations,
         audit_retention: a.audit_retention.into(),
+        replica: a.replica_id.clone().unwrap_or_else(crate::default_replica_id),
         ..Settings::default()
     };
     let authority = Authority::open(a.db.db()?, kek, Arc::new(SystemClock), settings).await?;

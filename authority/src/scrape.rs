@@ -12,9 +12,12 @@ impl Authority {
     /// Registers this authority's metrics in `registry`. The state metrics
     /// read it at each scrape through a weak reference: the registry does not
     /// keep the authority alive.
+    /// Every metric carries the `replica` label (`Settings::replica`), so
+    /// the replicas of one database are told apart.
     pub fn register_metrics(self: &Arc<Self>, registry: &mut Registry) {
         let authority = Arc::downgrade(self);
-        self.metrics.register(registry, move || authority.upgrade().map(|a| a.snapshot()));
+        let labelled = registry.sub_registry_with_label(("replica".into(), self.replica().to_owned().into()));
+        self.metrics.register(labelled, move || authority.upgrade().map(|a| a.snapshot()));
     }
 
     /// The state the metrics show.

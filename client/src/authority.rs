@@ -14,7 +14,9 @@ use tonic::transport::{Channel, ClientTlsConfig};
 use crate::channel::{bearer_value, deadline, lazy_channel, lazy_channel_with};
 use crate::convert;
 use crate::error::Error;
-use crate::types::{AuditEntry, AuditQuery, Event, Introspection, Key, MintSpec, Minted, Org, Position, RevokeTarget};
+use crate::types::{
+    AuditEntry, AuditQuery, AuthorityStatus, Event, Introspection, Key, MintSpec, Minted, Org, Position, RevokeTarget,
+};
 
 /// Default deadline of a unary call (a mint or revoke waits for an fsync).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,6 +149,13 @@ impl AuthorityClient {
     pub async fn introspect(&self, bundle: &str) -> Result<Introspection, Error> {
         let req = self.request(pb::IntrospectRequest { bundle: bundle.trim().to_owned() });
         deadline(self.timeout, self.grpc.clone().introspect(req)).await.map(convert::introspection)
+    }
+
+    /// The authority process's own view: replica id, database, log head and
+    /// how recently it read it (unscoped operators).
+    pub async fn status(&self) -> Result<AuthorityStatus, Error> {
+        let req = self.request(pb::AuthorityStatusRequest {});
+        deadline(self.timeout, self.grpc.clone().status(req)).await.map(convert::authority_status)
     }
 
     /// Follows the revocation stream from `position`: first the replay, then

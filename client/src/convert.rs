@@ -3,7 +3,8 @@
 use tally_proto::v1 as pb;
 
 use crate::types::{
-    AuditEntry, Decision, Event, Introspection, Key, Minted, Org, Reason, Revoked, Source, VerifierStatus,
+    AuditEntry, AuthorityStatus, Decision, Event, Introspection, Key, Minted, Org, Reason, Revoked, Source,
+    VerifierStatus,
 };
 
 fn some(s: String) -> Option<String> {
@@ -44,6 +45,19 @@ pub(crate) fn decision(r: pb::CheckResponse) -> Decision {
         family: some(r.family),
         source: source(r.source),
         expires_at_unix_ms: instant(r.expires_at_unix_ms),
+    }
+}
+
+pub(crate) fn authority_status(r: pb::AuthorityStatusResponse) -> AuthorityStatus {
+    AuthorityStatus {
+        replica: r.replica,
+        database: r.database,
+        epoch: r.epoch,
+        head_seq: r.head_seq,
+        retained_from: r.retained_from,
+        head_read_age_ms: r.head_read_age_ms,
+        vouching: r.vouching,
+        subscribers: r.subscribers,
     }
 }
 

@@ -27,7 +27,7 @@ pub use channel::CONNECT_TIMEOUT;
 pub use error::Error;
 pub use layer::{ActionMap, AuthBody, Authorized, GrpcActions, HttpActions, Refusal, TallyAuth, TallyAuthLayer};
 pub use types::{
-    AuditEntry, AuditQuery, Check, Decision, Event, Introspection, Key, MintSpec, Minted, Org, Position, Reason,
-    RevokeTarget, Revoked, Source, VerifierStatus,
+    AuditEntry, AuditQuery, AuthorityStatus, Check, Decision, Event, Introspection, Key, MintSpec, Minted, Org,
+    Position, Reason, RevokeTarget, Revoked, Source, VerifierStatus,
 };
 pub use verifier::{DEFAULT_CHECK_TIMEOUT, VerifierClient};

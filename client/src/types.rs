@@ -85,6 +85,23 @@ pub struct Decision {
     pub expires_at_unix_ms: Option<i64>,
 }
 
+/// An authority process as its operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorityStatus {
+    /// Its name among the replicas of its database.
+    pub replica: String,
+    /// A SQLite path, or a `postgres://` URL without its password.
+    pub database: String,
+    pub epoch: String,
+    pub head_seq: u64,
+    pub retained_from: u64,
+    /// Since it last read the log's head from its database (0 on SQLite).
+    pub head_read_age_ms: i64,
+    /// Whether its heartbeats and Verify answers vouch for the log now.
+    pub vouching: bool,
+    pub subscribers: u64,
+}
+
 /// A verifier's view of the revocation stream and its cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierStatus {

@@ -250,10 +250,20 @@ pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
-/// The value of an unlabelled sample in Prometheus text.
+/// The value of the sample `name` (with its labels, if any) in Prometheus
+/// text. The authority's `replica` label, which all its samples carry, is
+/// left out of the comparison.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (n, v) = l.split_once(' ')?;
-        (n == name).then(|| v.trim().parse().ok()).flatten()
+        (without_replica(n) == name).then(|| v.trim().parse().ok()).flatten()
     })
+}
+
+/// A sample's name and labels less a `replica` label.
+fn without_replica(sample: &str) -> String {
+    let Some((base, labels)) = sample.split_once('{') else { return sample.to_owned() };
+    let labels = labels.strip_suffix('}').unwrap_or(labels);
+    let kept: Vec<&str> = labels.split(',').filter(|l| !l.is_empty() && !l.starts_with("replica=")).collect();
+    if kept.is_empty() { base.to_owned() } else { format!("{base}{{{}}}", kept.join(",")) }
 }

@@ -89,6 +89,19 @@ pub struct Settings {
     pub max_branch_revocations: u32,
     /// How long audit rows are kept; older ones go at each prune.
     pub audit_retention: Duration,
+    /// This process's name among the replicas of its database: in
+    /// `Status` and as the `replica` label of its metrics.
+    pub replica: String,
+}
+
+/// The default replica id: the host's name and the process id.
+pub fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "authority".into());
+    format!("{host}:{}", std::process::id())
 }
 
 impl Default for Settings {
@@ -105,6 +118,7 @@ impl Default for Settings {
             anonymous_revokes_per_second: DEFAULT_ANONYMOUS_REVOKES_PER_SECOND,
             max_branch_revocations: DEFAULT_MAX_BRANCH_REVOCATIONS,
             audit_retention: DEFAULT_AUDIT_RETENTION,
+            replica: default_replica_id(),
         }
     }
 }
@@ -126,6 +140,8 @@ pub struct Authority {
     holder_revokes: DefaultKeyedRateLimiter<IpAddr>,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    /// The database, as an operator may see it (no password).
+    database: String,
     /// What the request paths, admission and the server record (registered
     /// for scrapes by `scrape.rs`).
     pub(crate) metrics: Metrics,
@@ -136,6 +152,22 @@ fn new_epoch() -> Result<String> {
     let mut epoch = [0u8; 16];
     getrandom::getrandom(&mut epoch)?;
     Ok(hex::encode(epoch))
+}
+
+/// An authority process as its operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorityStatus {
+    pub replica: String,
+    /// A SQLite path, or a `postgres://` URL without its password.
+    pub database: String,
+    pub epoch: String,
+    pub head_seq: u64,
+    pub retained_from: u64,
+    /// Since it last read the log's head from the database; zero on SQLite,
+    /// whose file only this process writes.
+    pub head_read_age: Duration,
+    pub vouching: bool,
+    pub subscribers: u64,
 }
 
 /// What a prune removed.
@@ -176,7 +208,19 @@ impl Authority {
             Authorizer::new(keys.clone(), log.revoked().clone(), clock.clone(), settings.limits, settings.skew);
         let holder_revokes = revoke::holder_limiter(settings.anonymous_revokes_per_second);
         let registry = RegistryCache::new(settings.registry_remembered.min(MAX_REGISTRY_REMEMBERED));
-        Ok(Arc::new(Self { keys, log, authorizer, reads, registry, holder_revokes, clock, settings, metrics }))
+        let database = db.to_string();
+        Ok(Arc::new(Self {
+            keys,
+            log,
+            authorizer,
+            reads,
+            registry,
+            holder_revokes,
+            clock,
+            settings,
+            database,
+            metrics,
+        }))
     }
 
     /// Initialises a database (a SQLite file, which must not exist, or an
@@ -239,6 +283,27 @@ impl Authority {
     /// Subscribers connected now.
     pub fn subscribers(&self) -> u64 {
         self.log.subscribers()
+    }
+
+    /// This process's replica id (`Settings::replica`).
+    pub fn replica(&self) -> &str {
+        &self.settings.replica
+    }
+
+    /// The operator's view of this process (unscoped operators).
+    pub fn status(&self, bearer: Option<&str>) -> Result<AuthorityStatus> {
+        self.authorize(bearer, "status", None, &[Role::Operator])?;
+        let head = self.head();
+        Ok(AuthorityStatus {
+            replica: self.settings.replica.clone(),
+            database: self.database.clone(),
+            epoch: self.epoch().to_owned(),
+            head_seq: head.seq,
+            retained_from: head.retained_from,
+            head_read_age: self.log.head_read_age(),
+            vouching: self.vouches(),
+            subscribers: self.subscribers(),
+        })
     }
 
     /// Whether this process vouches for the log now: always on SQLite; a

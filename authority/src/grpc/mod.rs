@@ -162,4 +162,21 @@ impl AuthorityApi for AuthorityService {
         let entries = self.authority.list_audit(bearer.as_deref(), query).await?;
         Ok(Response::new(pb::ListAuditResponse { entries: entries.into_iter().map(convert::audit_entry).collect() }))
     }
+
+    async fn status(
+        &self,
+        req: Request<pb::AuthorityStatusRequest>,
+    ) -> Result<Response<pb::AuthorityStatusResponse>, Status> {
+        let s = self.authority.status(bearer(&req)?.as_deref())?;
+        Ok(Response::new(pb::AuthorityStatusResponse {
+            replica: s.replica,
+            database: s.database,
+            epoch: s.epoch,
+            head_seq: s.head_seq,
+            retained_from: s.retained_from,
+            head_read_age_ms: i64::try_from(s.head_read_age.as_millis()).unwrap_or(i64::MAX),
+            vouching: s.vouching,
+            subscribers: s.subscribers,
+        }))
+    }
 }

@@ -169,6 +169,15 @@ impl Log {
         Self { writer, state, revoked, reads, settings, subscriber_slots, follower }
     }
 
+    /// Since the writer last read the stored head (zero on a store only
+    /// this process writes, which it never needs to read).
+    pub(crate) fn head_read_age(&self) -> Duration {
+        match &self.state.vouched {
+            None => Duration::ZERO,
+            Some(v) => v.lock().expect("vouch lock").map_or(Duration::MAX, |at| at.elapsed()),
+        }
+    }
+
     /// Whether other replicas write the log too.
     pub(crate) fn shared(&self) -> bool {
         self.follower.is_some()

@@ -63,7 +63,62 @@ pub(crate) async fn check(g: &Global, a: CheckArgs) -> Result<(), CliError> {
     Err(CliError::invalid(format!("denied: {why}")))
 }
 
-pub(crate) async fn status(g: &Global) -> Result<(), CliError> {
+/// `tally status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// Whose status: the verifier (`--verifier`), or the authority (`--authority`, an operator token).
+    #[arg(long, value_enum, default_value_t = Of::Verifier)]
+    of: Of,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Of {
+    Verifier,
+    Authority,
+}
+
+pub(crate) async fn status(g: &Global, a: StatusArgs) -> Result<(), CliError> {
+    match a.of {
+        Of::Verifier => verifier_status(g).await,
+        Of::Authority => authority_status(g).await,
+    }
+}
+
+/// An authority replica: serving while it vouches for the log.
+async fn authority_status(g: &Global) -> Result<(), CliError> {
+    let s = conn::authority(g)?.status().await.map_err(|e| conn::failed(g, Server::Authority, e))?;
+    if g.json {
+        json(&json!({
+            "serving": s.vouching,
+            "replica": s.replica,
+            "database": s.database,
+            "epoch": s.epoch,
+            "head_seq": s.head_seq,
+            "retained_from": s.retained_from,
+            "head_read_age_ms": s.head_read_age_ms,
+            "vouching": s.vouching,
+            "subscribers": s.subscribers,
+        }));
+    } else {
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        fields(&[
+            ("replica", s.replica.clone()),
+            ("database", s.database.clone()),
+            ("vouching", yes(s.vouching)),
+            ("epoch", s.epoch.clone()),
+            ("log", format!("seqs {} to {}", s.retained_from, s.head_seq)),
+            ("head read", format!("{} ms ago", s.head_read_age_ms)),
+            ("subscribers", s.subscribers.to_string()),
+        ]);
+    }
+    if s.vouching {
+        Ok(())
+    } else {
+        Err(CliError::invalid(if g.json { "" } else { "the authority cannot read its database" }))
+    }
+}
+
+async fn verifier_status(g: &Global) -> Result<(), CliError> {
     let s = conn::verifier(g)?.status().await.map_err(|e| conn::failed(g, Server::Verifier, e))?;
     let serving = s.synced && !s.fail_closed;
     if g.json {

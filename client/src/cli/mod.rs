@@ -86,8 +86,9 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Check a token for a request at a verifier. Exits 0 when allowed, 1 when denied.
     Check(check::CheckArgs),
-    /// A verifier's stream and cache state. Exits 0 when serving, 1 when not.
-    Status,
+    /// A verifier's stream and cache state (or, with `--of authority`, an
+    /// authority replica's view of its database). Exits 0 when serving, 1 when not.
+    Status(check::StatusArgs),
 }
 
 /// Exit code for a negative verdict or a refused credential.
@@ -131,7 +132,7 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         Command::Audit(cmd) => online(|| audit::run(&g, cmd)),
         Command::Watch(a) => online(|| watch::run(&g, a)),
         Command::Check(a) => online(|| check::check(&g, a)),
-        Command::Status => online(|| check::status(&g)),
+        Command::Status(a) => online(|| check::status(&g, a)),
     }
 }
 

@@ -184,6 +184,18 @@ async fn check_and_status_against_a_verifier() {
     assert_eq!(v["region"], "eu");
     let text = tally(&["--verifier", &vurl, "status"]).await.expect(0).stdout;
     assert!(text.contains("region") && text.contains("eu"), "{text}");
+    assert_eq!(v["authority"], url.as_str(), "the authority it follows");
+
+    // status of the authority itself (an operator's token): its replica id, database and head.
+    let opf = path(&op_file);
+    let s = tally(&["--authority", &url, "--token-file", opf, "status", "--of", "authority", "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!((s["serving"].clone(), s["vouching"].clone()), (Value::Bool(true), Value::Bool(true)));
+    assert_eq!(s["database"], authority.db().arg(), "{s}");
+    assert!(s["replica"].as_str().is_some_and(|r| !r.is_empty()), "{s}");
+    assert!(s["epoch"].as_str().is_some_and(|e| e.len() == 32), "{s}");
 
     // allowed (0): from the authority first, then from the cache.
     let v = tally(&["--verifier", &vurl, "check", &token, "--action", "read", "--json"]).await.expect(0).json();

@@ -149,6 +149,12 @@ impl AuthorityApi for Liar {
     async fn list_audit(&self, _: Request<pb::ListAuditRequest>) -> Result<Response<pb::ListAuditResponse>, Status> {
         unavailable()
     }
+    async fn status(
+        &self,
+        _: Request<pb::AuthorityStatusRequest>,
+    ) -> Result<Response<pb::AuthorityStatusResponse>, Status> {
+        unavailable()
+    }
 
     type SubscribeStream = ReceiverStream<Result<pb::SubscribeEvent, Status>>;
 

@@ -45,6 +45,7 @@ enum Call {
     Introspect(String),
     Subscribe(pb::SubscribeRequest),
     ListAudit(pb::ListAuditRequest),
+    Status,
     /// A hand-framed request to `/tally.v1.Authority/METHOD` (see `raw`):
     /// protobuf bytes and header bytes the generated client cannot send.
     Raw {
@@ -88,6 +89,9 @@ async fn run(a: &Authority, auth: &Auth, call: Call) -> Result<String, Status> {
     match call {
         Call::CreateOrg(org) => summary(c.create_org(request(pb::CreateOrgRequest { org }, auth)).await, |r| {
             format!("created {} key {}", r.org, r.key_id)
+        }),
+        Call::Status => summary(c.status(request(pb::AuthorityStatusRequest {}, auth)).await, |r| {
+            format!("vouching={}", r.vouching)
         }),
         Call::ListOrgs => {
             summary(c.list_orgs(request(pb::ListOrgsRequest {}, auth)).await, |r| format!("{} orgs", r.orgs.len()))
@@ -329,6 +333,12 @@ async fn every_authority_rpc_refuses_bad_input_exactly_and_writes_nothing() {
     for (name, auth, code) in &not_operators {
         rows.push(row(format!("ListOrgs: {name}"), auth, Call::ListOrgs, e(*code)));
     }
+
+    // Status: unscoped operators only.
+    for (name, auth, code) in &not_operators {
+        rows.push(row(format!("Status: {name}"), auth, Call::Status, e(*code)));
+    }
+    rows.push(row("Status: operator", &op, Call::Status, Expect::Ok("vouching=true")));
 
     // RotateKey.
     // Names are checked before any lookup: a malformed one is invalid, a well-formed unknown one not found.

@@ -140,6 +140,10 @@ async fn counters_and_histograms_move_by_what_the_workload_did() {
     assert_eq!(v1.get("tally_verifier_stream_lag"), 0.0);
     assert_eq!(v1.get("tally_verifier_applied_seq"), seq as f64);
     assert_eq!(a1.get("tally_authority_subscribers"), 1.0);
+    // Every sample of the authority names its replica.
+    let unlabelled: Vec<&str> =
+        a1.0.lines().filter(|l| l.starts_with("tally_authority_") && !l.contains("replica=\"")).collect();
+    assert!(unlabelled.is_empty(), "samples without a replica label: {unlabelled:?}");
     // Histogram buckets are cumulative and end at the count.
     let mint = r#"tally_authority_rpc_duration_seconds_bucket{method="tally.v1.Authority/Mint",le="+Inf"}"#;
     assert_eq!(a1.get(mint), a1.get(r#"tally_authority_rpc_duration_seconds_count{method="tally.v1.Authority/Mint"}"#));

@@ -95,6 +95,14 @@ async fn revocations_on_any_replica_reach_the_verifiers_of_every_replica_in_one_
             assert_eq!(r.reason(), pb::Reason::Revoked, "{r:?}");
         }
     }
+    // Each replica's own view: its id, its database (no password), the head it read.
+    let mut ids = HashSet::new();
+    for r in &all {
+        let req = bearer(pb::AuthorityStatusRequest {}, a.bootstrap());
+        let s = r.client().status(req).await.expect("Status").into_inner();
+        assert!(ids.insert(s.replica.clone()), "two replicas named {}", s.replica);
+        assert!(s.vouching && s.head_seq == head && s.database.starts_with("postgres://"), "{s:?}");
+    }
     // One log, whichever replica replays it.
     for r in &all {
         let (events, replayed_head, _) = replay_all(r).await;
@@ -208,6 +216,8 @@ async fn a_replica_cut_off_from_the_database_stops_vouching_and_follows_again_wh
         }
     })
     .await;
+    let status = b.client().status(bearer(pb::AuthorityStatusRequest {}, b.bootstrap())).await.unwrap().into_inner();
+    assert!(!status.vouching && status.head_read_age_ms > 0, "{status:?}");
     let mut b_client = b.client();
     // B cannot write: its calls fail, UNAVAILABLE once its database did not
     // answer in time, or DEADLINE_EXCEEDED when the call's deadline came first.

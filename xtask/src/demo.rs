@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: Tally's main job end to end, on loopback, with the
 //! embedded default (a temp SQLite file, no other services), or with
-//! `--store postgres` on a throwaway PostgreSQL cluster. Starts the real
+//! `--store postgres` on a throwaway PostgreSQL cluster (`--replicas N`:
+//! several authorities on it, `demo_replicas.rs`). Starts the real
 //! binaries as processes (through the end-to-end test harness), narrates each
 //! step, and exits non-zero if anything does not behave as told.
 
@@ -13,7 +14,7 @@ use tally_tests::{Authority, AuthorityOptions, PgCluster, TestStore, Verifier, V
 use tally_token::{Limits, Macaroon};
 
 /// Silence after which the demo's verifiers fail closed (10 s in production).
-const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(2);
+pub(crate) const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -21,6 +22,10 @@ pub(crate) struct DemoArgs {
     /// `postgres` (a throwaway cluster of the installed PostgreSQL).
     #[arg(long, value_enum, default_value_t = DemoStore::Sqlite)]
     store: DemoStore,
+    /// Authority replicas on one PostgreSQL database (2 or more: implies
+    /// `--store postgres`), one of them killed during the demo.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    replicas: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,14 +37,17 @@ enum DemoStore {
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // Stopped and removed when the demo ends (after the authority).
-    let cluster = match args.store {
-        DemoStore::Sqlite => None,
-        DemoStore::Postgres => Some(PgCluster::start().context("starting a throwaway PostgreSQL cluster")?),
+    let cluster = match (args.store, args.replicas) {
+        (DemoStore::Sqlite, 1) => None,
+        _ => Some(PgCluster::start().context("starting a throwaway PostgreSQL cluster")?),
     };
-    runtime.block_on(demo(cluster.as_ref()))
+    match (cluster.as_ref(), args.replicas) {
+        (Some(cluster), n) if n > 1 => runtime.block_on(crate::demo_replicas::demo(cluster, usize::from(n))),
+        (cluster, _) => runtime.block_on(demo(cluster)),
+    }
 }
 
-fn step(n: u32, text: &str) {
+pub(crate) fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
 }
 
@@ -54,7 +62,7 @@ fn source(s: Source) -> &'static str {
     }
 }
 
-async fn check(
+pub(crate) async fn check(
     v: &Verifier,
     region: &str,
     what: &str,

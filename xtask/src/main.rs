@@ -6,6 +6,7 @@ mod certs;
 mod codemap;
 mod cycles;
 mod demo;
+mod demo_replicas;
 mod fuzz;
 mod golden;
 mod lab;

@@ -76,6 +76,17 @@ async fn revocations_on_any_replica_reach_the_verifiers_of_every_replica_in_one_
         }
     }
 
+    // One revocation made on the first replica: how long until the
+    // verifiers of all three have applied it (an upper bound, polled).
+    let timed = a.mint("acme", &[]).await;
+    let mut c = a.client();
+    let seq = c.revoke(bearer(revoke_family(&timed.family), a.bootstrap())).await.expect("Revoke").into_inner().seq;
+    let acked = std::time::Instant::now();
+    for v in &verifiers {
+        v.wait_applied(seq).await;
+    }
+    eprintln!("replicas: revocation on replica 0 applied by the verifiers of all 3 within {:?}", acked.elapsed());
+
     // Revocations spread over the replicas, concurrently.
     let mut calls = tokio::task::JoinSet::new();
     for (i, t) in tokens.iter().enumerate() {
@@ -85,7 +96,7 @@ async fn revocations_on_any_replica_reach_the_verifiers_of_every_replica_in_one_
     }
     let acked: HashMap<String, u64> = calls.join_all().await.into_iter().collect();
     let head = *acked.values().max().unwrap();
-    assert_eq!(head, tokens.len() as u64, "one seq per revocation, from 1, whichever replica took it");
+    assert_eq!(head, tokens.len() as u64 + 1, "one seq per revocation, after the timed one, whichever replica took it");
 
     // Every verifier denies every one of them.
     for v in &verifiers {
@@ -266,9 +277,18 @@ async fn a_verifier_fails_over_between_replicas_without_failing_closed_and_goes_
     let args = vec!["--failback-after".to_owned(), "1s".to_owned()];
     let options =
         VerifierOptions { region: "eu".into(), fail_closed_after: Duration::from_secs(3), args, ..Default::default() };
-    let v = Verifier::start(&urls, &token, options).await;
+    let v = Verifier::start(&urls, &token, options.clone()).await;
     v.wait_synced().await;
     assert_eq!(v.status().await.authority, preferred.url());
+    // A verifier whose first authority is down from the start serves from the next.
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let late = Verifier::start(&format!("{down},{}", second.url()), &token, options).await;
+    let s = late.wait_synced().await;
+    assert_eq!(s.authority, second.url(), "{s:?}");
+    drop(late);
 
     let kept = Tracked::from(a.mint("acme", &[]).await);
     let history = History::new();

@@ -47,6 +47,32 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Waits until each region has applied `seq`, printing how long after now
+/// (just after Revoke returned) each did; fails after 5 s.
+pub(crate) async fn time_propagation(seq: u64, regions: &[(&str, &Verifier)]) -> anyhow::Result<()> {
+    let acked = Instant::now();
+    let mut waiting = regions.to_vec();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for (region, v) in waiting {
+            if v.status().await.applied_seq >= seq {
+                println!(
+                    "   {region}: revocation seq {seq} applied {:.1} ms after Revoke returned",
+                    acked.elapsed().as_secs_f64() * 1e3
+                );
+            } else {
+                still.push((region, v));
+            }
+        }
+        waiting = still;
+        if acked.elapsed() > Duration::from_secs(5) {
+            bail!("revocation not applied within 5 s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
 pub(crate) fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
 }
@@ -152,26 +178,7 @@ async fn demo(cluster: Option<&PgCluster>) -> anyhow::Result<()> {
     step(6, "Revoking the token's family at the authority; timing how fast each region applies it…");
     let req = RevokeRequest { target: Some(Target::Family(minted.family.clone())), reason: "demo".into() };
     let seq = authority.client().revoke(bearer(req, authority.bootstrap())).await?.into_inner().seq;
-    let acked = Instant::now();
-    let mut waiting = vec![("eu", &eu), ("us", &us)];
-    while !waiting.is_empty() {
-        let mut still = Vec::new();
-        for (region, v) in waiting {
-            if v.status().await.applied_seq >= seq {
-                println!(
-                    "   {region}: revocation seq {seq} applied {:.1} ms after Revoke returned",
-                    acked.elapsed().as_secs_f64() * 1e3
-                );
-            } else {
-                still.push((region, v));
-            }
-        }
-        waiting = still;
-        if acked.elapsed() > Duration::from_secs(5) {
-            bail!("revocation not applied within 5 s");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    time_propagation(seq, &[("eu", &eu), ("us", &us)]).await?;
     for (region, v) in [("eu", &eu), ("us", &us)] {
         let r = check(v, region, "token", &token, "read", "").await?;
         let d = check(v, region, "attenuated", &narrower, "read", "docs/a").await?;

@@ -6,12 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure};
+use anyhow::ensure;
 use tally_proto::v1::revoke_request::Target;
 use tally_proto::v1::{CheckRequest, MintRequest, Reason, RevokeRequest, Source};
 use tally_tests::{Authority, AuthorityOptions, PgCluster, TestStore, Verifier, VerifierOptions, bearer};
 
-use crate::demo::{FAIL_CLOSED_AFTER, check, step};
+use crate::demo::{FAIL_CLOSED_AFTER, check, step, time_propagation};
 
 pub(crate) async fn demo(cluster: &PgCluster, n: usize) -> anyhow::Result<()> {
     println!("Tally demo: {n} authority replicas on one PostgreSQL database, two regional verifiers, on 127.0.0.1.");
@@ -89,26 +89,7 @@ pub(crate) async fn demo(cluster: &PgCluster, n: usize) -> anyhow::Result<()> {
     step(5, &format!("Revoking the token on replica {last}; timing how fast each region applies it…"));
     let req = RevokeRequest { target: Some(Target::Family(minted.family.clone())), reason: "demo".into() };
     let seq = replicas[last].client().revoke(bearer(req, &boot)).await?.into_inner().seq;
-    let acked = Instant::now();
-    let mut waiting = vec![("eu", &eu), ("us", &us)];
-    while !waiting.is_empty() {
-        let mut still = Vec::new();
-        for (region, v) in waiting {
-            if v.status().await.applied_seq >= seq {
-                println!(
-                    "   {region}: seq {seq} applied {:.1} ms after Revoke returned",
-                    acked.elapsed().as_secs_f64() * 1e3
-                );
-            } else {
-                still.push((region, v));
-            }
-        }
-        waiting = still;
-        if acked.elapsed() > Duration::from_secs(5) {
-            bail!("revocation not applied within 5 s");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    time_propagation(seq, &[("eu", &eu), ("us", &us)]).await?;
     for (region, v) in [("eu", &eu), ("us", &us)] {
         let r = check(v, region, "token", &minted.token, "read", "").await?;
         ensure!(r.reason() == Reason::Revoked, "must be revoked: {r:?}");

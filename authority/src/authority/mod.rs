@@ -312,9 +312,10 @@ impl Authority {
         self.log.current().is_ok()
     }
 
-    /// How often to look at [`Self::vouches`]: four times per heartbeat interval.
+    /// How often to look at [`Self::vouches`]: as often as a replica reads
+    /// its database's head, four times per heartbeat interval.
     pub fn vouch_check_interval(&self) -> Duration {
-        (self.settings.heartbeat / 4).max(Duration::from_millis(10))
+        self.log.follow_interval()
     }
 
     /// The log head now.

@@ -71,15 +71,21 @@ struct State {
     commit_duration: Histogram,
     /// When the writer last read the stored head, on a store other replicas
     /// write; `None` on a store only this process writes (always current).
-    vouched: Option<std::sync::Mutex<Option<Instant>>>,
+    vouched: Option<std::sync::Mutex<Instant>>,
 }
 
 impl State {
     /// The writer has just read the stored head.
     fn vouch(&self) {
         if let Some(v) = &self.vouched {
-            *v.lock().expect("vouch lock") = Some(Instant::now());
+            *v.lock().expect("vouch lock") = Instant::now();
         }
+    }
+
+    /// Since the writer last read the stored head (zero on a store only
+    /// this process writes, which it never needs to read).
+    fn head_read_age(&self) -> Duration {
+        self.vouched.as_ref().map_or(Duration::ZERO, |v| v.lock().expect("vouch lock").elapsed())
     }
 
     /// Whether this process knows the stored log as of `bound` ago at the
@@ -87,10 +93,7 @@ impl State {
     /// cut off from the database falls silent, and its subscribers fail over
     /// or fail closed).
     fn vouches(&self, bound: Duration) -> bool {
-        match &self.vouched {
-            None => true,
-            Some(v) => v.lock().expect("vouch lock").is_some_and(|at| at.elapsed() <= bound),
-        }
+        self.head_read_age() <= bound
     }
 }
 
@@ -159,7 +162,7 @@ impl Log {
             committed_changes: AtomicU64::new(0),
             commit_duration,
             // It has just read the database (the history).
-            vouched: wakeups.as_ref().map(|_| std::sync::Mutex::new(Some(Instant::now()))),
+            vouched: wakeups.as_ref().map(|_| std::sync::Mutex::new(Instant::now())),
         });
         let revoked = Arc::new(Revoked { ids: RwLock::new(history.revoked) });
         let max_branches = settings.max_branch_revocations.max(1);
@@ -172,10 +175,13 @@ impl Log {
     /// Since the writer last read the stored head (zero on a store only
     /// this process writes, which it never needs to read).
     pub(crate) fn head_read_age(&self) -> Duration {
-        match &self.state.vouched {
-            None => Duration::ZERO,
-            Some(v) => v.lock().expect("vouch lock").map_or(Duration::MAX, |at| at.elapsed()),
-        }
+        self.state.head_read_age()
+    }
+
+    /// How often the follower reads the stored head (and how often to look
+    /// at whether this process vouches): four times per heartbeat interval.
+    pub(crate) fn follow_interval(&self) -> Duration {
+        follow::poll(self.settings.heartbeat)
     }
 
     /// Whether other replicas write the log too.

@@ -37,6 +37,11 @@ use super::{
 use crate::error::{Error, Result};
 use crate::revocation::{LogEvent, LogHead, RevokedIds, Target};
 
+/// Up to a limit of log entries from a seq on, in seq order (the writer
+/// catching up, and every subscriber's replay).
+const LOG_FROM: &str =
+    "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= $1 ORDER BY seq LIMIT $2";
+
 /// The migrations under `authority/migrations/postgres`, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -405,13 +410,8 @@ impl WriteStore for PgWrites {
 
     async fn log_from(&mut self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
         let conn = self.conn().await?;
-        let rows: std::result::Result<Vec<LogColumns>, _> = sqlx::query_as(
-            "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(from as i64)
-        .bind(limit)
-        .fetch_all(conn)
-        .await;
+        let rows: std::result::Result<Vec<LogColumns>, _> =
+            sqlx::query_as(LOG_FROM).bind(from as i64).bind(limit).fetch_all(conn).await;
         self.check(rows)?.into_iter().map(log_event).collect()
     }
 
@@ -750,13 +750,8 @@ impl ReadStore for PgReads {
     }
 
     async fn log_from(&self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
-        let rows: Vec<LogColumns> = sqlx::query_as(
-            "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(from as i64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<LogColumns> =
+            sqlx::query_as(LOG_FROM).bind(from as i64).bind(limit).fetch_all(&self.pool).await?;
         rows.into_iter().map(log_event).collect()
     }
 

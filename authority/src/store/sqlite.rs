@@ -29,6 +29,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reader connections.
 const READERS: u32 = 4;
 
+/// Up to a limit of log entries from a seq on, in seq order (the writer
+/// catching up, and every subscriber's replay).
+const LOG_FROM: &str =
+    "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= ? ORDER BY seq LIMIT ?";
+
 /// The migrations under `authority/migrations/sqlite`, embedded at compile time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -233,13 +238,8 @@ impl WriteStore for SqliteWrites {
     }
 
     async fn log_from(&mut self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
-        let rows: Vec<LogColumns> = sqlx::query_as(
-            "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= ? ORDER BY seq LIMIT ?",
-        )
-        .bind(from as i64)
-        .bind(limit)
-        .fetch_all(&mut self.conn)
-        .await?;
+        let rows: Vec<LogColumns> =
+            sqlx::query_as(LOG_FROM).bind(from as i64).bind(limit).fetch_all(&mut self.conn).await?;
         rows.into_iter().map(log_event).collect()
     }
 
@@ -553,13 +553,8 @@ impl ReadStore for SqliteReads {
     }
 
     async fn log_from(&self, from: u64, limit: i64) -> Result<Vec<LogEvent>> {
-        let rows: Vec<LogColumns> = sqlx::query_as(
-            "SELECT seq, kind, target, digest, expires_at FROM revocations WHERE seq >= ? ORDER BY seq LIMIT ?",
-        )
-        .bind(from as i64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<LogColumns> =
+            sqlx::query_as(LOG_FROM).bind(from as i64).bind(limit).fetch_all(&self.pool).await?;
         rows.into_iter().map(log_event).collect()
     }
 
